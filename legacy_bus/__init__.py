@@ -1,0 +1,43 @@
+"""legacy_bus: the event model, the reference event bus, effect ports and event logs.
+
+This is the world a team migrates *from*. It knows nothing of LangGraph or of
+migrations; ``graph_flows`` and ``migration_kit`` build on it.
+"""
+
+from migration_errors import BadEventLog, ConfigurationError, CycleError, MigrationKitError
+
+from legacy_bus.bus import Dispatch, EventBus, OnError
+from legacy_bus.context import HandlerContext
+from legacy_bus.effects import EffectPort, RecordedEffectError, Sandbox, current_sandbox, sandboxed
+from legacy_bus.event import Event
+from legacy_bus.log import EventLog, LogEntry, SkippedLine
+from legacy_bus.records import EffectCall, ErrorInfo, Step
+from legacy_bus.state import InMemoryStateStore, OverlayStateStore, StateStore
+from legacy_bus.subscription import Subscription
+
+__all__ = [
+    "BadEventLog",
+    "ConfigurationError",
+    "CycleError",
+    "Dispatch",
+    "EffectCall",
+    "EffectPort",
+    "ErrorInfo",
+    "Event",
+    "EventBus",
+    "EventLog",
+    "HandlerContext",
+    "InMemoryStateStore",
+    "LogEntry",
+    "MigrationKitError",
+    "OnError",
+    "OverlayStateStore",
+    "RecordedEffectError",
+    "Sandbox",
+    "SkippedLine",
+    "StateStore",
+    "Step",
+    "Subscription",
+    "current_sandbox",
+    "sandboxed",
+]

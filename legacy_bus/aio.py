@@ -1,0 +1,53 @@
+"""Running a legacy async handler from synchronous code, with or without a running loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+__all__ = ["run_sync"]
+
+T = TypeVar("T")
+
+_local = threading.local()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _runner() -> asyncio.Runner:
+    # One long-lived runner per thread: creating an event loop per call costs
+    # more than most handlers do.
+    runner = getattr(_local, "runner", None)
+    if runner is None:
+        runner = asyncio.Runner()
+        _local.runner = runner
+    return runner
+
+
+def _run_here(coro: Coroutine[Any, Any, T], ctx: contextvars.Context) -> T:
+    return _runner().run(coro, context=ctx)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion and return its result, from synchronous code.
+
+    With no event loop running in this thread it runs on this thread's own
+    long-lived loop. When a loop is already running here (a sync ``publish``
+    called from async code), blocking that loop on itself would deadlock, so
+    the coroutine runs on a helper thread's loop while this thread waits.
+    The caller's context variables are visible to the coroutine either way.
+    """
+    ctx = contextvars.copy_context()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_here(coro, ctx)
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="legacy-bus-async")
+    return _pool.submit(_run_here, coro, ctx).result()

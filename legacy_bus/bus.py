@@ -1,0 +1,335 @@
+"""The reference in-process event bus, written the way legacy teams write theirs.
+
+Dispatch is a breadth-first cascade: the root event's handlers run in
+subscription order, one at a time; every event they publish joins the back of
+a FIFO queue and is handled the same way, until the queue is empty. The depth
+of the cascade is bounded (``max_depth``) so an accidental cycle of event
+types ends with an error that names the cycle.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from time import perf_counter
+from typing import Any, Literal, TypeVar
+
+from migration_errors import ConfigurationError, CycleError
+
+from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
+from legacy_bus.event import Event, make_event
+from legacy_bus.records import EffectCall, ErrorInfo, Step
+from legacy_bus.state import InMemoryStateStore, StateStore
+from legacy_bus.subscription import Subscription
+
+__all__ = ["Dispatch", "EventBus", "OnError"]
+
+OnError = Literal["raise", "record"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Everything one root publish caused: the cascade's events, steps and effects."""
+
+    root: Event
+    emitted: tuple[Event, ...]
+    emitted_by: tuple[str, ...]
+    steps: tuple[Step, ...]
+    error: ErrorInfo | None = None
+    state: dict[str, Any] | None = None
+    duration: float = 0.0
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def effects(self) -> tuple[EffectCall, ...]:
+        """Every effect call of the cascade, in the order they happened."""
+        return tuple(call for step in self.steps for call in step.effects)
+
+
+def cycle_of(types: list[str]) -> list[str]:
+    """The repeating cycle at the end of a chain of event types (the whole chain if none)."""
+    last = types[-1]
+    for i in range(len(types) - 2, -1, -1):
+        if types[i] == last:
+            return types[i:]
+    return types
+
+
+def depth_error(chain: list[str], max_depth: int) -> CycleError:
+    """The error for a cascade cut at ``max_depth``, naming the cycle of event types."""
+    cycle = cycle_of(chain)
+    return CycleError(
+        f"cascade from {chain[0]!r} exceeded max_depth={max_depth}: event cycle "
+        f"{' -> '.join(cycle)}; break the cycle, or raise EventBus(max_depth=...) if the chain is meant to be this long",
+        cycle=cycle,
+    )
+
+
+class _Cascade:
+    """The bookkeeping of one breadth-first dispatch, shared by the sync and async drivers."""
+
+    __slots__ = ("bus", "emitted", "emitted_by", "error", "exception", "queue", "root", "states", "steps", "stop_on_error", "types")
+
+    def __init__(self, bus: EventBus, root: Event, states: StateStore, stop_on_error: bool) -> None:
+        self.bus = bus
+        self.root = root
+        self.states = states
+        self.stop_on_error = stop_on_error
+        self.queue: deque[tuple[Event, int]] = deque([(root, 0)])
+        self.types: dict[str, tuple[str, str | None]] = {root.id: (root.type, None)}
+        self.emitted: list[Event] = []
+        self.emitted_by: list[str] = []
+        self.steps: list[Step] = []
+        self.error: ErrorInfo | None = None
+        self.exception: BaseException | None = None
+
+    def deliveries(self) -> Iterator[tuple[Subscription, Event, int, dict[str, Any]]]:
+        subs = self.bus._subscriptions
+        while self.queue:
+            event, depth = self.queue.popleft()
+            for sub in subs.get(event.type, ()):
+                yield sub, event, depth, self.states.load(event.saga_key)
+                if self.exception is not None and self.stop_on_error:
+                    return
+
+    def chain(self, event_id: str) -> list[str]:
+        out: list[str] = []
+        cur: str | None = event_id
+        while cur is not None:
+            etype, cur = self.types[cur]
+            out.append(etype)
+        return out[::-1]
+
+    def record(self, step: Step, state: dict[str, Any]) -> None:
+        self.states.save(step.event.saga_key, state)
+        depth = step.depth + 1
+        if step.published and depth > self.bus.max_depth:
+            exc = depth_error(self.chain(step.event.id) + [step.published[0].type], self.bus.max_depth)
+            step = replace(step, published=(), error=ErrorInfo.of(exc), exception=exc)
+        for child in step.published:
+            self.types[child.id] = (child.type, step.event.id)
+            self.emitted.append(child)
+            self.emitted_by.append(step.node)
+            self.queue.append((child, depth))
+        self.steps.append(step)
+        if step.exception is not None:
+            if self.error is None:
+                self.error, self.exception = step.error, step.exception
+
+    def result(self, started: float) -> Dispatch:
+        state = self.states.peek(self.root.saga_key)
+        return Dispatch(
+            root=self.root,
+            emitted=tuple(self.emitted),
+            emitted_by=tuple(self.emitted_by),
+            steps=tuple(self.steps),
+            error=self.error,
+            state=copy.deepcopy(state) if state else None,
+            duration=perf_counter() - started,
+            exception=self.exception,
+        )
+
+
+class EventBus:
+    """An in-process publish/subscribe bus.
+
+    Args:
+        name: a label for graphs, traces and reports.
+        max_depth: how deep a cascade may go (the root is depth 0); the graph
+            derived from this bus uses the same bound.
+        on_error: what a handler's exception does: ``raise`` stops the
+            cascade and propagates to the publisher (the exception unchanged);
+            ``record`` keeps it on the dispatch and carries on.
+        state_store: where ``ctx.state`` lives between events (in memory by
+            default).
+    """
+
+    def __init__(
+        self,
+        name: str = "bus",
+        *,
+        max_depth: int = 32,
+        on_error: OnError = "raise",
+        state_store: StateStore | None = None,
+    ) -> None:
+        if on_error not in ("raise", "record"):
+            raise ConfigurationError(f"EventBus(on_error={on_error!r}): expected 'raise' or 'record'")
+        if max_depth < 1:
+            raise ConfigurationError(f"EventBus(max_depth={max_depth}): must be at least 1")
+        self.name = name
+        self.max_depth = max_depth
+        self.on_error: OnError = on_error
+        self.state_store: StateStore = state_store if state_store is not None else InMemoryStateStore()
+        self._subscriptions: dict[str, list[Subscription]] = {}
+        self._names: dict[str, Subscription] = {}
+        self._ports: dict[str, EffectPort] = {}
+
+    def __repr__(self) -> str:
+        return f"<EventBus {self.name!r}: {len(self._names)} handlers, {len(self._ports)} effect ports>"
+
+    # -- wiring ---------------------------------------------------------------
+
+    def subscribe(self, event_type: str, handler: Callable[..., Any], *, name: str | None = None) -> Callable[..., Any]:
+        """Subscribe ``handler`` to ``event_type``; its node name is ``name`` or its ``__name__``.
+
+        Returns the handler unchanged. Raises ``ConfigurationError`` when the
+        name is taken, suggesting ``name=``.
+        """
+        if not isinstance(event_type, str) or not event_type:
+            raise ConfigurationError(f"subscribe(): event_type must be a non-empty string, not {event_type!r}")
+        if not callable(handler):
+            raise ConfigurationError(f"subscribe({event_type!r}, ...): the handler {handler!r} is not callable")
+        node = name if name is not None else getattr(handler, "__name__", None)
+        if not node:
+            raise ConfigurationError(
+                f"subscribe({event_type!r}, {handler!r}): the handler has no __name__; pass name='...'"
+            )
+        if node.startswith("__") or ":" in node:
+            raise ConfigurationError(f"handler name {node!r} is reserved (names may not start with '__' or contain ':')")
+        if node in self._names:
+            prev = self._names[node]
+            raise ConfigurationError(
+                f"a handler named {node!r} is already subscribed (to {prev.event_type!r}); "
+                f"node names must be unique: subscribe(..., name='{node}_{event_type.lower()}')"
+            )
+        sub = Subscription.of(event_type, handler, node)
+        self._subscriptions.setdefault(event_type, []).append(sub)
+        self._names[node] = sub
+        return handler
+
+    def on(self, event_type: str, *, name: str | None = None) -> Callable[[F], F]:
+        """Decorator form of ``subscribe``: ``@bus.on("OrderPlaced")``."""
+
+        def decorate(handler: F) -> F:
+            self.subscribe(event_type, handler, name=name)
+            return handler
+
+        return decorate
+
+    def effect(self, name: str, stub: Any = None) -> Callable[[Callable[..., Any]], EffectPort]:
+        """Mark a function as a side-effect port (payment, e-mail, HTTP, DB write).
+
+        Handlers call the returned port exactly as they called the function.
+        ``stub`` answers sandboxed calls that have no recorded response: a
+        value (copied) or a callable taking the call's arguments.
+        """
+
+        def decorate(fn: Callable[..., Any]) -> EffectPort:
+            if name in self._ports:
+                raise ConfigurationError(f"an effect port named {name!r} is already declared on bus {self.name!r}")
+            port = EffectPort(name, fn, stub)
+            self._ports[name] = port
+            return port
+
+        return decorate
+
+    # -- introspection ---------------------------------------------------------
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """Every subscription, in the order they were made."""
+        return list(self._names.values())
+
+    def handlers_for(self, event_type: str) -> list[Subscription]:
+        """The subscriptions of one event type, in subscription order."""
+        return list(self._subscriptions.get(event_type, ()))
+
+    @property
+    def event_types(self) -> list[str]:
+        return list(self._subscriptions)
+
+    @property
+    def ports(self) -> dict[str, EffectPort]:
+        return dict(self._ports)
+
+    def state_for(self, correlation_id: str) -> dict[str, Any]:
+        """A copy of the saga state kept for ``correlation_id`` (empty when none)."""
+        state = self.state_store.peek(correlation_id)
+        return copy.deepcopy(state) if state else {}
+
+    # -- dispatch --------------------------------------------------------------
+
+    def publish(self, event_or_type: Event | str, payload: dict[str, Any] | None = None, **fields: Any) -> Dispatch | Event:
+        """Publish an event.
+
+        Outside a handler this dispatches the whole cascade and returns its
+        ``Dispatch``. Inside one of this bus's handlers it adds the event to
+        the running cascade (as a child of the event being handled) and
+        returns the child event.
+        """
+        active = _ACTIVE.get()
+        if active is not None and active.bus is self:
+            return active.publish(event_or_type, payload, **fields)
+        return self.dispatch(make_event(event_or_type, payload, **fields))
+
+    async def apublish(
+        self, event_or_type: Event | str, payload: dict[str, Any] | None = None, **fields: Any
+    ) -> Dispatch | Event:
+        """Async twin of ``publish``: async handlers are awaited on the running loop."""
+        active = _ACTIVE.get()
+        if active is not None and active.bus is self:
+            return active.publish(event_or_type, payload, **fields)
+        return await self.adispatch(make_event(event_or_type, payload, **fields))
+
+    def dispatch(
+        self,
+        event: Event,
+        *,
+        sandbox: Sandbox | None = None,
+        states: StateStore | None = None,
+        capture: bool = False,
+    ) -> Dispatch:
+        """Run the cascade of one root event.
+
+        Args:
+            event: the root event.
+            sandbox: when given, effect calls are recorded and answered, never
+                real (the migration's own runs).
+            states: the saga state store to use instead of the bus's own
+                (an ``OverlayStateStore`` keeps a sandboxed run from changing
+                live state).
+            capture: return handler errors on the ``Dispatch`` instead of
+                raising them, even when ``on_error='raise'``; the cascade still
+                stops where the live bus would.
+        """
+        cascade = _Cascade(self, event, states if states is not None else self.state_store, self.on_error == "raise")
+        started = perf_counter()
+        with sandbox if sandbox is not None else _nullcontext():
+            for sub, ev, depth, state in cascade.deliveries():
+                cascade.record(sub.invoke(self, ev, depth, state), state)
+        result = cascade.result(started)
+        if result.exception is not None and self.on_error == "raise" and not capture:
+            raise result.exception
+        return result
+
+    async def adispatch(
+        self,
+        event: Event,
+        *,
+        sandbox: Sandbox | None = None,
+        states: StateStore | None = None,
+        capture: bool = False,
+    ) -> Dispatch:
+        """Async twin of ``dispatch``."""
+        cascade = _Cascade(self, event, states if states is not None else self.state_store, self.on_error == "raise")
+        started = perf_counter()
+        with sandbox if sandbox is not None else _nullcontext():
+            for sub, ev, depth, state in cascade.deliveries():
+                cascade.record(await sub.ainvoke(self, ev, depth, state), state)
+        result = cascade.result(started)
+        if result.exception is not None and self.on_error == "raise" and not capture:
+            raise result.exception
+        return result
+
+
+class _nullcontext:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

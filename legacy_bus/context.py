@@ -1,0 +1,47 @@
+"""The context a legacy handler may take as its second argument."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from legacy_bus.event import Event
+
+if TYPE_CHECKING:
+    from legacy_bus.bus import EventBus
+    from legacy_bus.records import EffectCall
+
+__all__ = ["HandlerContext"]
+
+
+class HandlerContext:
+    """What a running handler sees besides its event: the bus, its saga state, a publisher.
+
+    ``ctx.publish(...)`` takes the same arguments as ``bus.publish`` and adds
+    the child to the running cascade, with ``causation_id`` and
+    ``correlation_id`` set from the event being handled.
+    """
+
+    __slots__ = ("bus", "effects", "event", "node", "published", "state")
+
+    def __init__(self, bus: EventBus, node: str, event: Event, state: MutableMapping[str, Any]) -> None:
+        self.bus = bus
+        self.node = node
+        self.event = event
+        self.state = state
+        self.published: list[Event] = []
+        self.effects: list[EffectCall] = []
+
+    @property
+    def correlation_id(self) -> str:
+        """The saga this event belongs to."""
+        return self.event.saga_key
+
+    def publish(self, event_or_type: Event | str, payload: dict[str, Any] | None = None, **fields: Any) -> Event:
+        """Publish a child event onto the running cascade; returns it."""
+        child = self.event.child(event_or_type, payload, **fields)
+        self.published.append(child)
+        return child
+
+    def __repr__(self) -> str:
+        return f"<HandlerContext node={self.node!r} event={self.event.type!r}>"

@@ -1,0 +1,203 @@
+"""Effect ports: the side effects legacy handlers cause, made safe to run twice.
+
+A handler calls a port (``charge_card(order_id, amount)``) exactly as it
+always did. Who is calling decides what happens:
+
+* a live, authoritative dispatch (no sandbox active) runs the real function;
+* inside a sandbox (everything the migration runs itself: replay, compare,
+  a shadow path) nothing real happens: the call is recorded and answered with
+  the response of the matching authoritative call (same port and arguments,
+  in order) when the sandbox was given one, else with the port's stub.
+
+Either way, when the call happens inside a handler its ``EffectCall`` is
+recorded on that handler's step, so both paths' effects can be compared.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from legacy_bus.records import EffectCall, ErrorInfo, call_key
+
+if TYPE_CHECKING:
+    from legacy_bus.context import HandlerContext
+
+__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_sandbox", "sandboxed"]
+
+# The sandbox governing effect calls in this context (None: calls are real).
+_SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
+# The handler currently running in this context, whose step records the calls.
+_ACTIVE: ContextVar[HandlerContext | None] = ContextVar("legacy_bus_active_handler", default=None)
+
+
+class RecordedEffectError(Exception):
+    """Raised in a sandbox where the authoritative call being replayed had raised."""
+
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(f"{error.type}: {error.message}")
+        self.error = error
+
+
+class Sandbox:
+    """Makes every effect call in its context unreal: recorded, answered, never run.
+
+    Args:
+        answers: authoritative calls of the same root event (for instance
+            recorded from live traffic). A sandboxed call takes the response
+            of the first unused answer with the same port and arguments.
+    """
+
+    __slots__ = ("_answers", "_token", "calls")
+
+    def __init__(self, answers: Iterable[EffectCall] = ()) -> None:
+        self._answers: dict[str, deque[EffectCall]] = defaultdict(deque)
+        for call in answers:
+            self._answers[call.key].append(call)
+        self.calls: list[EffectCall] = []
+
+    def take(self, key: str) -> EffectCall | None:
+        """Pop the next unused authoritative call with this identity, if any."""
+        queue = self._answers.get(key)
+        return queue.popleft() if queue else None
+
+    def __enter__(self) -> Sandbox:
+        self._token = _SANDBOX.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _SANDBOX.reset(self._token)
+
+
+def current_sandbox() -> Sandbox | None:
+    """The sandbox active in this context, or None when effect calls are real."""
+    return _SANDBOX.get()
+
+
+def sandboxed(answers: Iterable[EffectCall] = ()) -> Sandbox:
+    """A context manager under which effect calls are recorded and answered, never real."""
+    return Sandbox(answers)
+
+
+def _stub_answer(stub: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if callable(stub):
+        return stub(*args, **kwargs)
+    return copy.deepcopy(stub)
+
+
+class EffectPort:
+    """A side-effect function wrapped so that only authoritative dispatches run it.
+
+    Calling the port calls the function with the same arguments and returns
+    (or raises) what it does when the call is real. Created by
+    ``EventBus.effect``; the original function is ``port.__wrapped__``.
+    """
+
+    def __init__(self, name: str, fn: Callable[..., Any], stub: Any = None) -> None:
+        self.name = name
+        self.stub = stub
+        self.__wrapped__ = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<EffectPort {self.name!r}>"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        # Ports defined as methods bind like functions do.
+        return self if obj is None else functools.partial(self, obj)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.is_async:
+            return self._acall(args, kwargs)
+        sandbox = _SANDBOX.get()
+        if sandbox is None:
+            return self._real(args, kwargs)
+        call, answer = self._sandboxed(sandbox, args, kwargs)
+        if isinstance(answer, _Raise):
+            raise answer.exc
+        if call.mode == "stub" and callable(self.stub):
+            try:
+                answer = _stub_answer(self.stub, args, kwargs)
+            except Exception as exc:
+                self._record(sandbox, call, error=ErrorInfo.of(exc))
+                raise
+        self._record(sandbox, call, response=answer)
+        return answer
+
+    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        sandbox = _SANDBOX.get()
+        if sandbox is None:
+            active = _ACTIVE.get()
+            try:
+                response = await self.__wrapped__(*args, **kwargs)
+            except Exception as exc:
+                self._record_real(active, args, kwargs, None, ErrorInfo.of(exc))
+                raise
+            self._record_real(active, args, kwargs, response, None)
+            return response
+        call, answer = self._sandboxed(sandbox, args, kwargs)
+        if isinstance(answer, _Raise):
+            raise answer.exc
+        if call.mode == "stub" and callable(self.stub):
+            try:
+                answer = _stub_answer(self.stub, args, kwargs)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            except Exception as exc:
+                self._record(sandbox, call, error=ErrorInfo.of(exc))
+                raise
+        self._record(sandbox, call, response=answer)
+        return answer
+
+    def _real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        active = _ACTIVE.get()
+        try:
+            response = self.__wrapped__(*args, **kwargs)
+        except Exception as exc:
+            self._record_real(active, args, kwargs, None, ErrorInfo.of(exc))
+            raise
+        self._record_real(active, args, kwargs, response, None)
+        return response
+
+    def _record_real(
+        self, active: HandlerContext | None, args: tuple[Any, ...], kwargs: dict[str, Any], response: Any, error: ErrorInfo | None
+    ) -> None:
+        if active is not None:
+            active.effects.append(
+                EffectCall(self.name, list(args), dict(kwargs), response, error, "real", active.node)
+            )
+
+    def _sandboxed(self, sandbox: Sandbox, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[EffectCall, Any]:
+        """Find the answer for a sandboxed call; the call's record is completed by ``_record``."""
+        largs, dkwargs = list(args), dict(kwargs)
+        recorded = sandbox.take(call_key(self.name, largs, dkwargs))
+        if recorded is not None:
+            call = EffectCall(self.name, largs, dkwargs, recorded.response, recorded.error, "recorded")
+            if recorded.error is not None:
+                self._record(sandbox, call, error=recorded.error)
+                return call, _Raise(RecordedEffectError(recorded.error))
+            return call, copy.deepcopy(recorded.response)
+        call = EffectCall(self.name, largs, dkwargs, None, None, "stub")
+        return call, None if callable(self.stub) else _stub_answer(self.stub, args, kwargs)
+
+    def _record(self, sandbox: Sandbox, call: EffectCall, *, response: Any = None, error: ErrorInfo | None = None) -> None:
+        active = _ACTIVE.get()
+        done = EffectCall(
+            call.port, call.args, call.kwargs, response, error, call.mode, None if active is None else active.node
+        )
+        sandbox.calls.append(done)
+        if active is not None:
+            active.effects.append(done)
+
+
+class _Raise:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc

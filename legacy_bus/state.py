@@ -1,0 +1,81 @@
+"""Saga state: a mutable mapping kept per correlation id across events."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["InMemoryStateStore", "OverlayStateStore", "StateStore"]
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Where a bus keeps ``ctx.state`` between events, one mapping per saga key."""
+
+    def load(self, key: str) -> dict[str, Any]:
+        """The saga's state (an empty dict for a new saga); the caller may mutate it."""
+        ...
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        """Persist the saga's state after a handler ran."""
+        ...
+
+    def peek(self, key: str) -> dict[str, Any] | None:
+        """The stored state, or None when the saga has none; never creates one."""
+        ...
+
+
+class InMemoryStateStore:
+    """The reference store: a dict of dicts in this process."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, dict[str, Any]] = {}
+
+    def load(self, key: str) -> dict[str, Any]:
+        state = self._states.get(key)
+        if state is None:
+            state = {}
+        return state
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        if state:
+            self._states[key] = state
+        else:
+            self._states.pop(key, None)
+
+    def peek(self, key: str) -> dict[str, Any] | None:
+        return self._states.get(key)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+class OverlayStateStore:
+    """Reads through to a base store, writes only to itself: a sandbox for saga state.
+
+    The migration's own runs of the legacy path use one, so replaying or
+    shadowing an event never changes the live saga state.
+    """
+
+    def __init__(self, base: StateStore | None = None) -> None:
+        self._base = base
+        self._states: dict[str, dict[str, Any]] = {}
+
+    def load(self, key: str) -> dict[str, Any]:
+        state = self._states.get(key)
+        if state is None:
+            base = self._base.peek(key) if self._base is not None else None
+            state = copy.deepcopy(base) if base else {}
+        return state
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        self._states[key] = state
+
+    def peek(self, key: str) -> dict[str, Any] | None:
+        if key in self._states:
+            return self._states[key] or None
+        return self._base.peek(key) if self._base is not None else None
+
+    def forget(self, key: str) -> None:
+        """Drop a saga from the overlay (its base value shows through again)."""
+        self._states.pop(key, None)
