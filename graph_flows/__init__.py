@@ -1,0 +1,23 @@
+"""graph_flows: an event bus turned into a LangGraph ``StateGraph``, handler by handler.
+
+``flow_from_bus(bus)`` wraps every handler unchanged as a graph node and
+routes events exactly as the bus does. ``BusFlow.replace`` swaps one node for
+a rewritten handler or a native LangGraph node. See ``graph_flows.state`` for
+the graph's state schema and the native node contract.
+"""
+
+from graph_flows.flow import BEGIN, BusFlow, FlowNode, flow_from_bus, published_types
+from graph_flows.state import FlowState, NodeInput, NodeOutput, StepRecord, event_dict
+
+__all__ = [
+    "BEGIN",
+    "BusFlow",
+    "FlowNode",
+    "FlowState",
+    "NodeInput",
+    "NodeOutput",
+    "StepRecord",
+    "event_dict",
+    "flow_from_bus",
+    "published_types",
+]

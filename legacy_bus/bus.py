@@ -24,7 +24,7 @@ from legacy_bus.records import EffectCall, ErrorInfo, Step
 from legacy_bus.state import InMemoryStateStore, StateStore
 from legacy_bus.subscription import Subscription
 
-__all__ = ["Dispatch", "EventBus", "OnError"]
+__all__ = ["Dispatch", "EventBus", "OnError", "cut_at_depth"]
 
 OnError = Literal["raise", "record"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,6 +68,19 @@ def depth_error(chain: list[str], max_depth: int) -> CycleError:
     )
 
 
+def cut_at_depth(step: Step, max_depth: int, chain: Callable[[], list[str]]) -> Step:
+    """Apply the depth bound to a finished step: children beyond ``max_depth`` make it fail.
+
+    The step's children are dropped and it carries a ``CycleError`` naming
+    the cycle; the bus and every graph derived from it use this one rule.
+    ``chain`` gives the event types from the root to the step's event.
+    """
+    if not step.published or step.depth + 1 <= max_depth:
+        return step
+    exc = depth_error(chain() + [step.published[0].type], max_depth)
+    return replace(step, published=(), error=ErrorInfo.of(exc), exception=exc)
+
+
 class _Cascade:
     """The bookkeeping of one breadth-first dispatch, shared by the sync and async drivers."""
 
@@ -106,9 +119,7 @@ class _Cascade:
     def record(self, step: Step, state: dict[str, Any]) -> None:
         self.states.save(step.event.saga_key, state)
         depth = step.depth + 1
-        if step.published and depth > self.bus.max_depth:
-            exc = depth_error(self.chain(step.event.id) + [step.published[0].type], self.bus.max_depth)
-            step = replace(step, published=(), error=ErrorInfo.of(exc), exception=exc)
+        step = cut_at_depth(step, self.bus.max_depth, lambda: self.chain(step.event.id))
         for child in step.published:
             self.types[child.id] = (child.type, step.event.id)
             self.emitted.append(child)

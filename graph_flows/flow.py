@@ -1,0 +1,368 @@
+"""Deriving a LangGraph ``StateGraph`` from an event bus: wrap, don't weld.
+
+The derived graph has one node per handler, named as the handler's node
+name. Routing mirrors the bus: a dispatcher (the conditional edges leaving
+``START``'s ``__begin__`` node and every handler node) walks the cascade
+breadth-first, exactly as ``EventBus.dispatch`` does, and sends each event to
+its subscribers with ``Send(node, NodeInput)``. Wrapped handlers run one at a
+time in subscription order (legacy code is rarely thread-safe); consecutive
+native nodes subscribed to the same event are sent together and may run
+concurrently (a fan-out).
+
+Because the wrapped node runs the very same ``Subscription.invoke`` as the
+bus, a handler behaves identically on both paths: the same publishing styles,
+the same effect-port sandboxing, the same error capture and depth bound.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Overwrite, Send
+
+from legacy_bus import Event, EventBus, Step, Subscription
+from legacy_bus.bus import cut_at_depth
+from migration_errors import ConfigurationError
+
+from graph_flows.state import FlowState, NodeInput
+
+try:  # the node wrapper LangGraph itself uses; RunnableLambda is the public fallback
+    from langgraph._internal._runnable import RunnableCallable as _Runnable
+except ImportError:  # pragma: no cover - depends on the installed LangGraph
+    from langchain_core.runnables import RunnableLambda as _Runnable  # type: ignore[assignment]
+
+__all__ = ["BEGIN", "BusFlow", "FlowNode", "flow_from_bus"]
+
+BEGIN = "__begin__"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowNode:
+    """One node of a flow: the subscription it runs and whether it is native."""
+
+    name: str
+    event_type: str
+    sub: Subscription
+    native: bool = False
+    original: Subscription | None = None
+
+
+def _native_shim(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Adapt a native node (``NodeInput -> NodeOutput``) to the handler protocol."""
+
+    def finish(ctx: Any, out: Any) -> list[Event] | None:
+        if out is None:
+            return None
+        if not isinstance(out, dict):
+            raise TypeError(f"native node {name!r} returned {type(out).__name__}; return a dict (NodeOutput) or None")
+        if "state" in out:
+            new_state = dict(out["state"] or {})
+            ctx.state.clear()
+            ctx.state.update(new_state)
+        return [ev if isinstance(ev, Event) else Event.model_validate(ev) for ev in out.get("emit") or ()]
+
+    def node_input(event: Event, ctx: Any) -> NodeInput:
+        return {"event": event.to_dict(), "state": ctx.state, "depth": 0, "node": name}
+
+    if inspect.iscoroutinefunction(fn):
+
+        async def ashim(event: Event, ctx: Any) -> list[Event] | None:
+            return finish(ctx, await fn(node_input(event, ctx)))
+
+        ashim.__name__ = name
+        return ashim
+
+    def shim(event: Event, ctx: Any) -> list[Event] | None:
+        return finish(ctx, fn(node_input(event, ctx)))
+
+    shim.__name__ = name
+    return shim
+
+
+class BusFlow:
+    """A LangGraph flow derived from an ``EventBus``; build it with ``flow_from_bus``."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.nodes: dict[str, FlowNode] = {
+            sub.name: FlowNode(sub.name, sub.event_type, sub, False, sub) for sub in bus.subscriptions
+        }
+
+    def __repr__(self) -> str:
+        native = [n.name for n in self.nodes.values() if n.native]
+        return f"<BusFlow of {self.bus.name!r}: {len(self.nodes)} nodes, native={native}>"
+
+    # -- changing the flow -------------------------------------------------------
+
+    def replace(self, name: str, fn: Callable[..., Any], *, native: bool = False) -> BusFlow:
+        """Swap the node ``name`` for a new implementation; returns this flow.
+
+        Args:
+            name: the node (handler) to replace.
+            fn: with ``native=False``, a handler-style callable
+                (``fn(event)`` or ``fn(event, ctx)``, sync or async, publishing
+                as legacy handlers do). With ``native=True``, a native node:
+                ``fn(NodeInput) -> NodeOutput`` (see ``graph_flows.state``).
+            native: whether ``fn`` is a native node.
+        """
+        if name not in self.nodes:
+            known = ", ".join(sorted(self.nodes)) or "none"
+            raise ConfigurationError(f"no node named {name!r} to replace; the flow's nodes are: {known}")
+        if not callable(fn):
+            raise ConfigurationError(f"replace({name!r}, ...): {fn!r} is not callable")
+        node = self.nodes[name]
+        handler = _native_shim(fn, name) if native else fn
+        sub = Subscription.of(node.event_type, handler, name)
+        self.nodes[name] = FlowNode(name, node.event_type, sub, native, node.original)
+        return self
+
+    def restore(self, name: str) -> BusFlow:
+        """Put the original wrapped handler back at ``name``; returns this flow."""
+        node = self.nodes[name]
+        if node.original is not None:
+            self.nodes[name] = FlowNode(name, node.event_type, node.original, False, node.original)
+        return self
+
+    @property
+    def replaced(self) -> list[str]:
+        """The nodes that no longer run the bus's own handler."""
+        return [n.name for n in self.nodes.values() if n.sub is not n.original]
+
+    # -- building ------------------------------------------------------------------
+
+    def routes(self) -> dict[str, list[FlowNode]]:
+        """Event type -> the nodes that handle it, in subscription order."""
+        out: dict[str, list[FlowNode]] = {}
+        for sub in self.bus.subscriptions:
+            out.setdefault(sub.event_type, []).append(self.nodes[sub.name])
+        return out
+
+    def builder(self) -> StateGraph:
+        """The uncompiled ``StateGraph`` (to add your own nodes or edges before compiling)."""
+        routes = self.routes()
+        bus = self.bus
+        graph = StateGraph(FlowState)
+        graph.add_node(BEGIN, _begin)
+        graph.add_edge(START, BEGIN)
+        router = _Router(routes, bus)
+        targets = [*self.nodes, END]
+        graph.add_conditional_edges(BEGIN, router, targets)
+        for node in self.nodes.values():
+            graph.add_node(node.name, _node_runnable(bus, node))
+            graph.add_conditional_edges(node.name, router, targets)
+        return graph
+
+    def compile(self, checkpointer: Any = None, **kwargs: Any) -> Any:
+        """Compile the flow; ``checkpointer`` as for ``StateGraph.compile``.
+
+        The result is LangGraph's ``CompiledStateGraph``, whose input is
+        turned to plain data before LangGraph sees it (an ``Event`` becomes
+        its dict), so no checkpoint ever holds a Python object of ours.
+        """
+        compiled = self.builder().compile(checkpointer=checkpointer, **kwargs)
+        compiled.__class__ = _compiled_class(type(compiled))
+        return compiled
+
+    # -- drawing -------------------------------------------------------------------
+
+    def to_mermaid(self, observed: dict[str, set[str]] | None = None) -> str:
+        """The flow as a Mermaid flowchart: event types, the nodes they feed, what nodes publish.
+
+        Publish edges come from the handlers' source (literal event types given
+        to ``publish`` or ``Event(type=...)``) and from ``observed`` (node ->
+        event types seen during a replay).
+        """
+        lines = ["flowchart LR"]
+        ids: dict[str, str] = {}
+
+        def tid(t: str) -> str:
+            return ids.setdefault(t, f"evt{len(ids)}")
+
+        types = list(dict.fromkeys([*self.routes(), *(t for s in (observed or {}).values() for t in s)]))
+        for t in types:
+            lines.append(f'  {tid(t)}(["{_mm(t)}"])')
+        for node in self.nodes.values():
+            label = f"{node.name} (native)" if node.native else node.name
+            lines.append(f'  {node.name}["{_mm(label)}"]')
+            lines.append(f"  {tid(node.event_type)} --> {node.name}")
+        for node in self.nodes.values():
+            published = set(published_types(node.sub.handler)) | set((observed or {}).get(node.name, ()))
+            for t in sorted(published):
+                lines.append(f"  {node.name} -.-> {tid(t)}")
+        natives = [n.name for n in self.nodes.values() if n.native]
+        lines.append("  classDef native fill:#e6f4ea,stroke:#2e7d32")
+        if natives:
+            lines.append(f"  class {','.join(natives)} native")
+        return "\n".join(lines) + "\n"
+
+
+_COMPILED: dict[type, type] = {}
+
+
+def _plain_input(value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(value.get("event"), Event):
+        return {**value, "event": value["event"].to_dict()}
+    return value
+
+
+def _compiled_class(base: type) -> type:
+    """A subclass of LangGraph's compiled graph whose ``stream``/``astream`` take plain input."""
+    cls = _COMPILED.get(base)
+    if cls is None:
+
+        def stream(self: Any, input: Any, *args: Any, **kwargs: Any) -> Any:
+            return base.stream(self, _plain_input(input), *args, **kwargs)
+
+        def astream(self: Any, input: Any, *args: Any, **kwargs: Any) -> Any:
+            return base.astream(self, _plain_input(input), *args, **kwargs)
+
+        cls = type("CompiledBusFlow", (base,), {"stream": stream, "astream": astream, "__module__": __name__})
+        _COMPILED[base] = cls
+    return cls
+
+
+def _mm(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def published_types(fn: Callable[..., Any]) -> list[str]:
+    """Event types a handler visibly publishes: literal strings in its source, best effort."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return []
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if callee == "publish" and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            found.append(node.args[0].value)
+        if callee in ("Event", "child"):
+            for kw in node.keywords:
+                if kw.arg == "type" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                    found.append(kw.value.value)
+    return list(dict.fromkeys(found))
+
+
+def _begin(state: FlowState) -> dict[str, Any]:
+    # A new invocation: per-invocation channels start empty, even on a saga's
+    # long-lived thread whose last checkpoint holds the previous event's.
+    return {
+        "emitted": Overwrite([]),
+        "depths": Overwrite([]),
+        "trace": Overwrite([]),
+        "delivered": Overwrite(0),
+        "errors": Overwrite([]),
+    }
+
+
+class _Router:
+    """The dispatcher: which node(s) handle the next event of the cascade."""
+
+    __slots__ = ("bus", "routes", "stop_on_error")
+
+    def __init__(self, routes: dict[str, list[FlowNode]], bus: EventBus) -> None:
+        self.routes = routes
+        self.bus = bus
+        self.stop_on_error = bus.on_error == "raise"
+
+    def __call__(self, state: FlowState) -> Sequence[Send] | str:
+        if self.stop_on_error and state.get("errors"):
+            return END
+        root = state["event"]
+        emitted = state.get("emitted") or []
+        k = state.get("delivered") or 0
+        index = 0
+        nodes: list[FlowNode] = []
+        for index in range(len(emitted) + 1):
+            ev = root if index == 0 else emitted[index - 1]
+            nodes = self.routes.get(ev["type"], [])
+            if k < len(nodes):
+                break
+            k -= len(nodes)
+        else:
+            return END
+        event = root if index == 0 else emitted[index - 1]
+        depth = 0 if index == 0 else state["depths"][index - 1]
+        saga = (state.get("sagas") or {}).get(event.get("correlation_id") or event["id"], {})
+        chain = _chain(root, emitted, index) if depth + 1 > self.bus.max_depth else None
+        batch = [nodes[k]]
+        if nodes[k].native:
+            for more in nodes[k + 1 :]:
+                if not more.native:
+                    break
+                batch.append(more)
+        return [
+            Send(n.name, {"event": event, "state": saga, "depth": depth, "node": n.name, "chain": chain})
+            for n in batch
+        ]
+
+
+def _chain(root: dict[str, Any], emitted: list[dict[str, Any]], index: int) -> list[str]:
+    by_id = {root["id"]: root, **{e["id"]: e for e in emitted}}
+    cur: dict[str, Any] | None = root if index == 0 else emitted[index - 1]
+    out: list[str] = []
+    while cur is not None:
+        out.append(cur["type"])
+        cause = cur.get("causation_id")
+        cur = by_id.get(cause) if cause is not None and cur is not root else None
+    return out[::-1]
+
+
+def _update(bus: EventBus, step: Step, state: dict[str, Any], chain: list[str] | None) -> dict[str, Any]:
+    step = cut_at_depth(step, bus.max_depth, lambda: list(chain or [step.event.type]))
+    children = step.published
+    error = None if step.error is None else step.error.to_dict()
+    update: dict[str, Any] = {
+        "trace": [
+            {
+                "node": step.node,
+                "event": step.event.id,
+                "depth": step.depth,
+                "out": [c.id for c in children],
+                "effects": [c.to_dict() for c in step.effects],
+                "error": error,
+                "duration": step.duration,
+            }
+        ],
+        "delivered": 1,
+        "sagas": {step.event.saga_key: state},
+    }
+    if children:
+        update["emitted"] = [c.to_dict() for c in children]
+        update["depths"] = [step.depth + 1] * len(children)
+    if error is not None:
+        update["errors"] = [{"node": step.node, **error}]
+    return update
+
+
+def _node_runnable(bus: EventBus, node: FlowNode) -> Any:
+    sub = node.sub
+
+    def run(inp: dict[str, Any]) -> dict[str, Any]:
+        event = Event.model_validate(inp["event"])
+        state = copy.deepcopy(inp["state"])
+        return _update(bus, sub.invoke(bus, event, inp["depth"], state), state, inp.get("chain"))
+
+    async def arun(inp: dict[str, Any]) -> dict[str, Any]:
+        event = Event.model_validate(inp["event"])
+        state = copy.deepcopy(inp["state"])
+        return _update(bus, await sub.ainvoke(bus, event, inp["depth"], state), state, inp.get("chain"))
+
+    run.__name__ = arun.__name__ = node.name
+    return _Runnable(run, arun, name=node.name)
+
+
+def flow_from_bus(bus: EventBus) -> BusFlow:
+    """Derive a LangGraph flow from an event bus's subscriptions (the handlers are not changed)."""
+    if not isinstance(bus, EventBus):
+        raise ConfigurationError(f"flow_from_bus() takes an EventBus, not {type(bus).__name__}")
+    return BusFlow(bus)

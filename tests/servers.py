@@ -1,0 +1,241 @@
+"""Real Redis servers for tests: a standalone ``redis-server`` and a 3-master cluster.
+
+Both run as subprocesses on free loopback ports, keep every file they write in a
+temporary directory, and are stopped (and the directory removed) by ``stop()``.
+Nothing here fakes Redis; if ``redis-server`` or ``redis-cli`` is missing the
+helpers raise ``RedisServerError`` so the test session fails loudly instead of
+skipping.
+
+Usage outside pytest::
+
+    server = RedisServer.start()
+    try:
+        ...  # server.url == "redis://127.0.0.1:<port>/0"
+    finally:
+        server.stop()
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["RedisCluster", "RedisServer", "RedisServerError", "free_port", "redis_binary"]
+
+_HOST = "127.0.0.1"
+
+
+class RedisServerError(RuntimeError):
+    """A test Redis server could not be found, started or made ready."""
+
+
+def redis_binary(name: str = "redis-server") -> str:
+    """Return the path of ``redis-server`` / ``redis-cli``, or raise ``RedisServerError``."""
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+    if path is None:
+        raise RedisServerError(
+            f"{name} is not installed or not on PATH; the tests need a real Redis "
+            f"(install redis-server >= 6, e.g. `apt-get install redis-server`)"
+        )
+    return path
+
+
+def free_port() -> int:
+    """Return a TCP port on the loopback interface that is free right now.
+
+    Cluster nodes also listen on ``port + 10000`` (the bus port), so only ports
+    whose bus port is free too are returned.
+    """
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((_HOST, 0))
+            port = s.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((_HOST, port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RedisServerError("could not find a free loopback port for redis-server")
+
+
+def _cli(port: int, *args: str, timeout: float = 10.0) -> str:
+    out = subprocess.run(
+        [redis_binary("redis-cli"), "-h", _HOST, "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return out.stdout.strip()
+
+
+def _spawn(port: int, workdir: str, *extra: str) -> subprocess.Popen:
+    log = open(os.path.join(workdir, f"redis-{port}.log"), "wb")  # noqa: SIM115 - closed with the process
+    args = [
+        redis_binary("redis-server"),
+        "--port", str(port),
+        "--bind", _HOST,
+        "--daemonize", "no",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", workdir,
+        "--protected-mode", "no",
+        *extra,
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    proc._log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def _wait_ping(proc: subprocess.Popen, port: int, workdir: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            with socket.create_connection((_HOST, port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    log_path = os.path.join(workdir, f"redis-{port}.log")
+    log = open(log_path, errors="replace").read()[-2000:] if os.path.exists(log_path) else ""
+    _terminate(proc)
+    raise RedisServerError(f"redis-server on port {port} did not answer PING within {timeout}s:\n{log}")
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    log = getattr(proc, "_log", None)
+    if log is not None:
+        log.close()
+
+
+@dataclass
+class RedisServer:
+    """A standalone ``redis-server`` subprocess (no persistence) on a loopback port."""
+
+    port: int
+    process: subprocess.Popen
+    workdir: str
+    host: str = _HOST
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    @classmethod
+    def start(cls, *extra_args: str) -> RedisServer:
+        """Start a server on a free port and wait until it answers PING."""
+        workdir = tempfile.mkdtemp(prefix="redis-test-")
+        port = free_port()
+        proc = _spawn(port, workdir, *extra_args)
+        try:
+            _wait_ping(proc, port, workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return cls(port=port, process=proc, workdir=workdir)
+
+    def cli(self, *args: str) -> str:
+        """Run ``redis-cli`` against this server and return its stdout."""
+        return _cli(self.port, *args)
+
+    def stop(self) -> None:
+        """Stop the server and delete its temporary directory."""
+        _terminate(self.process)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class RedisCluster:
+    """A Redis Cluster of three masters (no replicas) on loopback ports."""
+
+    ports: list[int]
+    processes: list[subprocess.Popen] = field(repr=False)
+    workdir: str
+    host: str = _HOST
+
+    @property
+    def url(self) -> str:
+        """URL of the first node; cluster clients discover the others."""
+        return f"redis://{self.host}:{self.ports[0]}/0"
+
+    @classmethod
+    def start(cls, masters: int = 3, timeout: float = 30.0) -> RedisCluster:
+        """Start ``masters`` cluster-enabled nodes, join them and wait for ``cluster_state:ok``."""
+        workdir = tempfile.mkdtemp(prefix="redis-cluster-test-")
+        ports: list[int] = []
+        procs: list[subprocess.Popen] = []
+        try:
+            for _ in range(masters):
+                port = free_port()
+                while port in ports:
+                    port = free_port()
+                node_dir = os.path.join(workdir, str(port))
+                os.mkdir(node_dir)
+                proc = _spawn(
+                    port,
+                    node_dir,
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", os.path.join(node_dir, "nodes.conf"),
+                    "--cluster-node-timeout", "5000",
+                )  # fmt: skip
+                ports.append(port)
+                procs.append(proc)
+                _wait_ping(proc, port, node_dir)
+            out = subprocess.run(
+                [
+                    redis_binary("redis-cli"),
+                    "--cluster", "create",
+                    *[f"{_HOST}:{p}" for p in ports],
+                    "--cluster-replicas", "0",
+                    "--cluster-yes",
+                ],  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+            if out.returncode != 0:
+                raise RedisServerError(f"redis-cli --cluster create failed:\n{out.stdout}\n{out.stderr}")
+            deadline = time.monotonic() + timeout
+            while True:
+                states = [_cli(p, "CLUSTER", "INFO") for p in ports]
+                if all("cluster_state:ok" in s for s in states):
+                    break
+                if time.monotonic() > deadline:
+                    raise RedisServerError(f"cluster did not reach cluster_state:ok: {states}")
+                time.sleep(0.05)
+        except BaseException:
+            for proc in procs:
+                _terminate(proc)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return cls(ports=ports, processes=procs, workdir=workdir)
+
+    def flushall(self) -> None:
+        """Delete every key on every master."""
+        for port in self.ports:
+            _cli(port, "FLUSHALL")
+
+    def stop(self) -> None:
+        """Stop every node and delete the temporary directory."""
+        for proc in self.processes:
+            _terminate(proc)
+        shutil.rmtree(self.workdir, ignore_errors=True)
