@@ -12,11 +12,12 @@ from legacy_bus.effects import EffectPort, RecordedEffectError, Sandbox, current
 from legacy_bus.event import Event
 from legacy_bus.log import EventLog, LogEntry, SkippedLine
 from legacy_bus.records import EffectCall, ErrorInfo, Step
-from legacy_bus.state import InMemoryStateStore, OverlayStateStore, StateStore
+from legacy_bus.state import BoundedStateStore, InMemoryStateStore, OverlayStateStore, StateStore
 from legacy_bus.subscription import Subscription
 
 __all__ = [
     "BadEventLog",
+    "BoundedStateStore",
     "ConfigurationError",
     "CycleError",
     "Dispatch",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["InMemoryStateStore", "OverlayStateStore", "StateStore"]
+__all__ = ["BoundedStateStore", "InMemoryStateStore", "OverlayStateStore", "StateStore"]
 
 
 @runtime_checkable
@@ -79,3 +79,41 @@ class OverlayStateStore:
     def forget(self, key: str) -> None:
         """Drop a saga from the overlay (its base value shows through again)."""
         self._states.pop(key, None)
+
+
+class BoundedStateStore:
+    """An in-memory store that keeps at most ``capacity`` sagas, least recently used out first.
+
+    Used for the scratch saga state of long replays, so memory stays flat
+    over any length of log; ``evicted`` counts sagas dropped.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        from collections import OrderedDict
+
+        self.capacity = capacity
+        self._states: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.evicted = 0
+
+    def load(self, key: str) -> dict[str, Any]:
+        state = self._states.get(key)
+        if state is None:
+            return {}
+        self._states.move_to_end(key)
+        return state
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        if not state:
+            self._states.pop(key, None)
+            return
+        self._states[key] = state
+        self._states.move_to_end(key)
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+            self.evicted += 1
+
+    def peek(self, key: str) -> dict[str, Any] | None:
+        return self._states.get(key)
+
+    def __len__(self) -> int:
+        return len(self._states)

@@ -1,0 +1,5 @@
+"""``python -m migration_kit`` runs the CLI."""
+
+from migration_kit.cli import entry
+
+entry()

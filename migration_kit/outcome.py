@@ -1,0 +1,219 @@
+"""What one path did with one event, as an immutable, comparable value.
+
+Both paths produce an ``Outcome``: the legacy path from a ``Dispatch`` of the
+bus, the candidate path from the final state of the graph. Fields that are
+generated afresh on every run (event ids, timestamps, causation ids, a
+correlation id derived from the root) are kept for tracing but are not part
+of what the comparator looks at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from legacy_bus import Dispatch, EffectCall, ErrorInfo, Event
+
+__all__ = ["Emission", "NodeRun", "Outcome", "PathName"]
+
+PathName = Literal["legacy", "candidate"]
+ROOT_CORRELATION = "<root>"
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """One event published during the cascade, with the node that published it."""
+
+    node: str
+    type: str
+    payload: dict[str, Any]
+    headers: dict[str, str]
+    correlation: str  # ROOT_CORRELATION when it is the root's saga, else the literal id
+    depth: int
+    id: str
+
+    def comparable(self) -> dict[str, Any]:
+        """The fields the comparator looks at (generated identifiers left out)."""
+        return {"type": self.type, "payload": self.payload, "headers": self.headers, "correlation": self.correlation}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "depth": self.depth, "id": self.id, **self.comparable()}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRun:
+    """One node handling one event: the unit both traces are aligned on."""
+
+    node: str
+    event_index: int  # 0 = the root, k = emitted[k - 1]
+    depth: int
+    out: tuple[int, ...]  # indices into Outcome.emitted
+    effects: tuple[EffectCall, ...]
+    error: ErrorInfo | None
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Everything one path did with one root event.
+
+    ``error`` is the first handler error (``errors`` has all of them);
+    ``crashed`` is set when the path itself failed (the graph raised), which
+    is a failure of the candidate, not a behaviour of the legacy code.
+    """
+
+    path: PathName
+    event: Event
+    emitted: tuple[Emission, ...] = ()
+    effects: tuple[EffectCall, ...] = ()
+    state: dict[str, Any] | None = None
+    errors: tuple[ErrorInfo, ...] = ()
+    trace: tuple[NodeRun, ...] = ()
+    duration: float = 0.0
+    crashed: bool = False
+    node_durations: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        return self.errors[0] if self.errors else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "emitted": [e.to_dict() for e in self.emitted],
+            "effects": [c.to_dict() for c in self.effects],
+            "state": self.state,
+            "error": None if self.error is None else self.error.to_dict(),
+            "crashed": self.crashed,
+            "duration": self.duration,
+            "trace": [
+                {"node": r.node, "event_index": r.event_index, "out": list(r.out), "duration": r.duration}
+                for r in self.trace
+            ],
+        }
+
+    # -- building ------------------------------------------------------------------
+
+    @classmethod
+    def from_dispatch(cls, dispatch: Dispatch) -> Outcome:
+        """The legacy path's outcome from the bus's record of a cascade."""
+        root = dispatch.root
+        saga = root.saga_key
+        index = {root.id: 0}
+        emitted: list[Emission] = []
+        for i, (ev, node) in enumerate(zip(dispatch.emitted, dispatch.emitted_by, strict=True), start=1):
+            index[ev.id] = i
+            emitted.append(
+                Emission(
+                    node,
+                    ev.type,
+                    ev.payload,
+                    ev.headers,
+                    ROOT_CORRELATION if ev.correlation_id == saga else str(ev.correlation_id),
+                    0,
+                    ev.id,
+                )
+            )
+        trace = []
+        durations: dict[str, float] = {}
+        for step in dispatch.steps:
+            trace.append(
+                NodeRun(
+                    step.node,
+                    index[step.event.id],
+                    step.depth,
+                    tuple(index[c.id] - 1 for c in step.published),
+                    step.effects,
+                    step.error,
+                    step.duration,
+                )
+            )
+            durations[step.node] = durations.get(step.node, 0.0) + step.duration
+        if emitted:
+            emitted = [
+                Emission(e.node, e.type, e.payload, e.headers, e.correlation, d, e.id)
+                for e, d in zip(emitted, _depths(trace, len(emitted)), strict=True)
+            ]
+        return cls(
+            path="legacy",
+            event=root,
+            emitted=tuple(emitted),
+            effects=dispatch.effects,
+            state=dispatch.state,
+            errors=tuple(s.error for s in dispatch.steps if s.error is not None),
+            trace=tuple(trace),
+            duration=dispatch.duration,
+            node_durations=durations,
+        )
+
+    @classmethod
+    def from_flow_state(cls, event: Event, final: dict[str, Any], duration: float) -> Outcome:
+        """The candidate path's outcome from a derived graph's final state."""
+        saga = event.saga_key
+        raw = final.get("emitted") or []
+        depths = final.get("depths") or []
+        index = {event.id: 0}
+        for i, ev in enumerate(raw, start=1):
+            index[ev["id"]] = i
+        producer: dict[str, str] = {}
+        trace = []
+        effects: list[EffectCall] = []
+        errors: list[ErrorInfo] = []
+        durations: dict[str, float] = {}
+        for rec in final.get("trace") or []:
+            calls = tuple(EffectCall.from_dict(c) for c in rec["effects"])
+            effects.extend(calls)
+            err = ErrorInfo.from_dict(rec["error"])
+            if err is not None:
+                errors.append(err)
+            for cid in rec["out"]:
+                producer[cid] = rec["node"]
+            trace.append(
+                NodeRun(
+                    rec["node"],
+                    index.get(rec["event"], -1),
+                    rec["depth"],
+                    tuple(index[c] - 1 for c in rec["out"]),
+                    calls,
+                    err,
+                    rec["duration"],
+                )
+            )
+            durations[rec["node"]] = durations.get(rec["node"], 0.0) + rec["duration"]
+        emitted = tuple(
+            Emission(
+                producer.get(ev["id"], "?"),
+                ev["type"],
+                ev.get("payload") or {},
+                ev.get("headers") or {},
+                ROOT_CORRELATION if ev.get("correlation_id") == saga else str(ev.get("correlation_id")),
+                depths[i] if i < len(depths) else 0,
+                ev["id"],
+            )
+            for i, ev in enumerate(raw)
+        )
+        state = (final.get("sagas") or {}).get(saga) or None
+        return cls(
+            path="candidate",
+            event=event,
+            emitted=emitted,
+            effects=tuple(effects),
+            state=state,
+            errors=tuple(errors),
+            trace=tuple(trace),
+            duration=duration,
+            node_durations=durations,
+        )
+
+    @classmethod
+    def crash(cls, path: PathName, event: Event, exc: BaseException, duration: float) -> Outcome:
+        """A path that failed as a whole (the graph raised)."""
+        return cls(path=path, event=event, errors=(ErrorInfo.of(exc),), duration=duration, crashed=True)
+
+
+def _depths(trace: list[NodeRun], n: int) -> list[int]:
+    depths = [0] * n
+    for run in trace:
+        for i in run.out:
+            depths[i] = run.depth + 1
+    return depths
