@@ -1,0 +1,268 @@
+"""``AsyncRedisSaver``: the asyncio twin of ``RedisSaver`` (same layout, scripts and plans).
+
+The key layout is documented at the top of ``checkpoints/redis_saver.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from redis.exceptions import NoScriptError, ResponseError
+
+from checkpoints import scripts
+from checkpoints.connection import UNREACHABLE, aconnect, unavailable
+from checkpoints.redis_saver import _EVAL, _ITEM, DEFAULT_KEY_PREFIX, Plan, _RedisSaverCore
+from checkpoints.scripts import Script
+
+__all__ = ["AsyncRedisSaver"]
+
+
+class AsyncRedisSaver(_RedisSaverCore):
+    """LangGraph checkpoint saver on plain Redis for asyncio (``ainvoke``, ``astream``).
+
+    One round trip per ``aput``, ``aput_writes`` and ``aget_tuple``; standalone
+    Redis, Valkey or Redis Cluster. The sync methods also work when called from
+    another thread than the saver's event loop (e.g. ``graph.invoke`` in a
+    worker thread); on the loop itself they raise, as blocking it would deadlock.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``
+            created with ``decode_responses=False``.
+        ttl: Seconds a thread lives after its last write; ``None`` keeps it forever.
+        key_prefix: Prefix of every key (no braces).
+        serde: Serializer; defaults to LangGraph's ``JsonPlusSerializer``.
+
+    Example:
+        ```python
+        async with AsyncRedisSaver.from_conn_string("redis://localhost:6379/0") as saver:
+            graph = builder.compile(checkpointer=saver)
+            await graph.ainvoke(inputs, {"configurable": {"thread_id": "t-1"}})
+        ```
+    """
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls,
+        url: str,
+        *,
+        ttl: float | None = None,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        serde: SerializerProtocol | None = None,
+    ) -> AsyncIterator[AsyncRedisSaver]:
+        """Open a saver for ``url`` (cluster detected, or forced by ``?cluster=true``); close it on exit.
+
+        Raises:
+            StoreUnavailable: Redis cannot be reached.
+            ConfigurationError: the URL or an option is invalid.
+        """
+        client = await aconnect(url)
+        try:
+            saver = cls(client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url)
+        except BaseException:
+            await client.aclose()
+            raise
+        try:
+            yield saver
+        finally:
+            await saver.aclose()
+
+    async def aclose(self) -> None:
+        """Close the Redis client if this saver opened it."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    # -- I/O ------------------------------------------------------------------
+
+    async def _eval(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        try:
+            try:
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self.client.script_load(script.source)
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except UNREACHABLE as e:
+            raise unavailable(self._url, e) from None
+        except ResponseError as e:
+            if "NOSCRIPT" in str(e):
+                await self.client.script_load(script.source)
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            raise
+
+    async def _scan(self, pattern: str) -> list[bytes]:
+        try:
+            return [k async for k in self.client.scan_iter(match=pattern, count=1000)]
+        except UNREACHABLE as e:
+            raise unavailable(self._url, e) from None
+
+    async def _drive(self, plan: Plan) -> AsyncIterator[Any]:
+        reply = None
+        while True:
+            try:
+                op = plan.send(reply)
+            except StopIteration:
+                return
+            kind = op[0]
+            if kind == _ITEM:
+                reply = None
+                yield op[1]
+            elif kind == _EVAL:
+                reply = await self._eval(op[1], op[2], op[3])
+            else:
+                reply = await self._scan(op[1])
+
+    async def _run(self, plan: Plan) -> None:
+        async for _ in self._drive(plan):
+            pass
+
+    # -- async BaseCheckpointSaver -------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Fetch a checkpoint (the newest without ``checkpoint_id``) with its blobs and writes: one round trip."""
+        keys, args = self._get_call(config)
+        return self._first_tuple(config, await self._eval(scripts.FETCH, keys, args))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """List checkpoints newest first; ``config=None`` lists every thread (SCAN on all masters)."""
+        async for item in self._drive(self._list_plan(config, filter, before, limit)):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store a checkpoint and its new channel values atomically: one round trip."""
+        keys, args, out = self._put_call(config, checkpoint, metadata, new_versions)
+        await self._eval(scripts.PUT, keys, args)
+        return out
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's pending writes atomically: one round trip."""
+        call = self._put_writes_call(config, writes, task_id, task_path)
+        if call is not None:
+            await self._eval(scripts.PUT_WRITES, *call)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Delete every checkpoint, blob and write of a thread (all namespaces)."""
+        base = self.keys.base(str(thread_id))
+        await self._eval(scripts.DELETE_THREAD, [base + "nss"], [base])
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) created by these runs, in every thread."""
+        await self._run(self._delete_for_runs_plan(run_ids))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, blob and write of one thread into another (merging)."""
+        await self._run(self._copy_plan(source_thread_id, target_thread_id))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Keep only the newest checkpoint per namespace (``keep_latest``, DeltaChannel-safe) or delete all."""
+        await self._run(self._prune_plan(thread_ids, strategy))
+
+    # -- sync API: from another thread, through the saver's event loop --------
+
+    def _sync(self, coro: Any) -> Any:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is self.loop:
+            coro.close()
+            raise asyncio.InvalidStateError(
+                "AsyncRedisSaver's sync methods cannot run on its own event loop; "
+                "use the async methods (await saver.aget_tuple(...), await graph.ainvoke(...)) "
+                "or RedisSaver for sync code"
+            )
+        if self.loop is None or not self.loop.is_running():
+            coro.close()
+            raise asyncio.InvalidStateError(
+                "AsyncRedisSaver's sync methods need the saver's event loop running in another thread; "
+                "use RedisSaver for sync code"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Sync ``aget_tuple``, from a thread other than the saver's event loop."""
+        return self._sync(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Sync ``alist``, from a thread other than the saver's event loop."""
+
+        async def collect() -> list[CheckpointTuple]:
+            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
+
+        return iter(self._sync(collect()))
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Sync ``aput``, from a thread other than the saver's event loop."""
+        return self._sync(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Sync ``aput_writes``, from a thread other than the saver's event loop."""
+        self._sync(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Sync ``adelete_thread``, from a thread other than the saver's event loop."""
+        self._sync(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Sync ``adelete_for_runs``, from a thread other than the saver's event loop."""
+        self._sync(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Sync ``acopy_thread``, from a thread other than the saver's event loop."""
+        self._sync(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Sync ``aprune``, from a thread other than the saver's event loop."""
+        self._sync(self.aprune(thread_ids, strategy=strategy))

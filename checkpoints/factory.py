@@ -1,0 +1,154 @@
+"""``open_checkpointer(url)``: a ready LangGraph checkpointer for a store URL.
+
+It returns a **saver**, not a context manager, so callers can hand it straight
+to ``StateGraph.compile(checkpointer=...)``. Every saver it returns has a
+``close()`` and is also a context manager that closes on exit::
+
+    saver = open_checkpointer("redis://localhost:6379/0")
+    try:
+        graph = builder.compile(checkpointer=saver)
+        ...
+    finally:
+        saver.close()
+
+    with open_checkpointer("sqlite:///state.db") as saver:
+        ...
+
+- ``memory://`` → ``InMemorySaver`` (``close()`` does nothing).
+- ``sqlite:///path`` → LangGraph's ``SqliteSaver`` on a connection opened with
+  ``check_same_thread=False`` (LangGraph runs checkpoint writes in worker
+  threads); missing parent directories are created. Its async methods run the
+  sync ones in a worker thread, so ``ainvoke`` works too.
+- ``redis://`` / ``rediss://`` → ``RedisSaver`` (cluster detected or forced with
+  ``?cluster=true``); ``ttl``, ``key_prefix`` and ``serde`` are passed through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from checkpoints.redis_saver import DEFAULT_KEY_PREFIX, RedisSaver
+from checkpoints.urls import SUPPORTED, mask_url, scheme_of, sqlite_path
+from migration_errors import ConfigurationError, StoreUnavailable
+
+__all__ = ["MemoryCheckpointer", "SqliteCheckpointer", "open_checkpointer"]
+
+
+class MemoryCheckpointer(InMemorySaver):
+    """``InMemorySaver`` with the ``close()`` every ``open_checkpointer`` result has."""
+
+    def close(self) -> None:
+        """Nothing to release; kept for a uniform interface."""
+
+
+class SqliteCheckpointer(SqliteSaver):
+    """LangGraph's ``SqliteSaver`` that owns its connection, closes it, and offers async methods."""
+
+    def close(self) -> None:
+        """Close the SQLite connection."""
+        self.conn.close()
+
+    def __enter__(self) -> SqliteCheckpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """``get_tuple`` in a worker thread."""
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """``list`` in a worker thread."""
+        items = await asyncio.to_thread(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
+        for item in items:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """``put`` in a worker thread."""
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """``put_writes`` in a worker thread."""
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """``delete_thread`` in a worker thread."""
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+
+def open_checkpointer(
+    url: str,
+    *,
+    ttl: float | None = None,
+    key_prefix: str = DEFAULT_KEY_PREFIX,
+    serde: SerializerProtocol | None = None,
+) -> BaseCheckpointSaver:
+    """Open the checkpoint saver a store URL names; the caller closes it with ``close()``.
+
+    Args:
+        url: ``memory://``, ``sqlite:///path`` or ``redis://host:port/db`` (``rediss://`` for TLS).
+        ttl: Redis only: seconds a thread lives after its last write.
+        key_prefix: Redis only: prefix of every key.
+        serde: Serializer (all stores); LangGraph's default when ``None``.
+
+    Returns:
+        A ``BaseCheckpointSaver`` with ``close()``, usable as a context manager.
+
+    Raises:
+        ConfigurationError: unknown scheme or malformed URL.
+        StoreUnavailable: the store cannot be reached or opened.
+    """
+    scheme = scheme_of(url)
+    if scheme == "memory":
+        return MemoryCheckpointer(serde=serde)
+    if scheme == "sqlite":
+        path = sqlite_path(url)
+        try:
+            if path != ":memory:":
+                parent = os.path.dirname(os.path.abspath(path))
+                os.makedirs(parent, exist_ok=True)
+            conn = sqlite3.connect(path, check_same_thread=False)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreUnavailable(
+                f"cannot open the SQLite checkpoint store {url!r} ({e}); check that the directory exists and is writable"
+            ) from None
+        saver = SqliteCheckpointer(conn, serde=serde)
+        try:
+            saver.setup()
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreUnavailable(f"cannot set up the SQLite checkpoint store {url!r} ({e}); is it a SQLite database?") from None
+        return saver
+    if scheme in ("redis", "rediss"):
+        return RedisSaver.from_url(url, ttl=ttl, key_prefix=key_prefix, serde=serde)
+    raise ConfigurationError(f"unsupported checkpoint store URL {mask_url(url)!r}: expected {SUPPORTED}")

@@ -1,0 +1,50 @@
+"""Shared fixtures: real Redis servers for every test folder.
+
+- ``redis_server`` (session): a standalone ``redis-server`` on a free loopback
+  port; ``.url`` (``redis://127.0.0.1:<port>/0``), ``.port``, ``.cli(...)``.
+- ``redis_url`` (function): the standalone server's URL, after ``FLUSHALL`` so
+  each test starts from an empty server.
+- ``redis_cluster`` (session): a 3-master Redis Cluster on loopback ports;
+  ``.url`` (one node; cluster clients discover the rest), ``.ports``,
+  ``.flushall()``. Started only by tests that ask for it.
+
+The servers are real (``tests/servers.py``); if ``redis-server`` is missing the
+session errors instead of skipping. No fakes of Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from servers import RedisCluster, RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A standalone redis-server for the whole session (stopped at the end)."""
+    server = RedisServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the session's standalone server, flushed before the test."""
+    out = redis_server.cli("FLUSHALL")
+    if out != "OK":
+        raise RuntimeError(f"FLUSHALL on {redis_server.url} failed: {out!r}")
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster for the whole session (stopped at the end)."""
+    cluster = RedisCluster.start(masters=3)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
