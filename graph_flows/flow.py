@@ -38,9 +38,10 @@ try:  # the node wrapper LangGraph itself uses; RunnableLambda is the public fal
 except ImportError:  # pragma: no cover - depends on the installed LangGraph
     from langchain_core.runnables import RunnableLambda as _Runnable  # type: ignore[assignment]
 
-__all__ = ["BEGIN", "BusFlow", "FlowNode", "flow_from_bus"]
+__all__ = ["BEGIN", "JOIN", "BusFlow", "FlowNode", "flow_from_bus"]
 
 BEGIN = "__begin__"
+JOIN = "__join__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ def _native_shim(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
         return [ev if isinstance(ev, Event) else Event.model_validate(ev) for ev in out.get("emit") or ()]
 
     def node_input(event: Event, ctx: Any) -> NodeInput:
-        return {"event": event.to_dict(), "state": ctx.state, "depth": 0, "node": name}
+        return {"event": event.to_dict(), "state": ctx.state, "depth": ctx.depth, "node": name}
 
     if inspect.iscoroutinefunction(fn):
 
@@ -154,9 +155,20 @@ class BusFlow:
         router = _Router(routes, bus)
         targets = [*self.nodes, END]
         graph.add_conditional_edges(BEGIN, router, targets)
+        natives = False
         for node in self.nodes.values():
             graph.add_node(node.name, _node_runnable(bus, node))
-            graph.add_conditional_edges(node.name, router, targets)
+            if node.native:
+                # Native nodes may run several in one superstep; each branch
+                # would see only its own writes, so they meet at one join
+                # node and the cascade is routed once, from the whole state.
+                graph.add_edge(node.name, JOIN)
+                natives = True
+            else:
+                graph.add_conditional_edges(node.name, router, targets)
+        if natives:
+            graph.add_node(JOIN, _join)
+            graph.add_conditional_edges(JOIN, router, targets)
         return graph
 
     def compile(self, checkpointer: Any = None, **kwargs: Any) -> Any:
@@ -262,6 +274,10 @@ def _begin(state: FlowState) -> dict[str, Any]:
         "delivered": Overwrite(0),
         "errors": Overwrite([]),
     }
+
+
+def _join(state: FlowState) -> dict[str, Any]:
+    return {}
 
 
 class _Router:

@@ -22,10 +22,11 @@ class HandlerContext:
     ``correlation_id`` set from the event being handled.
     """
 
-    __slots__ = ("bus", "effects", "event", "node", "published", "state")
+    __slots__ = ("bus", "depth", "effects", "event", "node", "published", "state")
 
-    def __init__(self, bus: EventBus, node: str, event: Event, state: MutableMapping[str, Any]) -> None:
+    def __init__(self, bus: EventBus, node: str, event: Event, state: MutableMapping[str, Any], depth: int = 0) -> None:
         self.bus = bus
+        self.depth = depth
         self.node = node
         self.event = event
         self.state = state

@@ -51,8 +51,8 @@ class Subscription:
     def of(cls, event_type: str, handler: Callable[..., Any], name: str) -> Subscription:
         return cls(event_type, name, handler, wants_context(handler), is_async_callable(handler))
 
-    def _start(self, bus: EventBus, event: Event, state: dict[str, Any]) -> HandlerContext:
-        return HandlerContext(bus, self.name, event, state)
+    def _start(self, bus: EventBus, event: Event, state: dict[str, Any], depth: int) -> HandlerContext:
+        return HandlerContext(bus, self.name, event, state, depth)
 
     def _call(self, ctx: HandlerContext) -> Any:
         return self.handler(ctx.event, ctx) if self.wants_ctx else self.handler(ctx.event)
@@ -85,7 +85,7 @@ class Subscription:
         The handler's exception is caught and kept on the step; it is the
         caller's choice (``on_error``) whether it propagates.
         """
-        ctx = self._start(bus, event, state)
+        ctx = self._start(bus, event, state, depth)
         token = _ACTIVE.set(ctx)
         started = perf_counter()
         result: Any = None
@@ -102,7 +102,7 @@ class Subscription:
 
     async def ainvoke(self, bus: EventBus, event: Event, depth: int, state: dict[str, Any]) -> Step:
         """Like ``invoke``, awaiting an async handler on the running loop."""
-        ctx = self._start(bus, event, state)
+        ctx = self._start(bus, event, state, depth)
         token = _ACTIVE.set(ctx)
         started = perf_counter()
         result: Any = None
