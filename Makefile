@@ -1,0 +1,54 @@
+# The two commands of a fresh machine: `make demo` and `make test`.
+# Both create .venv and install what they need; `make test` also installs
+# redis-server with apt-get when it is missing (tests start their own servers).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+SUDO   := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
+LOG    := examples/orders/events.jsonl
+APP    := examples.orders.app:migration
+APP_V2 := examples.orders.v2:migration
+OUT    := build/demo
+
+.PHONY: demo test bench redis-server clean help
+
+help:
+	@echo "make demo    - install, replay the example log through both paths, then the v2 rewrite"
+	@echo "make test    - install (with redis-server via apt-get if missing) and run the tests"
+	@echo "make bench   - run the benchmarks in bench/ (prints ratios measured side by side)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
+	  echo "redis-server not found: installing it with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@redis-server --version
+
+demo: $(STAMP)
+	@mkdir -p $(OUT)
+	@echo "== 1. the legacy orders app against its own wrapped graph (expect parity)"
+	$(BIN)/migration-kit replay $(LOG) --app $(APP) --json $(OUT)/orders.json --html $(OUT)/orders.html
+	@echo
+	@echo "== 2. v2: one handler rewritten as a native LangGraph node (expect a localized divergence)"
+	@$(BIN)/migration-kit replay $(LOG) --app $(APP_V2) --json $(OUT)/orders-v2.json --html $(OUT)/orders-v2.html; \
+	  status=$$?; if [ $$status -ne 1 ]; then echo "expected exit 1 (divergence found), got $$status"; exit 1; fi
+	@echo
+	@echo "reports written to $(OUT)/"
+
+test: $(STAMP) redis-server
+	$(BIN)/python -m pytest
+
+bench: $(STAMP) redis-server
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis migration-kit.sqlite*
