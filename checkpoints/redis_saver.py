@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -50,9 +51,10 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.exceptions import NoScriptError, ResponseError
 
 from checkpoints import scripts
-from checkpoints.connection import UNREACHABLE, connect, unavailable
+from checkpoints.connection import UNREACHABLE, connect, is_cluster, unavailable
 from checkpoints.scripts import Script
-from migration_errors import ConfigurationError
+from checkpoints.write_behind import WriteBehind
+from migration_errors import ConfigurationError, StoreUnavailable
 
 __all__ = ["DEFAULT_KEY_PREFIX", "KeyScheme", "RedisSaver"]
 
@@ -102,6 +104,21 @@ class KeyScheme:
         key = nss_key.decode() if isinstance(nss_key, bytes) else nss_key
         tag = key[len(self.prefix) + 2 : -len("}:nss")]
         return bytes.fromhex(tag[1:]).decode() if tag.startswith("=") else tag
+
+
+def resp_command(args: Sequence[Any]) -> bytes:
+    """Encode one command in RESP (what redis-py's packer does, without its per-call overhead)."""
+    out = [b"*%d\r\n" % len(args)]
+    append = out.append
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif not isinstance(arg, (bytes, bytearray, memoryview)):
+            arg = str(arg).encode()
+        append(b"$%d\r\n" % len(arg))
+        append(arg)
+        append(b"\r\n")
+    return b"".join(out)
 
 
 def _pack(typed: tuple[str, bytes]) -> bytes:
@@ -248,6 +265,11 @@ class _RedisSaverCore(BaseCheckpointSaver[str]):
         keys = self._fetch_keys(conf["thread_id"], conf.get("checkpoint_ns") or "")
         cid = conf.get("checkpoint_id")
         return keys, (["ids", cid] if cid else ["latest"])
+
+    @staticmethod
+    def _written_behind(conf: dict[str, Any]) -> bool:
+        """Whether LangGraph issued this write under ``durability="async"``."""
+        return "__pregel_runtime" in conf and conf.get("__pregel_durability", "async") == "async"
 
     def _tuple(self, thread_id: Any, ns: str, rec: list[Any]) -> CheckpointTuple:
         cid_b, ckpt, meta, parent, fields, blobs, writes = rec
@@ -456,12 +478,23 @@ class RedisSaver(_RedisSaverCore):
     One round trip per ``put``, ``put_writes`` and ``get_tuple``; works on a
     standalone server, Valkey, or a Redis Cluster (per-thread hash tags).
 
+    Under LangGraph's default ``durability="async"`` the checkpoint writes a
+    graph run issues are written behind: handed to one ordered background
+    writer that batches them into pipelines, so the graph never waits on Redis
+    (see ``checkpoints/write_behind.py``). Reads through the saver always see
+    them; ``invoke`` may return a few milliseconds before its last checkpoint
+    is acknowledged, and ``flush()`` (called by ``close()`` and at interpreter
+    exit) waits for that. ``durability="sync"``, direct ``put``/``put_writes``
+    calls and ``write_behind=False`` wait for their own acknowledgement.
+
     Args:
         client: A ``redis.Redis`` or ``redis.cluster.RedisCluster`` created with
             ``decode_responses=False``.
         ttl: Seconds a thread lives after its last write; ``None`` keeps it forever.
         key_prefix: Prefix of every key (no braces).
         serde: Serializer; defaults to LangGraph's ``JsonPlusSerializer``.
+        write_behind: Batch ``durability="async"`` writes in the background
+            (default); ``False`` makes every write wait for Redis.
 
     Example:
         ```python
@@ -469,6 +502,18 @@ class RedisSaver(_RedisSaverCore):
             graph = builder.compile(checkpointer=saver)
         ```
     """
+
+    def __init__(self, client: Any, *, write_behind: bool = True, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self._writer: WriteBehind | None = WriteBehind(self._send_batch) if write_behind else None
+        # On a standalone server, script calls go over private connections
+        # (same class and options as the client's pool) with pre-encoded RESP:
+        # redis-py's generic command path costs more CPU than the round trip.
+        pool = getattr(client, "connection_pool", None)
+        self._direct = pool is not None and not is_cluster(client) and getattr(client, "connection", None) is None
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._idle_lock = threading.Lock()
 
     @classmethod
     @contextmanager
@@ -479,6 +524,7 @@ class RedisSaver(_RedisSaverCore):
         ttl: float | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         serde: SerializerProtocol | None = None,
+        write_behind: bool = True,
     ) -> Iterator[RedisSaver]:
         """Open a saver for ``url`` (cluster detected, or forced by ``?cluster=true``); close it on exit.
 
@@ -486,7 +532,7 @@ class RedisSaver(_RedisSaverCore):
             StoreUnavailable: Redis cannot be reached.
             ConfigurationError: the URL or an option is invalid.
         """
-        saver = cls.from_url(url, ttl=ttl, key_prefix=key_prefix, serde=serde)
+        saver = cls.from_url(url, ttl=ttl, key_prefix=key_prefix, serde=serde, write_behind=write_behind)
         try:
             yield saver
         finally:
@@ -500,29 +546,107 @@ class RedisSaver(_RedisSaverCore):
         ttl: float | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         serde: SerializerProtocol | None = None,
+        write_behind: bool = True,
     ) -> RedisSaver:
         """Open a saver for ``url`` that the caller closes with ``close()``."""
         client = connect(url)
         try:
-            return cls(client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url)
+            return cls(
+                client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url, write_behind=write_behind
+            )
         except BaseException:
             client.close()
             raise
 
     def close(self) -> None:
-        """Close the Redis client if this saver opened it."""
-        if self._owns_client:
-            self.client.close()
+        """Flush queued writes, then close the Redis client if this saver opened it."""
+        try:
+            if self._writer is not None and not self._writer.close():
+                raise StoreUnavailable(
+                    f"{self._writer.pending} checkpoint writes to {self._url} were not acknowledged "
+                    "within 10s of close(); is Redis reachable?"
+                )
+            self._raise_background_error()
+        finally:
+            with self._idle_lock:
+                idle, self._idle = self._idle, []
+            for conn in idle:
+                conn.disconnect()
+            if self._owns_client:
+                self.client.close()
 
-    def __enter__(self) -> RedisSaver:
-        return self
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every checkpoint write queued so far is acknowledged by Redis.
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        Raises:
+            StoreUnavailable: the timeout passed first.
+            Exception: a background write failed (its error, once).
+        """
+        if self._writer is not None and not self._writer.flush(timeout):
+            raise StoreUnavailable(
+                f"{self._writer.pending} checkpoint writes to {self._url} were not acknowledged within {timeout}s"
+            )
+        self._raise_background_error()
+
+    def _raise_background_error(self) -> None:
+        if self._writer is not None and (error := self._writer.take_error()) is not None:
+            raise error
+
+    def _send_batch(self, batch: list[tuple[Script, list[str], list[Any]]]) -> None:
+        """Run queued script calls: one pipelined round trip on a standalone server, in order on a cluster."""
+        if not self._direct or len(batch) == 1:
+            for script, keys, args in batch:
+                self._eval(script, keys, args)
+            return
+        packed = b"".join(resp_command(["EVALSHA", script.sha, len(keys), *keys, *args]) for script, keys, args in batch)
+        for attempt in (1, 2, 3):
+            errors: list[BaseException] = []
+            conn = self._take()
+            try:
+                conn.send_packed_command([packed], check_health=False)
+                for _ in batch:
+                    try:
+                        conn.read_response()
+                    except ResponseError as e:
+                        errors.append(e)
+            except UNREACHABLE as e:
+                conn.disconnect()
+                if attempt == 3:
+                    raise unavailable(self._url, e) from None
+                continue  # scripts are idempotent: re-running the batch is safe
+            except BaseException:
+                conn.disconnect()
+                raise
+            self._give(conn)
+            if not errors:
+                return
+            if attempt < 3 and all(isinstance(e, NoScriptError) for e in errors):
+                self._load_scripts({script for script, _, _ in batch})
+                continue
+            raise errors[0]
+
+    def _take(self) -> Any:
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._pool.connection_class(**self._pool.connection_kwargs)
+
+    def _give(self, conn: Any) -> None:
+        with self._idle_lock:
+            if len(self._idle) < 16:
+                self._idle.append(conn)
+                return
+        conn.disconnect()
+
+    def _load_scripts(self, needed: set[Script]) -> None:
+        for script in needed:
+            self.client.script_load(script.source)
 
     # -- I/O ------------------------------------------------------------------
 
     def _eval(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        if self._direct:
+            return self._direct_eval(script, keys, args)
         try:
             try:
                 return self.client.evalsha(script.sha, len(keys), *keys, *args)
@@ -531,11 +655,34 @@ class RedisSaver(_RedisSaverCore):
                 return self.client.evalsha(script.sha, len(keys), *keys, *args)
         except UNREACHABLE as e:
             raise unavailable(self._url, e) from None
-        except ResponseError as e:
-            if "NOSCRIPT" in str(e):
-                self.client.script_load(script.source)
-                return self.client.evalsha(script.sha, len(keys), *keys, *args)
-            raise
+
+    def _direct_eval(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        packed = resp_command(["EVALSHA", script.sha, len(keys), *keys, *args])
+        for attempt in (1, 2, 3):
+            conn = self._take()
+            try:
+                conn.send_packed_command([packed], check_health=False)
+                reply = conn.read_response()
+            except NoScriptError:
+                self._give(conn)
+                if attempt == 3:
+                    raise
+                self._load_scripts({script})
+                continue
+            except ResponseError:
+                self._give(conn)  # the reply was read in full; the connection is clean
+                raise
+            except UNREACHABLE as e:
+                conn.disconnect()
+                if attempt == 3:
+                    raise unavailable(self._url, e) from None
+                continue  # every script is idempotent, so one retry after a dropped connection is safe
+            except BaseException:
+                conn.disconnect()
+                raise
+            self._give(conn)
+            return reply
+        raise AssertionError("unreachable")
 
     def _drive(self, plan: Plan) -> Iterator[Any]:
         reply = None
@@ -572,7 +719,16 @@ class RedisSaver(_RedisSaverCore):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch a checkpoint (the newest without ``checkpoint_id``) with its blobs and writes: one round trip."""
         keys, args = self._get_call(config)
+        if self._writer is not None:
+            self._raise_background_error()
+            self._writer.fence(self.keys.base(str(config["configurable"]["thread_id"])))
         return self._first_tuple(config, self._eval(scripts.FETCH, keys, args))
+
+    def _settle(self) -> None:
+        """Before a whole-thread or whole-store operation: every queued write lands first."""
+        if self._writer is not None:
+            self._writer.flush()
+            self._raise_background_error()
 
     def list(
         self,
@@ -583,6 +739,7 @@ class RedisSaver(_RedisSaverCore):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         """List checkpoints newest first; ``config=None`` lists every thread (SCAN on all masters)."""
+        self._settle()
         return self._drive(self._list_plan(config, filter, before, limit))
 
     def put(
@@ -594,6 +751,14 @@ class RedisSaver(_RedisSaverCore):
     ) -> RunnableConfig:
         """Store a checkpoint and its new channel values atomically: one round trip."""
         keys, args, out = self._put_call(config, checkpoint, metadata, new_versions)
+        writer = self._writer
+        if writer is not None:
+            self._raise_background_error()
+            base = keys[0][:-3]
+            if self._written_behind(config["configurable"]):
+                writer.submit(base, scripts.PUT, keys, args)
+                return out
+            writer.fence(base)
         self._eval(scripts.PUT, keys, args)
         return out
 
@@ -606,24 +771,38 @@ class RedisSaver(_RedisSaverCore):
     ) -> None:
         """Store a task's pending writes atomically: one round trip."""
         call = self._put_writes_call(config, writes, task_id, task_path)
-        if call is not None:
-            self._eval(scripts.PUT_WRITES, *call)
+        if call is None:
+            return
+        keys, args = call
+        writer = self._writer
+        if writer is not None:
+            self._raise_background_error()
+            base = keys[0][:-3]
+            if self._written_behind(config["configurable"]):
+                writer.submit(base, scripts.PUT_WRITES, keys, args)
+                return
+            writer.fence(base)
+        self._eval(scripts.PUT_WRITES, keys, args)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, blob and write of a thread (all namespaces)."""
+        self._settle()
         base = self.keys.base(str(thread_id))
         self._eval(scripts.DELETE_THREAD, [base + "nss"], [base])
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) created by these runs, in every thread."""
+        self._settle()
         self._run(self._delete_for_runs_plan(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and write of one thread into another (merging)."""
+        self._settle()
         self._run(self._copy_plan(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Keep only the newest checkpoint per namespace (``keep_latest``, DeltaChannel-safe) or delete all."""
+        self._settle()
         self._run(self._prune_plan(thread_ids, strategy))
 
     # -- async API: the sync calls, run in the default executor ---------------

@@ -14,11 +14,21 @@ session errors instead of skipping. No fakes of Redis.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from servers import RedisCluster, RedisServer
+# Test folders mirror the packages (tests/checkpoints, tests/legacy_bus, ...)
+# and have no __init__.py; with tests/ on sys.path (pytest's rootdir conftest
+# puts it there) a bare `pytest` would import them as namespace packages that
+# shadow the real, editable-installed ones. The project root first avoids it.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from servers import RedisCluster, RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,224 @@
+"""Benchmark: a 5-node chain graph through three checkpointers, side by side.
+
+    .venv/bin/python bench/bench_checkpointer.py [--invocations N] [--rounds R]
+
+Each invocation uses a new thread id, the sync API (``graph.invoke``) and
+LangGraph's default durability. Rounds are interleaved in one process
+(memory, ours, peer, memory, ours, peer, ...) so drift hits all three alike.
+Compared:
+
+- ``InMemorySaver`` (LangGraph; no I/O: the ceiling),
+- ``checkpoints.RedisSaver`` (this project),
+- ``langgraph_checkpoint_plainredis.RedisSaver`` (the plain-Redis peer).
+
+Both Redis savers use their own key prefix on one ``redis-server`` that the
+script starts on a free loopback port (no persistence) and stops at the end.
+Round trips are counted by a redis-py connection class that counts every
+request written to the socket (a pipeline counts once), per checkpointer
+method, and cross-checked with ``INFO commandstats``.
+
+Goals (issue 3): ours >= 0.8x InMemorySaver and >= 2.2x the peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import operator
+import os
+import sys
+import time
+import uuid
+from collections import defaultdict
+from typing import Annotated, Any, TypedDict
+
+import redis
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+
+from checkpoints import RedisSaver
+
+
+def _load_test_servers() -> Any:
+    # tests/servers.py by path: putting tests/ on sys.path would let the
+    # tests/checkpoints folder shadow the checkpoints package.
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "servers.py")
+    spec = importlib.util.spec_from_file_location("_bench_test_servers", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+RedisServer = _load_test_servers().RedisServer
+
+try:
+    from langgraph_checkpoint_plainredis import RedisSaver as PeerRedisSaver
+except ImportError:  # pragma: no cover - the peer is a dev dependency
+    PeerRedisSaver = None
+
+NODES = 5
+
+
+class State(TypedDict):
+    value: int
+    trail: Annotated[list[str], operator.add]
+
+
+def build_graph():
+    """``START -> n1 -> ... -> n5 -> END``; each node bumps ``value`` and appends to ``trail``."""
+    builder = StateGraph(State)
+    prev = START
+    for i in range(1, NODES + 1):
+        name = f"n{i}"
+
+        def node(state: State, _name: str = name) -> dict[str, Any]:
+            return {"value": state["value"] + 1, "trail": [_name]}
+
+        builder.add_node(name, node)
+        builder.add_edge(prev, name)
+        prev = name
+    builder.add_edge(prev, END)
+    return builder
+
+
+# -- round-trip counting --------------------------------------------------------
+
+_COUNTS = {"requests": 0}
+
+
+class CountingConnection(redis.Connection):
+    """A redis-py connection that counts requests written to the socket."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        _COUNTS["requests"] += 1
+        super().send_packed_command(command, check_health)
+
+
+def counting_client(url: str) -> redis.Redis:
+    pool = redis.ConnectionPool.from_url(url, connection_class=CountingConnection)
+    return redis.Redis(connection_pool=pool)
+
+
+class MethodCounter:
+    """Wraps a saver's methods to count calls and the round trips made inside them."""
+
+    METHODS = ("get_tuple", "put", "put_writes", "list")
+
+    def __init__(self, saver: Any) -> None:
+        self.calls: dict[str, int] = defaultdict(int)
+        self.trips: dict[str, int] = defaultdict(int)
+        for name in self.METHODS:
+            original = getattr(saver, name)
+
+            def wrapped(*args: Any, _name: str = name, _orig: Any = original, **kwargs: Any) -> Any:
+                before = _COUNTS["requests"]
+                try:
+                    return _orig(*args, **kwargs)
+                finally:
+                    # Savers run puts in background threads; with one call in
+                    # flight per method at a time in this graph the delta is exact
+                    # enough, and INFO commandstats cross-checks the total.
+                    self.calls[_name] += 1
+                    self.trips[_name] += _COUNTS["requests"] - before
+
+            setattr(saver, name, wrapped)
+
+
+# -- benchmark ------------------------------------------------------------------
+
+
+def run_once(graph: Any, invocations: int) -> float:
+    """Invoke ``graph`` ``invocations`` times with fresh threads; return ops/s."""
+    start = time.perf_counter()
+    for _ in range(invocations):
+        out = graph.invoke({"value": 0, "trail": []}, {"configurable": {"thread_id": str(uuid.uuid4())}})
+        assert out["value"] == NODES, out
+    return invocations / (time.perf_counter() - start)
+
+
+def commandstats(client: redis.Redis) -> dict[str, int]:
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
+
+
+def count_round_trips(url: str, builder: StateGraph, invocations: int = 50) -> tuple[dict[str, float], float, float]:
+    """Round trips per saver method for our saver, with a counting client; and per invoke via INFO."""
+    admin = redis.Redis.from_url(url)
+    saver = RedisSaver(counting_client(url), key_prefix="bench-count")
+    counter = MethodCounter(saver)
+    graph = builder.compile(checkpointer=saver)
+    graph.invoke({"value": 0, "trail": []}, {"configurable": {"thread_id": "warm"}})
+    counter.calls.clear()
+    counter.trips.clear()
+    admin.config_resetstat()
+    requests_before = _COUNTS["requests"]
+    for _ in range(invocations):
+        graph.invoke({"value": 0, "trail": []}, {"configurable": {"thread_id": str(uuid.uuid4())}})
+    total = _COUNTS["requests"] - requests_before
+    stats = commandstats(admin)
+    server_side = stats.get("evalsha", 0) + stats.get("eval", 0)
+    per_op = {m: counter.trips[m] / counter.calls[m] for m in counter.METHODS if counter.calls[m]}
+    per_op.update({f"{m} calls/invoke": counter.calls[m] / invocations for m in counter.METHODS if counter.calls[m]})
+    return per_op, total / invocations, server_side / invocations
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invocations", type=int, default=400, help="invocations per saver per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    opts = parser.parse_args()
+
+    server = RedisServer.start()
+    try:
+        url = server.url
+        builder = build_graph()
+        contenders: dict[str, Any] = {
+            "InMemorySaver": InMemorySaver(),
+            "checkpoints.RedisSaver": RedisSaver.from_url(url, key_prefix="bench-ours"),
+        }
+        if PeerRedisSaver is not None:
+            contenders["plainredis.RedisSaver"] = PeerRedisSaver(url=url, prefix="bench-peer")
+        graphs = {name: builder.compile(checkpointer=saver) for name, saver in contenders.items()}
+
+        for graph in graphs.values():  # warm up imports, scripts, connections
+            run_once(graph, 20)
+
+        results: dict[str, list[float]] = defaultdict(list)
+        for r in range(opts.rounds):
+            for name, graph in graphs.items():
+                results[name].append(run_once(graph, opts.invocations))
+            print(f"round {r + 1}: " + ", ".join(f"{n} {results[n][-1]:,.0f}/s" for n in graphs), flush=True)
+
+        per_op, client_trips, server_scripts = count_round_trips(url, builder)
+
+        best = {name: max(v) for name, v in results.items()}
+        mean = {name: sum(v) / len(v) for name, v in results.items()}
+        ours, mem = "checkpoints.RedisSaver", "InMemorySaver"
+        print()
+        print(f"5-node chain, new thread per invoke, sync invoke, default durability; "
+              f"{opts.rounds} interleaved rounds x {opts.invocations} invocations")
+        print(f"{'checkpointer':<26}{'best ops/s':>12}{'mean ops/s':>12}{'ours / it':>12}")
+        for name in graphs:
+            print(f"{name:<26}{best[name]:>12,.0f}{mean[name]:>12,.0f}{mean[ours] / mean[name]:>11.2f}x")
+        print()
+        print("ratios (mean ops/s)")
+        print(f"  ours / InMemorySaver : {mean[ours] / mean[mem]:.2f}x   (goal >= 0.80x)")
+        if "plainredis.RedisSaver" in mean:
+            print(f"  ours / plainredis    : {mean[ours] / mean['plainredis.RedisSaver']:.2f}x   (goal >= 2.20x)")
+        print()
+        print("round trips (checkpoints.RedisSaver, counted at the socket)")
+        for method in MethodCounter.METHODS:
+            if method in per_op:
+                print(f"  {method:<11}: {per_op[method]:.2f} per call, {per_op[method + ' calls/invoke']:.1f} calls per invoke")
+        print(f"  per invoke : {client_trips:.1f} requests sent, {server_scripts:.1f} EVALSHA seen by the server (INFO commandstats)")
+        for saver in contenders.values():
+            close = getattr(saver, "close", None)
+            if callable(close):
+                close()
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
