@@ -1,0 +1,1 @@
+"""Example applications that migration-kit's README, demo, tests and benchmarks use."""
