@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import threading
+import weakref
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -16,6 +18,17 @@ T = TypeVar("T")
 _local = threading.local()
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+_runners: weakref.WeakSet[asyncio.Runner] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_runners() -> None:
+    # Close the per-thread loops so the interpreter does not warn about them.
+    for runner in list(_runners):
+        try:
+            runner.close()
+        except Exception:  # noqa: S110 - best effort at exit
+            pass
 
 
 def _runner() -> asyncio.Runner:
@@ -25,6 +38,7 @@ def _runner() -> asyncio.Runner:
     if runner is None:
         runner = asyncio.Runner()
         _local.runner = runner
+        _runners.add(runner)
     return runner
 
 

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from migration_kit.report import ReplayReport
@@ -15,13 +14,13 @@ __all__ = ["print_replay"]
 
 
 def _short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    text = json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def print_replay(report: ReplayReport, console: Console | None = None, *, groups: int = 10) -> None:
     """Print a replay's parity summary, where divergence starts, and the top groups."""
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, soft_wrap=True)
     d = report.decision
     style = "bold green" if d.ok else "bold red"
     head = Text.assemble(
@@ -37,27 +36,23 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
     for reason in d.reasons:
         console.print(f"  - {reason}")
     if report.by_node:
-        table = Table(title="first divergent node", title_justify="left", show_edge=False)
-        table.add_column("node")
-        table.add_column("events", justify="right")
+        console.print("first divergent node:")
+        width = max(len(n) for n in report.by_node)
         for node, n in report.by_node.items():
-            table.add_row(node, f"{n:,}")
-        console.print(table)
+            console.print(f"  {node:<{width}}  {n:>8,} events")
     if report.groups:
-        table = Table(title="divergence groups", title_justify="left", show_edge=False)
-        for col in ("node", "kind", "path", "events", "legacy", "candidate", "first event"):
-            table.add_column(col, justify="right" if col == "events" else "left", overflow="fold")
+        console.print(f"divergence groups ({len(report.groups)}):")
         for g in report.groups[:groups]:
-            table.add_row(
-                g.node,
-                g.kind,
-                g.path,
-                f"{g.count:,}",
-                _short(g.example.get("legacy")),
-                _short(g.example.get("candidate")),
-                g.first_event,
+            console.print(
+                Text.assemble("  ", (f"{g.count:,} events", "bold"), f"  {g.node}  {g.kind}  ", (g.path, "cyan"))
             )
-        console.print(table)
+            console.print(
+                Text.assemble(
+                    "      legacy: ", (_short(g.example.get("legacy")), "red"),
+                    "  candidate: ", (_short(g.example.get("candidate")), "green"),
+                    f"  (first event {g.first_event})",
+                )
+            )
         if len(report.groups) > groups:
             console.print(f"  … and {len(report.groups) - groups} more groups (see --json)")
     for s in report.skipped[:10]:

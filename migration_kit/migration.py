@@ -77,7 +77,7 @@ class Migration:
         self.legacy = legacy
         self.candidate = candidate
         self.comparator = comparator if comparator is not None else Comparator()
-        self.store = Store(store)
+        self.store = Store(store, name)
         self.store_explicit = store is not None
         self.policy = policy
         self.redact = tuple(redact or ())
@@ -101,7 +101,7 @@ class Migration:
     def use_store(self, url: str) -> Migration:
         """Point the migration at another store (what the CLI's ``--store`` does); returns self."""
         self.close()
-        self.store = Store(url)
+        self.store = Store(url, self.name)
         self.store_explicit = True
         return self
 
