@@ -13,7 +13,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 from checkpoints import scripts
 from checkpoints.connection import UNREACHABLE, aconnect, unavailable
@@ -94,15 +94,11 @@ class AsyncRedisSaver(_RedisSaverCore):
             try:
                 return await self.client.evalsha(script.sha, len(keys), *keys, *args)
             except NoScriptError:
-                await self.client.script_load(script.source)
+                for each in scripts.ALL_SCRIPTS:  # one NOSCRIPT reloads them all
+                    await self.client.script_load(each.source)
                 return await self.client.evalsha(script.sha, len(keys), *keys, *args)
         except UNREACHABLE as e:
             raise unavailable(self._url, e) from None
-        except ResponseError as e:
-            if "NOSCRIPT" in str(e):
-                await self.client.script_load(script.source)
-                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
-            raise
 
     async def _scan(self, pattern: str) -> list[bytes]:
         try:

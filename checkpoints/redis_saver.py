@@ -638,9 +638,13 @@ class RedisSaver(_RedisSaverCore):
                 return
         conn.disconnect()
 
-    def _load_scripts(self, needed: set[Script]) -> None:
-        for script in needed:
-            self.client.script_load(script.source)
+    def _load_scripts(self, needed: set[Script] | None = None) -> None:
+        """SCRIPT LOAD every script (on every master of a cluster): one NOSCRIPT reloads them all."""
+        try:
+            for script in scripts.ALL_SCRIPTS:
+                self.client.script_load(script.source)
+        except UNREACHABLE as e:
+            raise unavailable(self._url, e) from None
 
     # -- I/O ------------------------------------------------------------------
 
@@ -651,7 +655,7 @@ class RedisSaver(_RedisSaverCore):
             try:
                 return self.client.evalsha(script.sha, len(keys), *keys, *args)
             except NoScriptError:
-                self.client.script_load(script.source)
+                self._load_scripts()
                 return self.client.evalsha(script.sha, len(keys), *keys, *args)
         except UNREACHABLE as e:
             raise unavailable(self._url, e) from None

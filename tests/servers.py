@@ -102,7 +102,8 @@ def _wait_ping(proc: subprocess.Popen, port: int, workdir: str, timeout: float =
         try:
             with socket.create_connection((_HOST, port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
-                if s.recv(64).startswith(b"+PONG"):
+                # A server started with --requirepass answers NOAUTH: it is up.
+                if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                     return
         except OSError:
             pass
