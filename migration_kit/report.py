@@ -91,7 +91,14 @@ class ReplayTally:
                 group["last_event"] = eid
 
     def freeze(
-        self, decision: Decision, *, migration: str, source: str, skipped: list[SkippedLine], duration: float
+        self,
+        decision: Decision,
+        *,
+        migration: str,
+        source: str,
+        skipped: list[SkippedLine],
+        duration: float,
+        noise: tuple[dict[str, Any], ...] = (),
     ) -> ReplayReport:
         groups = tuple(
             sorted(
@@ -111,6 +118,7 @@ class ReplayTally:
             examples=tuple(self.examples),
             skipped=tuple(skipped),
             duration=duration,
+            noise=noise,
         )
 
 
@@ -134,6 +142,7 @@ class ReplayReport:
     examples: tuple[dict[str, Any], ...] = ()
     skipped: tuple[SkippedLine, ...] = ()
     duration: float = 0.0
+    noise: tuple[dict[str, Any], ...] = ()  # learned noise: event_type, path, differed, samples, example
 
     @property
     def parity(self) -> bool:
@@ -155,6 +164,7 @@ class ReplayReport:
             "groups": [g.to_dict() for g in self.groups],
             "examples": list(self.examples),
             "skipped": [{"line": s.line, "reason": s.reason} for s in self.skipped],
+            "noise": list(self.noise),
             "duration_s": round(self.duration, 3),
             "events_per_second": round(self.events_per_second, 1),
         }
