@@ -19,10 +19,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from typing import Any
+from typing import Any, Literal
 
 from legacy_bus import EffectCall, Event
 
+from migration_kit.noise import NoiseLearning, NoiseModel, NoiseObservation
 from migration_kit.outcome import Emission, NodeRun, Outcome
 
 __all__ = ["Comparator", "Comparison", "Difference", "Kind"]
@@ -57,6 +58,7 @@ class Difference:
     legacy: Any
     candidate: Any
     node: str | None = None
+    key: str = ""  # index-free identity, e.g. emitted<ship:ShipmentScheduled>.payload.queue
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "kind": self.kind, "legacy": self.legacy, "candidate": self.candidate, "node": self.node}
@@ -113,6 +115,33 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
+Ordering = Literal["handler", "strict"]
+_COLLAPSE = re.compile(r"\[\d+\]")
+_ARG = re.compile(r"^(args\[\d+\])")
+
+
+def _key(base: str, local: str) -> str:
+    if not local:
+        return base
+    m = _ARG.match(local)
+    if m:  # a positional argument's index is part of its identity
+        return f"{base}.{m.group(1)}{_COLLAPSE.sub('[*]', local[m.end():])}"
+    return f"{base}.{_COLLAPSE.sub('[*]', local)}"
+
+
+class _Ctx:
+    """Per-comparison settings: which keys are noise, which groups are unordered."""
+
+    __slots__ = ("noisy", "unordered")
+
+    def __init__(self, noisy: frozenset[str] = frozenset(), unordered: frozenset[str] = frozenset()) -> None:
+        self.noisy = noisy
+        self.unordered = unordered
+
+
+_PLAIN_CTX = _Ctx()
+
+
 class Comparator:
     """Finds every difference between a legacy and a candidate ``Outcome``.
 
@@ -122,8 +151,18 @@ class Comparator:
             or effect (``payload.created_at``); ``*`` matches one segment,
             ``**`` any number, ``[*]`` any index.
         float_tolerance: relative tolerance for numbers (``math.isclose``).
+        ordering: ``handler`` (default): the order of what one handler
+            publishes or calls matters, the order between handlers at the same
+            depth of the cascade (concurrent fan-out branches) does not;
+            ``strict``: the whole order matters.
         normalizers: per event type, a callable mapping a payload to the
             payload to compare (for example rounding or dropping a field).
+        noise: noise learning (``NoiseLearning()`` by default; ``False`` to
+            turn it off). The migration runs the learning; the comparator
+            applies what was learned.
+
+    Python equality decides equal values, so ``1``, ``1.0`` and ``True``
+    compare equal, as they do in Python.
     """
 
     def __init__(
@@ -131,44 +170,56 @@ class Comparator:
         *,
         ignore: Iterable[str] = (),
         float_tolerance: float = 1e-9,
+        ordering: Ordering = "handler",
         normalizers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+        noise: NoiseLearning | bool = True,
     ) -> None:
+        if ordering not in ("handler", "strict"):
+            raise ValueError(f"Comparator(ordering={ordering!r}): expected 'handler' or 'strict'")
         self.ignore = tuple(ignore)
         self._ignore = [_glob(p) for p in self.ignore]
         self.float_tolerance = float_tolerance
+        self.ordering: Ordering = ordering
         self.normalizers = dict(normalizers or {})
+        self.learning: NoiseLearning | None = (
+            NoiseLearning() if noise is True else (noise if isinstance(noise, NoiseLearning) else None)
+        )
 
     def __repr__(self) -> str:
-        return f"Comparator(ignore={list(self.ignore)!r}, float_tolerance={self.float_tolerance})"
+        return f"Comparator(ignore={list(self.ignore)!r}, float_tolerance={self.float_tolerance}, ordering={self.ordering!r})"
 
     # -- public ----------------------------------------------------------------------
 
-    def compare(self, legacy: Outcome, candidate: Outcome) -> Comparison:
-        """Compare two outcomes of the same root event."""
-        diffs: list[Difference] = []
-        if candidate.crashed:
-            err = candidate.error
-            diffs.append(
-                Difference("candidate", Kind.CRASH, None, None if err is None else f"{err.type}: {err.message}")
-            )
-        else:
-            self._emitted(legacy.emitted, candidate.emitted, diffs)
-            self._effects(legacy.effects, candidate.effects, diffs)
-            self._value(legacy.state or {}, candidate.state or {}, "state", "", diffs, None, Kind.STATE)
-            le, ce = legacy.error, candidate.error
-            if (le is None) != (ce is None) or (le is not None and ce is not None and (le.type, le.message) != (ce.type, ce.message)):
-                diffs.append(
-                    Difference(
-                        "error",
-                        Kind.ERROR,
-                        None if le is None else f"{le.type}: {le.message}",
-                        None if ce is None else f"{ce.type}: {ce.message}",
-                    )
-                )
-        node = self.first_divergent_node(legacy, candidate, diffs) if diffs else None
+    def compare(self, legacy: Outcome, candidate: Outcome, *, noise: NoiseModel | None = None) -> Comparison:
+        """Compare two outcomes of the same root event, ignoring what ``noise`` learned."""
+        t = legacy.event.type
+        ctx = _Ctx(noise.keys(t), noise.unordered(t)) if noise is not None else _PLAIN_CTX
+        diffs = self._diff(legacy, candidate, ctx)
+        node = self.first_divergent_node(legacy, candidate, diffs, ctx) if diffs else None
         return Comparison(legacy.event, legacy, candidate, tuple(diffs), node)
 
-    def first_divergent_node(self, legacy: Outcome, candidate: Outcome, diffs: list[Difference] | None = None) -> str | None:
+    def noise_between(self, first: Outcome, second: Outcome) -> NoiseObservation:
+        """What differs between two runs of the same (legacy) code: the noise to learn."""
+        diffs = self._diff(first, second, _PLAIN_CTX)
+        if not diffs:
+            return NoiseObservation({}, frozenset())
+        # A group one handler publishes whose events pair up better in another
+        # order was shuffled: its order is noise, and so is what still differs.
+        groups = {d.key[8 : d.key.index(">")] for d in diffs if d.key.startswith("emitted<") and "." in d.key}
+        unordered: set[str] = set()
+        for g in groups:
+            trial = self._diff(first, second, _Ctx(frozenset(), frozenset(unordered | {g})))
+            if len(trial) < len(diffs):
+                unordered.add(g)
+                diffs = trial
+        keys: dict[str, dict[str, Any]] = {}
+        for d in diffs:
+            keys.setdefault(d.key, {"first": d.legacy, "second": d.candidate})
+        return NoiseObservation(keys, frozenset(unordered))
+
+    def first_divergent_node(
+        self, legacy: Outcome, candidate: Outcome, diffs: list[Difference] | None = None, ctx: _Ctx = _PLAIN_CTX
+    ) -> str | None:
         """The first node, in cascade order, whose own output differs between the two traces."""
         if candidate.crashed:
             return None
@@ -183,7 +234,7 @@ class Comparator:
             k = seen.get(run.node, 0)
             seen[run.node] = k + 1
             other = theirs.pop((run.node, k), None)
-            if other is None or not self._same_step(legacy, run, candidate, other):
+            if other is None or not self._same_step(legacy, run, candidate, other, ctx):
                 return run.node
         if theirs:
             return min(theirs.values(), key=candidate.trace.index).node
@@ -196,7 +247,191 @@ class Comparator:
 
     # -- pieces ----------------------------------------------------------------------------
 
-    def _same_step(self, lo: Outcome, lr: NodeRun, co: Outcome, cr: NodeRun) -> bool:
+    def _diff(self, legacy: Outcome, candidate: Outcome, ctx: _Ctx) -> list[Difference]:
+        diffs: list[Difference] = []
+        if candidate.crashed or legacy.crashed:
+            le, ce = legacy.error, candidate.error
+            diffs.append(
+                Difference(
+                    "candidate" if candidate.crashed else "legacy",
+                    Kind.CRASH,
+                    None if le is None else f"{le.type}: {le.message}",
+                    None if ce is None else f"{ce.type}: {ce.message}",
+                    key="crash",
+                )
+            )
+            return diffs
+        rank = self._ranks(legacy)
+        self._emitted(self._order(legacy.emitted, rank), self._order(candidate.emitted, rank), diffs, ctx)
+        self._effects(self._order_calls(legacy, rank), self._order_calls(candidate, rank), diffs, ctx)
+        if legacy.state != candidate.state:
+            self._value(legacy.state or {}, candidate.state or {}, "state", "", diffs, None, Kind.STATE, "state", ctx)
+        le, ce = legacy.error, candidate.error
+        if (le is None) != (ce is None) or (
+            le is not None and ce is not None and (le.type, le.message) != (ce.type, ce.message)
+        ):
+            if "error" not in ctx.noisy:
+                diffs.append(
+                    Difference(
+                        "error",
+                        Kind.ERROR,
+                        None if le is None else f"{le.type}: {le.message}",
+                        None if ce is None else f"{ce.type}: {ce.message}",
+                        key="error",
+                    )
+                )
+        return diffs
+
+    # ordering -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _ranks(legacy: Outcome) -> dict[tuple[int, str], int]:
+        rank: dict[tuple[int, str], int] = {}
+        for e in legacy.emitted:
+            rank.setdefault((e.depth, e.node), len(rank))
+        return rank
+
+    def _order(self, emitted: tuple[Emission, ...], rank: dict[tuple[int, str], int]) -> list[tuple[int, Emission]]:
+        items = list(enumerate(emitted))
+        if self.ordering == "strict" or len(items) < 2:
+            return items
+        big = len(rank)
+        # Stable: within one handler the original order is kept.
+        return sorted(items, key=lambda ie: (ie[1].depth, rank.get((ie[1].depth, ie[1].node), big)))
+
+    def _order_calls(self, outcome: Outcome, rank: dict[tuple[int, str], int]) -> list[tuple[int, EffectCall]]:
+        items = list(enumerate(outcome.effects))
+        if self.ordering == "strict" or len(items) < 2:
+            return items
+        depth_of: dict[str, int] = {}
+        for run in outcome.trace:
+            depth_of.setdefault(run.node, run.depth + 1)
+        big = len(rank)
+        return sorted(
+            items,
+            key=lambda ic: (depth_of.get(ic[1].node or "", 0), rank.get((depth_of.get(ic[1].node or "", 0), ic[1].node or ""), big)),
+        )
+
+    # emitted events ----------------------------------------------------------------------------
+
+    def _emitted(
+        self, a: list[tuple[int, Emission]], b: list[tuple[int, Emission]], out: list[Difference], ctx: _Ctx
+    ) -> None:
+        if ctx.unordered:
+            b = self._match_unordered(a, b, ctx)
+        sa = [(e.node, e.type) for _, e in a]
+        sb = [(e.node, e.type) for _, e in b]
+        if sa == sb:
+            for (i, x), (_, y) in zip(a, b, strict=True):
+                self._event_pair(x, y, i, out, ctx)
+            return
+        for tag, i1, i2, j1, j2 in SequenceMatcher(None, sa, sb, autojunk=False).get_opcodes():
+            if tag == "equal":
+                for (i, x), (_, y) in zip(a[i1:i2], b[j1:j2], strict=True):
+                    self._event_pair(x, y, i, out, ctx)
+                continue
+            # Pair replaced events of the same node (a changed type or payload);
+            # what is left over is missing or extra.
+            rest_b = list(b[j1:j2])
+            for i, x in a[i1:i2]:
+                match = next((jy for jy in rest_b if jy[1].node == x.node), None)
+                if match is None:
+                    self._add(out, ctx, Difference(f"emitted[{i}]", Kind.EVENT_MISSING, _brief(x), None, x.node, f"emitted<{x.node}:{x.type}>"))
+                else:
+                    rest_b.remove(match)
+                    self._event_pair(x, match[1], i, out, ctx)
+            for j, y in rest_b:
+                self._add(out, ctx, Difference(f"emitted[{j}]", Kind.EVENT_EXTRA, None, _brief(y), y.node, f"emitted<{y.node}:{y.type}>"))
+
+    def _match_unordered(
+        self, a: list[tuple[int, Emission]], b: list[tuple[int, Emission]], ctx: _Ctx
+    ) -> list[tuple[int, Emission]]:
+        """Reorder each unordered group of ``b`` to pair best with ``a``'s (fewest differences)."""
+        out = list(b)
+        for g in ctx.unordered:
+            node, _, etype = g.partition(":")
+            ia = [k for k, (_, e) in enumerate(a) if e.node == node and e.type == etype]
+            ib = [k for k, (_, e) in enumerate(out) if e.node == node and e.type == etype]
+            if len(ia) < 2 or len(ia) != len(ib):
+                continue
+            free = list(ib)
+            chosen: list[int] = []
+            for ka in ia:
+                x = a[ka][1]
+                best, best_n = free[0], None
+                for kb in free:
+                    probe: list[Difference] = []
+                    self._event_pair(x, out[kb][1], 0, probe, ctx)
+                    if best_n is None or len(probe) < best_n:
+                        best, best_n = kb, len(probe)
+                        if best_n == 0:
+                            break
+                free.remove(best)
+                chosen.append(best)
+            originals = [out[kb] for kb in chosen]
+            for slot, item in zip(ib, originals, strict=True):
+                out[slot] = item
+        return out
+
+    def _event_pair(self, x: Emission, y: Emission, i: int, out: list[Difference], ctx: _Ctx) -> None:
+        base = f"emitted[{i}]"
+        kbase = f"emitted<{x.node}:{x.type}>"
+        if x.type != y.type:
+            self._add(out, ctx, Difference(f"{base}.type", Kind.TYPE_CHANGED, x.type, y.type, x.node, f"{kbase}.type"))
+        px, py = x.payload, y.payload
+        norm = self.normalizers.get(x.type)
+        if norm is not None:
+            px, py = norm(px), norm(py)
+        if px != py:
+            self._value(px, py, f"{base}.payload", "payload", out, x.node, Kind.VALUE_CHANGED, kbase, ctx)
+        if x.headers != y.headers:
+            self._value(x.headers, y.headers, f"{base}.headers", "headers", out, x.node, Kind.VALUE_CHANGED, kbase, ctx)
+        if x.correlation != y.correlation:
+            self._add(out, ctx, Difference(f"{base}.correlation_id", Kind.VALUE_CHANGED, x.correlation, y.correlation, x.node, f"{kbase}.correlation_id"))
+        if x.node != y.node:
+            self._add(out, ctx, Difference(f"{base}.node", Kind.VALUE_CHANGED, x.node, y.node, x.node, f"{kbase}.node"))
+
+    # effect calls ------------------------------------------------------------------------------
+
+    def _effects(
+        self, a: list[tuple[int, EffectCall]], b: list[tuple[int, EffectCall]], out: list[Difference], ctx: _Ctx
+    ) -> None:
+        sa = [(c.node, c.port) for _, c in a]
+        sb = [(c.node, c.port) for _, c in b]
+        if sa == sb:
+            for (i, x), (_, y) in zip(a, b, strict=True):
+                self._effect_pair(x, y, i, out, ctx)
+            return
+        for tag, i1, i2, j1, j2 in SequenceMatcher(None, sa, sb, autojunk=False).get_opcodes():
+            if tag == "equal":
+                for (i, x), (_, y) in zip(a[i1:i2], b[j1:j2], strict=True):
+                    self._effect_pair(x, y, i, out, ctx)
+                continue
+            rest_b = list(b[j1:j2])
+            for i, x in a[i1:i2]:
+                match = next((jy for jy in rest_b if jy[1].port == x.port), None)
+                if match is None:
+                    self._add(out, ctx, Difference(f"effects[{i}]", Kind.EFFECT_MISSING, _call(x), None, x.node, f"effects<{x.node}:{x.port}>"))
+                else:
+                    rest_b.remove(match)
+                    self._effect_pair(x, match[1], i, out, ctx)
+            for j, y in rest_b:
+                self._add(out, ctx, Difference(f"effects[{j}]", Kind.EFFECT_EXTRA, None, _call(y), y.node, f"effects<{y.node}:{y.port}>"))
+
+    def _effect_pair(self, x: EffectCall, y: EffectCall, i: int, out: list[Difference], ctx: _Ctx) -> None:
+        base = f"effects[{i}]"
+        kbase = f"effects<{x.node}:{x.port}>"
+        if x.port != y.port:
+            self._add(out, ctx, Difference(f"{base}.port", Kind.EFFECT_ARGUMENTS, x.port, y.port, x.node, f"{kbase}.port"))
+            return
+        if x.args != y.args:
+            self._value(x.args, y.args, f"{base}.args", "args", out, x.node, Kind.EFFECT_ARGUMENTS, kbase, ctx)
+        if x.kwargs != y.kwargs:
+            self._value(x.kwargs, y.kwargs, f"{base}.kwargs", "kwargs", out, x.node, Kind.EFFECT_ARGUMENTS, kbase, ctx)
+
+    # steps ----------------------------------------------------------------------------------------
+
+    def _same_step(self, lo: Outcome, lr: NodeRun, co: Outcome, cr: NodeRun, ctx: _Ctx) -> bool:
         if len(lr.out) != len(cr.out) or len(lr.effects) != len(cr.effects):
             return False
         if (lr.error is None) != (cr.error is None):
@@ -204,15 +439,20 @@ class Comparator:
         if lr.error is not None and cr.error is not None and (lr.error.type, lr.error.message) != (cr.error.type, cr.error.message):
             return False
         probe: list[Difference] = []
-        for i, j in zip(lr.out, cr.out, strict=True):
-            self._event_pair(lo.emitted[i], co.emitted[j], i, probe)
-            if probe:
-                return False
-        for a, b in zip(lr.effects, cr.effects, strict=True):
-            self._effect_pair(a, b, 0, probe)
-            if probe:
-                return False
-        return True
+        self._emitted([(i, lo.emitted[i]) for i in lr.out], [(j, co.emitted[j]) for j in cr.out], probe, ctx)
+        if probe:
+            return False
+        self._effects(list(enumerate(lr.effects)), list(enumerate(cr.effects)), probe, ctx)
+        return not probe
+
+    # values ------------------------------------------------------------------------------------------
+
+    def _add(self, out: list[Difference], ctx: _Ctx, diff: Difference) -> None:
+        if ctx.noisy and diff.key in ctx.noisy:
+            return
+        if self._ignore and self._ignored(diff.path, diff.key):
+            return
+        out.append(diff)
 
     def _ignored(self, path: str, local: str) -> bool:
         for rx in self._ignore:
@@ -220,120 +460,54 @@ class Comparator:
                 return True
         return False
 
-    def _emitted(self, a: tuple[Emission, ...], b: tuple[Emission, ...], out: list[Difference]) -> None:
-        sa = [(e.node, e.type) for e in a]
-        sb = [(e.node, e.type) for e in b]
-        if sa == sb:
-            for i, (x, y) in enumerate(zip(a, b, strict=True)):
-                self._event_pair(x, y, i, out)
-            return
-        for tag, i1, i2, j1, j2 in SequenceMatcher(None, sa, sb, autojunk=False).get_opcodes():
-            if tag == "equal":
-                for i, j in zip(range(i1, i2), range(j1, j2), strict=True):
-                    self._event_pair(a[i], b[j], i, out)
-                continue
-            # Pair replaced events of the same node (a changed type or payload);
-            # what is left over is missing or extra.
-            rest_b = list(range(j1, j2))
-            for i in range(i1, i2):
-                match = next((j for j in rest_b if b[j].node == a[i].node), None)
-                if match is None:
-                    out.append(Difference(f"emitted[{i}]", Kind.EVENT_MISSING, _brief(a[i]), None, a[i].node))
-                else:
-                    rest_b.remove(match)
-                    self._event_pair(a[i], b[match], i, out)
-            for j in rest_b:
-                out.append(Difference(f"emitted[{j}]", Kind.EVENT_EXTRA, None, _brief(b[j]), b[j].node))
-
-    def _event_pair(self, x: Emission, y: Emission, i: int, out: list[Difference]) -> None:
-        base = f"emitted[{i}]"
-        if x.type != y.type:
-            out.append(Difference(f"{base}.type", Kind.TYPE_CHANGED, x.type, y.type, x.node))
-        px, py = x.payload, y.payload
-        norm = self.normalizers.get(x.type)
-        if norm is not None:
-            px, py = norm(px), norm(py)
-        if px != py or self._ignore:
-            self._value(px, py, f"{base}.payload", "payload", out, x.node, Kind.VALUE_CHANGED)
-        if x.headers != y.headers:
-            self._value(x.headers, y.headers, f"{base}.headers", "headers", out, x.node, Kind.VALUE_CHANGED)
-        if x.correlation != y.correlation:
-            out.append(Difference(f"{base}.correlation_id", Kind.VALUE_CHANGED, x.correlation, y.correlation, x.node))
-        if x.node != y.node:
-            out.append(Difference(f"{base}.node", Kind.VALUE_CHANGED, x.node, y.node, x.node))
-
-    def _effects(self, a: tuple[EffectCall, ...], b: tuple[EffectCall, ...], out: list[Difference]) -> None:
-        sa = [(c.node, c.port) for c in a]
-        sb = [(c.node, c.port) for c in b]
-        if sa == sb:
-            for i, (x, y) in enumerate(zip(a, b, strict=True)):
-                self._effect_pair(x, y, i, out)
-            return
-        for tag, i1, i2, j1, j2 in SequenceMatcher(None, sa, sb, autojunk=False).get_opcodes():
-            if tag == "equal":
-                for i, j in zip(range(i1, i2), range(j1, j2), strict=True):
-                    self._effect_pair(a[i], b[j], i, out)
-                continue
-            rest_b = list(range(j1, j2))
-            for i in range(i1, i2):
-                match = next((j for j in rest_b if b[j].port == a[i].port), None)
-                if match is None:
-                    out.append(Difference(f"effects[{i}]", Kind.EFFECT_MISSING, _call(a[i]), None, a[i].node))
-                else:
-                    rest_b.remove(match)
-                    self._effect_pair(a[i], b[match], i, out)
-            for j in rest_b:
-                out.append(Difference(f"effects[{j}]", Kind.EFFECT_EXTRA, None, _call(b[j]), b[j].node))
-
-    def _effect_pair(self, x: EffectCall, y: EffectCall, i: int, out: list[Difference]) -> None:
-        base = f"effects[{i}]"
-        if x.port != y.port:
-            out.append(Difference(f"{base}.port", Kind.EFFECT_ARGUMENTS, x.port, y.port, x.node))
-            return
-        if x.args != y.args or self._ignore:
-            self._value(x.args, y.args, f"{base}.args", "args", out, x.node, Kind.EFFECT_ARGUMENTS)
-        if x.kwargs != y.kwargs or self._ignore:
-            self._value(x.kwargs, y.kwargs, f"{base}.kwargs", "kwargs", out, x.node, Kind.EFFECT_ARGUMENTS)
-
     def _value(
-        self, a: Any, b: Any, path: str, local: str, out: list[Difference], node: str | None, kind: str
+        self, a: Any, b: Any, path: str, local: str, out: list[Difference], node: str | None, kind: str, kbase: str, ctx: _Ctx
     ) -> None:
-        if self._ignore and self._ignored(path, local):
+        if type(a) is type(b) and a == b:
             return
-        if type(a) is type(b) and a == b and not self._ignore:
+        if self._ignore and self._ignored(path, local):
             return
         if isinstance(a, dict) and isinstance(b, dict):
             for key in list(a) + [k for k in b if k not in a]:
-                sub = f"{path}.{key}" if _plain_key(key) else f"{path}[{key!r}]"
-                sub_local = f"{local}.{key}" if local else str(key)
                 va, vb = a.get(key, _MISSING), b.get(key, _MISSING)
+                if type(va) is type(vb) and va == vb:
+                    continue
+                plain = _plain_key(key)
+                sub = f"{path}.{key}" if plain else f"{path}[{key!r}]"
+                sub_local = (f"{local}.{key}" if local else str(key)) if plain else f"{local}[{key!r}]"
                 if va is _MISSING:
-                    if not (self._ignore and self._ignored(sub, sub_local)):
-                        out.append(Difference(sub, _field_kind(kind, Kind.FIELD_EXTRA), None, vb, node))
+                    self._leaf(out, ctx, sub, sub_local, _field_kind(kind, Kind.FIELD_EXTRA), None, vb, node, kbase)
                 elif vb is _MISSING:
-                    if not (self._ignore and self._ignored(sub, sub_local)):
-                        out.append(Difference(sub, _field_kind(kind, Kind.FIELD_MISSING), va, None, node))
+                    self._leaf(out, ctx, sub, sub_local, _field_kind(kind, Kind.FIELD_MISSING), va, None, node, kbase)
                 else:
-                    self._value(va, vb, sub, sub_local, out, node, kind)
+                    self._value(va, vb, sub, sub_local, out, node, kind, kbase, ctx)
             return
         if isinstance(a, list) and isinstance(b, list):
             for i in range(max(len(a), len(b))):
                 sub, sub_local = f"{path}[{i}]", f"{local}[{i}]"
                 if i >= len(a):
-                    if not (self._ignore and self._ignored(sub, sub_local)):
-                        out.append(Difference(sub, _field_kind(kind, Kind.FIELD_EXTRA), None, b[i], node))
+                    self._leaf(out, ctx, sub, sub_local, _field_kind(kind, Kind.FIELD_EXTRA), None, b[i], node, kbase)
                 elif i >= len(b):
-                    if not (self._ignore and self._ignored(sub, sub_local)):
-                        out.append(Difference(sub, _field_kind(kind, Kind.FIELD_MISSING), a[i], None, node))
+                    self._leaf(out, ctx, sub, sub_local, _field_kind(kind, Kind.FIELD_MISSING), a[i], None, node, kbase)
                 else:
-                    self._value(a[i], b[i], sub, sub_local, out, node, kind)
+                    self._value(a[i], b[i], sub, sub_local, out, node, kind, kbase, ctx)
             return
         if _number(a) and _number(b):
             if a == b or math.isclose(a, b, rel_tol=self.float_tolerance, abs_tol=0.0):
                 return
-        elif type(a) is type(b) and a == b:
+        elif a == b and not (isinstance(a, (dict, list)) or isinstance(b, (dict, list))):
             return
-        out.append(Difference(path, kind, a, b, node))
+        self._leaf(out, ctx, path, local, kind, a, b, node, kbase)
+
+    def _leaf(
+        self, out: list[Difference], ctx: _Ctx, path: str, local: str, kind: str, a: Any, b: Any, node: str | None, kbase: str
+    ) -> None:
+        key = _key(kbase, local) if kbase != "state" else (f"state.{_COLLAPSE.sub('[*]', local)}" if local else "state")
+        if ctx.noisy and key in ctx.noisy:
+            return
+        if self._ignore and self._ignored(path, local):
+            return
+        out.append(Difference(path, kind, a, b, node, key))
 
 
 def _field_kind(kind: str, field_kind: str) -> str:

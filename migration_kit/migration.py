@@ -21,13 +21,14 @@ from legacy_bus import (
     SkippedLine,
     StateStore,
 )
-from migration_errors import BadEventLog, ConfigurationError
+from migration_errors import BadEventLog, ConfigurationError, MigrationKitError
 
 from migration_kit.comparator import Comparator, Comparison, Difference
 from migration_kit.decision import parity_decision
+from migration_kit.noise import NoiseModel
 from migration_kit.outcome import Outcome
 from migration_kit.report import ReplayReport, ReplayTally
-from migration_kit.store import Store
+from migration_kit.store import Store, VersionConflict
 
 __all__ = ["Migration"]
 
@@ -83,6 +84,9 @@ class Migration:
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self._graph: Any = None
+        self._noise: NoiseModel | None = None
+        self._noise_loaded: dict[str, Any] | None = None
+        self._noise_dirty = False
 
     def __repr__(self) -> str:
         return f"<Migration {self.name!r} store={self.store.display_url!r}>"
@@ -94,13 +98,17 @@ class Migration:
         self.close()
 
     def close(self) -> None:
-        """Release the store's connections."""
-        self.store.close()
-        self._graph = None
+        """Persist learned noise and release the store's connections."""
+        try:
+            self.save_noise()
+        finally:
+            self.store.close()
+            self._graph = None
 
     def use_store(self, url: str) -> Migration:
         """Point the migration at another store (what the CLI's ``--store`` does); returns self."""
         self.close()
+        self._noise = None
         self.store = Store(url, self.name)
         self.store_explicit = True
         return self
@@ -142,14 +150,87 @@ class Migration:
     def _compare(
         self, event: Event, answers: tuple[EffectCall, ...], states: StateStore, seed: dict[str, Any] | None
     ) -> tuple[Comparison, dict[str, Any] | None]:
+        learning = self.comparator.learning
+        before = None
+        if learning is not None:
+            # The saga state before the event, so the legacy path can be run
+            # again from the same starting point to learn what is noise.
+            peeked = states.peek(event.saga_key)
+            before = copy.deepcopy(peeked) if peeked else None
+        noise = self.noise if learning is not None else None
+        sampled = learning is not None and learning.samples(event.type, event.id, self.noise)
         legacy = self._run_legacy(event, answers, states)
+        if sampled:
+            self._learn(event, answers, before, legacy, sampled=True)
         candidate = self._run_candidate(event, answers, seed)
+        comparison = self._diff(legacy, candidate, noise)
+        if comparison.divergent and learning is not None and learning.confirm and not sampled:
+            # Confirm before reporting: a clock that agreed in the sample, or an
+            # event type not sampled yet, shows its noise on a second legacy run.
+            if self._learn(event, answers, before, legacy, sampled=False):
+                comparison = self._diff(legacy, candidate, noise)
+        return comparison, candidate.state
+
+    def _diff(self, legacy: Outcome, candidate: Outcome, noise: NoiseModel | None) -> Comparison:
         try:
-            comparison = self.comparator.compare(legacy, candidate)
+            return self.comparator.compare(legacy, candidate, noise=noise)
         except Exception as exc:  # a bug in a comparator rule must not stop the run
             diff = Difference("comparator", "comparator_failed", None, f"{type(exc).__name__}: {exc}")
-            comparison = Comparison(event, legacy, candidate, (diff,), None)
-        return comparison, candidate.state
+            return Comparison(legacy.event, legacy, candidate, (diff,), None)
+
+    def _learn(
+        self, event: Event, answers: tuple[EffectCall, ...], before: dict[str, Any] | None, legacy: Outcome, *, sampled: bool
+    ) -> bool:
+        """Run the legacy path again from the same saga state; learn what differs. True if something new."""
+        scratch = OverlayStateStore()
+        if before:
+            scratch.save(event.saga_key, copy.deepcopy(before))
+        again = self._run_legacy(event, answers, scratch)
+        try:
+            observation = self.comparator.noise_between(legacy, again)
+        except Exception:  # learning is best effort; the comparison stands as it is
+            return False
+        new = self.noise.observe(event.type, observation, sampled=sampled)
+        self._noise_dirty = self._noise_dirty or new or sampled
+        return new
+
+    # -- learned noise ---------------------------------------------------------------------
+
+    @property
+    def noise(self) -> NoiseModel:
+        """Noise learned so far (loaded from the store on first use)."""
+        if self._noise is None:
+            self._noise = NoiseModel()
+            self._noise_loaded = self._load_noise()
+        return self._noise
+
+    def _load_noise(self) -> dict[str, Any] | None:
+        try:
+            data, _ = self.store.records.get("noise")
+        except MigrationKitError:
+            return None
+        if data:
+            assert self._noise is not None
+            self._noise.merge(data)
+        return data
+
+    def save_noise(self) -> None:
+        """Persist what was learned, merged with what other processes learned meanwhile."""
+        if self._noise is None or not self._noise_dirty:
+            return
+        records = self.store.records
+        for _ in range(10):
+            stored, version = records.get("noise")
+            merged = NoiseModel.from_dict(stored)
+            merged.merge(_delta(self._noise.to_dict(), self._noise_loaded))
+            try:
+                records.put("noise", merged.to_dict(), version=version)
+            except VersionConflict:
+                continue
+            self._noise_loaded = copy.deepcopy(merged.to_dict())
+            self._noise = merged
+            self._noise_dirty = False
+            return
 
     def _run_legacy(self, event: Event, answers: tuple[EffectCall, ...], states: StateStore) -> Outcome:
         # A private copy: legacy handlers may mutate payloads in place.
@@ -231,8 +312,14 @@ class Migration:
             if on_result is not None:
                 on_result(comparison, tally)
         decision = parity_decision(tally.total, tally.divergent, tally.by_node)
+        self.save_noise()
         return tally.freeze(
-            decision, migration=self.name, source=source, skipped=skipped, duration=perf_counter() - started
+            decision,
+            migration=self.name,
+            source=source,
+            skipped=skipped,
+            duration=perf_counter() - started,
+            noise=tuple(self.noise.summary()) if self.comparator.learning is not None else (),
         )
 
     @staticmethod
@@ -256,3 +343,27 @@ class Migration:
                     raise BadEventLog(f"item {i} of the events given to replay() is a {type(item).__name__}, not an Event")
 
         return entries(), "<events>", []
+
+
+def _delta(now: dict[str, Any], loaded: dict[str, Any] | None) -> dict[str, Any]:
+    """What was learned in this process since the model was loaded (counts minus the loaded counts)."""
+    if not loaded:
+        return now
+    out: dict[str, Any] = {"samples": {}, "paths": {}, "unordered": {}}
+    for t, n in now["samples"].items():
+        d = n - loaded.get("samples", {}).get(t, 0)
+        if d:
+            out["samples"][t] = d
+    for t, paths in now["paths"].items():
+        old = loaded.get("paths", {}).get(t, {})
+        for key, entry in paths.items():
+            d = entry["count"] - old.get(key, {}).get("count", 0)
+            if d:
+                out["paths"].setdefault(t, {})[key] = {"count": d, "example": entry["example"]}
+    for t, groups in now["unordered"].items():
+        old_g = loaded.get("unordered", {}).get(t, {})
+        for g, n in groups.items():
+            d = n - old_g.get(g, 0)
+            if d:
+                out["unordered"].setdefault(t, {})[g] = d
+    return out
