@@ -72,6 +72,11 @@ class AsyncRedisSaver(_RedisSaverCore):
         client = await aconnect(url)
         try:
             saver = cls(client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url)
+            for script in scripts.ALL_SCRIPTS:  # so no hot-path call pays a NOSCRIPT round trip
+                await client.script_load(script.source)
+        except UNREACHABLE as e:
+            await client.aclose()
+            raise unavailable(url, e) from None
         except BaseException:
             await client.aclose()
             raise

@@ -551,9 +551,11 @@ class RedisSaver(_RedisSaverCore):
         """Open a saver for ``url`` that the caller closes with ``close()``."""
         client = connect(url)
         try:
-            return cls(
+            saver = cls(
                 client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url, write_behind=write_behind
             )
+            saver._load_scripts()  # so no hot-path call pays a NOSCRIPT round trip
+            return saver
         except BaseException:
             client.close()
             raise

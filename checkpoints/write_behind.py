@@ -103,11 +103,12 @@ class WriteBehind:
         return self.wait(self._enqueued, timeout)
 
     def take_error(self) -> BaseException | None:
-        """The oldest background failure not yet reported, removed from the list."""
+        """The oldest background failure not yet reported (all pending ones are cleared; each was logged)."""
         if not self._errors:
             return None
         with self._lock:
-            return self._errors.pop(0) if self._errors else None
+            errors, self._errors = self._errors, []
+        return errors[0] if errors else None
 
     @property
     def pending(self) -> int:

@@ -167,3 +167,30 @@ def test_many_threads_stay_isolated(redis_url: str) -> None:
         for i, config in enumerate(configs):
             assert graph.get_state(config).values["value"] == i * 100 + 2
         assert len({t.config["configurable"]["thread_id"] for t in saver.list(None)}) == 20
+
+
+def test_a_failed_background_write_is_raised_by_the_next_call(redis_url: str) -> None:
+    """Write-behind never swallows errors: a failed batch surfaces from the next saver call."""
+    from checkpoints import StoreUnavailable
+
+    with RedisSaver.from_conn_string(redis_url) as saver:
+        graph = chain_graph(2).compile(checkpointer=saver)
+        writer = saver._writer
+        assert writer is not None
+
+        def broken(batch):
+            raise StoreUnavailable("simulated: Redis went away")
+
+        writer._send = broken
+        with pytest.raises(StoreUnavailable, match="simulated"):
+            # The run itself fails if a later write of it sees the error; else flush() reports it.
+            graph.invoke({"value": 0, "trail": []}, _config("doomed"))
+            saver.flush()
+        writer.flush()
+        writer.take_error()  # batches still in flight when the error was raised
+        writer._send = saver._send_batch
+        # After reporting, the saver keeps working.
+        config = _config()
+        assert graph.invoke({"value": 0, "trail": []}, config)["value"] == 2
+        saver.flush()
+        assert graph.get_state(config).values["value"] == 2
