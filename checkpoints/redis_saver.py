@@ -478,14 +478,15 @@ class RedisSaver(_RedisSaverCore):
     One round trip per ``put``, ``put_writes`` and ``get_tuple``; works on a
     standalone server, Valkey, or a Redis Cluster (per-thread hash tags).
 
-    Under LangGraph's default ``durability="async"`` the checkpoint writes a
-    graph run issues are written behind: handed to one ordered background
-    writer that batches them into pipelines, so the graph never waits on Redis
-    (see ``checkpoints/write_behind.py``). Reads through the saver always see
-    them; ``invoke`` may return a few milliseconds before its last checkpoint
-    is acknowledged, and ``flush()`` (called by ``close()`` and at interpreter
-    exit) waits for that. ``durability="sync"``, direct ``put``/``put_writes``
-    calls and ``write_behind=False`` wait for their own acknowledgement.
+    By default every write waits for Redis's acknowledgement, so when
+    ``invoke`` returns, every checkpoint it made is durable (what a production
+    graph that acknowledges upstream messages after ``invoke`` needs).
+    ``write_behind=True`` trades that for throughput: under LangGraph's
+    ``durability="async"`` the writes go to one ordered background writer that
+    batches them into pipelines (see ``checkpoints/write_behind.py``); reads
+    through the saver still see them, but ``invoke`` may return a few
+    milliseconds before its last checkpoint is acknowledged (``flush()``,
+    ``close()`` and interpreter exit wait for them).
 
     Args:
         client: A ``redis.Redis`` or ``redis.cluster.RedisCluster`` created with
@@ -494,7 +495,7 @@ class RedisSaver(_RedisSaverCore):
         key_prefix: Prefix of every key (no braces).
         serde: Serializer; defaults to LangGraph's ``JsonPlusSerializer``.
         write_behind: Batch ``durability="async"`` writes in the background
-            (default); ``False`` makes every write wait for Redis.
+            (opt-in); the default, ``False``, makes every write wait for Redis.
 
     Example:
         ```python
@@ -503,7 +504,7 @@ class RedisSaver(_RedisSaverCore):
         ```
     """
 
-    def __init__(self, client: Any, *, write_behind: bool = True, **kwargs: Any) -> None:
+    def __init__(self, client: Any, *, write_behind: bool = False, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self._writer: WriteBehind | None = WriteBehind(self._send_batch) if write_behind else None
         # On a standalone server, script calls go over private connections
@@ -524,7 +525,7 @@ class RedisSaver(_RedisSaverCore):
         ttl: float | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         serde: SerializerProtocol | None = None,
-        write_behind: bool = True,
+        write_behind: bool = False,
     ) -> Iterator[RedisSaver]:
         """Open a saver for ``url`` (cluster detected, or forced by ``?cluster=true``); close it on exit.
 
@@ -546,7 +547,7 @@ class RedisSaver(_RedisSaverCore):
         ttl: float | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         serde: SerializerProtocol | None = None,
-        write_behind: bool = True,
+        write_behind: bool = False,
     ) -> RedisSaver:
         """Open a saver for ``url`` that the caller closes with ``close()``."""
         client = connect(url)

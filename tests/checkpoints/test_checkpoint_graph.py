@@ -144,12 +144,12 @@ def test_every_durability_mode_persists_the_final_state(redis_url: str, durabili
 
 
 def test_sync_durability_and_strict_mode_leave_nothing_queued(redis_url: str) -> None:
-    """durability='sync' and write_behind=False acknowledge every write before invoke returns."""
-    with RedisSaver.from_conn_string(redis_url) as saver:
+    """durability='sync' and the default (write_behind=False) acknowledge every write before invoke returns."""
+    with RedisSaver.from_conn_string(redis_url, write_behind=True) as saver:
         graph = chain_graph(3).compile(checkpointer=saver)
         graph.invoke({"value": 0, "trail": []}, _config(), durability="sync")
         assert saver._writer is not None and saver._writer.pending == 0
-    with RedisSaver.from_conn_string(redis_url, write_behind=False) as strict:
+    with RedisSaver.from_conn_string(redis_url) as strict:
         assert strict._writer is None
         graph = chain_graph(3).compile(checkpointer=strict)
         config = _config()
@@ -173,7 +173,7 @@ def test_a_failed_background_write_is_raised_by_the_next_call(redis_url: str) ->
     """Write-behind never swallows errors: a failed batch surfaces from the next saver call."""
     from checkpoints import StoreUnavailable
 
-    with RedisSaver.from_conn_string(redis_url) as saver:
+    with RedisSaver.from_conn_string(redis_url, write_behind=True) as saver:
         graph = chain_graph(2).compile(checkpointer=saver)
         writer = saver._writer
         assert writer is not None

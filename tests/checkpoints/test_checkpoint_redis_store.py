@@ -94,12 +94,12 @@ async def test_async_saver_takes_one_round_trip_per_operation(redis_url: str) ->
 
 
 def test_write_behind_batches_graph_writes_into_few_round_trips(redis_url: str) -> None:
-    """Under LangGraph's async durability a 5-node run needs fewer requests than operations."""
+    """With write_behind=True, under LangGraph's async durability a 5-node run needs fewer requests than operations."""
     from test_checkpoint_graph import chain_graph
 
     client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection))
     admin = redis.Redis.from_url(redis_url)
-    saver = RedisSaver(client)
+    saver = RedisSaver(client, write_behind=True)
     graph = chain_graph(5).compile(checkpointer=saver)
     graph.invoke({"value": 0, "trail": []}, {"configurable": {"thread_id": "warm"}})
     saver.flush()
