@@ -55,5 +55,13 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
             )
         if len(report.groups) > groups:
             console.print(f"  … and {len(report.groups) - groups} more groups (see --json)")
+    if report.noise:
+        console.print(f"learned noise, ignored in comparisons ({len(report.noise)}):")
+        for row in report.noise[:groups]:
+            console.print(
+                f"  {row['event_type']}: {row['path']}  differed in {row['differed']:,} of {row['samples']:,} legacy re-runs"
+            )
+        if len(report.noise) > groups:
+            console.print(f"  … and {len(report.noise) - groups} more (see --json)")
     for s in report.skipped[:10]:
         console.print(f"  skipped line {s.line}: {s.reason}", style="yellow")
