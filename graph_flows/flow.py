@@ -334,7 +334,7 @@ def _chain(root: dict[str, Any], emitted: list[dict[str, Any]], index: int) -> l
 
 
 def _update(bus: EventBus, step: Step, state: dict[str, Any], chain: list[str] | None) -> dict[str, Any]:
-    step = cut_at_depth(step, bus.max_depth, lambda: list(chain or [step.event.type]))
+    step = cut_at_depth(step, bus.max_depth, lambda: list(chain or [step.event.type]), bus.max_fanout)
     children = step.published
     error = None if step.error is None else step.error.to_dict()
     update: dict[str, Any] = {

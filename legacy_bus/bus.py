@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Any, Literal, TypeVar
 
-from migration_errors import ConfigurationError, CycleError
+from migration_errors import ConfigurationError, CycleError, FanoutError
 
 from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
 from legacy_bus.event import Event, make_event
@@ -68,14 +68,24 @@ def depth_error(chain: list[str], max_depth: int) -> CycleError:
     )
 
 
-def cut_at_depth(step: Step, max_depth: int, chain: Callable[[], list[str]]) -> Step:
-    """Apply the depth bound to a finished step: children beyond ``max_depth`` make it fail.
+def cut_at_depth(step: Step, max_depth: int, chain: Callable[[], list[str]], max_fanout: int | None = None) -> Step:
+    """Apply the cascade bounds to a finished step: too deep or too wide makes it fail.
 
-    The step's children are dropped and it carries a ``CycleError`` naming
-    the cycle; the bus and every graph derived from it use this one rule.
-    ``chain`` gives the event types from the root to the step's event.
+    Children beyond ``max_depth`` (a ``CycleError`` naming the cycle) or more
+    than ``max_fanout`` children from one handler (a ``FanoutError``) drop
+    the step's children and make it fail; the bus and every graph derived
+    from it use this one rule. ``chain`` gives the event types from the root
+    to the step's event.
     """
-    if not step.published or step.depth + 1 <= max_depth:
+    if not step.published:
+        return step
+    if max_fanout is not None and len(step.published) > max_fanout:
+        exc: Exception = FanoutError(
+            f"handler {step.node!r} published {len(step.published)} events while handling {step.event.type!r}, "
+            f"more than max_fanout={max_fanout}; raise EventBus(max_fanout=...) if that is intended"
+        )
+        return replace(step, published=(), error=ErrorInfo.of(exc), exception=exc)
+    if step.depth + 1 <= max_depth:
         return step
     exc = depth_error(chain() + [step.published[0].type], max_depth)
     return replace(step, published=(), error=ErrorInfo.of(exc), exception=exc)
@@ -119,7 +129,7 @@ class _Cascade:
     def record(self, step: Step, state: dict[str, Any]) -> None:
         self.states.save(step.event.saga_key, state)
         depth = step.depth + 1
-        step = cut_at_depth(step, self.bus.max_depth, lambda: self.chain(step.event.id))
+        step = cut_at_depth(step, self.bus.max_depth, lambda: self.chain(step.event.id), self.bus.max_fanout)
         for child in step.published:
             self.types[child.id] = (child.type, step.event.id)
             self.emitted.append(child)
@@ -151,6 +161,8 @@ class EventBus:
         name: a label for graphs, traces and reports.
         max_depth: how deep a cascade may go (the root is depth 0); the graph
             derived from this bus uses the same bound.
+        max_fanout: how many events one handler may publish while handling
+            one event (bounds a cascade that would emit without end).
         on_error: what a handler's exception does: ``raise`` stops the
             cascade and propagates to the publisher (the exception unchanged);
             ``record`` keeps it on the dispatch and carries on.
@@ -163,6 +175,7 @@ class EventBus:
         name: str = "bus",
         *,
         max_depth: int = 32,
+        max_fanout: int = 1000,
         on_error: OnError = "raise",
         state_store: StateStore | None = None,
     ) -> None:
@@ -172,6 +185,9 @@ class EventBus:
             raise ConfigurationError(f"EventBus(max_depth={max_depth}): must be at least 1")
         self.name = name
         self.max_depth = max_depth
+        if max_fanout < 1:
+            raise ConfigurationError(f"EventBus(max_fanout={max_fanout}): must be at least 1")
+        self.max_fanout = max_fanout
         self.on_error: OnError = on_error
         self.state_store: StateStore = state_store if state_store is not None else InMemoryStateStore()
         self._subscriptions: dict[str, list[Subscription]] = {}

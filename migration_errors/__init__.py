@@ -12,6 +12,7 @@ __all__ = [
     "BadEventLog",
     "ConfigurationError",
     "CycleError",
+    "FanoutError",
     "HandlerError",
     "MigrationKitError",
     "PhaseConflict",
@@ -47,6 +48,10 @@ class CycleError(MigrationKitError):
     def __init__(self, message: str, *, cycle: list[str] | None = None) -> None:
         super().__init__(message)
         self.cycle = cycle or []
+
+
+class FanoutError(MigrationKitError):
+    """One handler published more events than the bus's ``max_fanout`` allows."""
 
 
 class HandlerError(MigrationKitError):

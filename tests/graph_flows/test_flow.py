@@ -146,3 +146,11 @@ def test_mermaid_shows_subscriptions_and_published_event_types():
     text = flow_from_bus(_bus()).to_mermaid()
     assert text.startswith("flowchart LR")
     assert "validate" in text and "-.->" in text and '(["OrderValidated"])' in text
+
+
+def test_the_graph_applies_the_same_fan_out_bound_as_the_bus():
+    bus = EventBus(max_fanout=2, on_error="record")
+    bus.subscribe("A", lambda e: [Event(type="B") for _ in range(3)], name="flood")
+    final = flow_from_bus(bus).compile().invoke({"event": Event(type="A")})
+    assert final["emitted"] == []
+    assert final["errors"][0]["type"].endswith("FanoutError")

@@ -259,3 +259,12 @@ def test_a_handler_returning_something_else_than_events_is_an_error_of_that_hand
     bus.subscribe("A", lambda e: "oops", name="bad")
     d = bus.publish("A")
     assert d.error is not None and "returned str" in d.error.message
+
+
+def test_a_handler_publishing_more_than_max_fanout_fails_and_its_children_are_dropped():
+    bus = EventBus(max_fanout=3, on_error="record")
+    bus.subscribe("A", lambda e: [Event(type="B") for _ in range(4)], name="flood")
+    bus.subscribe("A", lambda e: [Event(type="B") for _ in range(3)], name="ok")
+    d = bus.publish("A")
+    assert len(d.emitted) == 3 and list(d.emitted_by) == ["ok"] * 3
+    assert d.error is not None and d.error.type.endswith("FanoutError") and "max_fanout=3" in d.error.message
