@@ -347,6 +347,7 @@ def _update(bus: EventBus, step: Step, state: dict[str, Any], chain: list[str] |
                 "effects": [c.to_dict() for c in step.effects],
                 "error": error,
                 "duration": step.duration,
+                "started": step.started,
             }
         ],
         "delivered": 1,

@@ -55,6 +55,7 @@ class StepRecord(TypedDict):
     effects: list[dict[str, Any]]
     error: dict[str, str] | None
     duration: float
+    started: float  # time.perf_counter() at the node's start
 
 
 class FlowState(TypedDict, total=False):

@@ -257,7 +257,7 @@ class Migration:
             return Outcome.crash("candidate", event, exc, perf_counter() - started)
         finally:
             self._forget(graph, thread)
-        return Outcome.from_flow_state(event, final, perf_counter() - started)
+        return Outcome.from_flow_state(event, final, perf_counter() - started, started)
 
     @staticmethod
     def _forget(graph: Any, thread: str) -> None:

@@ -51,6 +51,7 @@ class NodeRun:
     effects: tuple[EffectCall, ...]
     error: ErrorInfo | None
     duration: float
+    started: float = 0.0  # time.perf_counter() when the node started (for traces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class Outcome:
     duration: float = 0.0
     crashed: bool = False
     node_durations: dict[str, float] = field(default_factory=dict)
+    started: float = 0.0  # time.perf_counter() when the path started (for traces)
 
     @property
     def error(self) -> ErrorInfo | None:
@@ -126,6 +128,7 @@ class Outcome:
                     step.effects,
                     step.error,
                     step.duration,
+                    step.started,
                 )
             )
             durations[step.node] = durations.get(step.node, 0.0) + step.duration
@@ -144,10 +147,11 @@ class Outcome:
             trace=tuple(trace),
             duration=dispatch.duration,
             node_durations=durations,
+            started=dispatch.steps[0].started if dispatch.steps else 0.0,
         )
 
     @classmethod
-    def from_flow_state(cls, event: Event, final: dict[str, Any], duration: float) -> Outcome:
+    def from_flow_state(cls, event: Event, final: dict[str, Any], duration: float, started: float = 0.0) -> Outcome:
         """The candidate path's outcome from a derived graph's final state."""
         saga = event.saga_key
         raw = final.get("emitted") or []
@@ -177,6 +181,7 @@ class Outcome:
                     calls,
                     err,
                     rec["duration"],
+                    rec.get("started", 0.0),
                 )
             )
             durations[rec["node"]] = durations.get(rec["node"], 0.0) + rec["duration"]
@@ -203,12 +208,13 @@ class Outcome:
             trace=tuple(trace),
             duration=duration,
             node_durations=durations,
+            started=started,
         )
 
     @classmethod
     def crash(cls, path: PathName, event: Event, exc: BaseException, duration: float) -> Outcome:
         """A path that failed as a whole (the graph raised)."""
-        return cls(path=path, event=event, errors=(ErrorInfo.of(exc),), duration=duration, crashed=True)
+        return cls(path=path, event=event, errors=(ErrorInfo.of(exc),), duration=duration, crashed=True, started=0.0)
 
 
 def _depths(trace: list[NodeRun], n: int) -> list[int]:
