@@ -76,6 +76,7 @@ class Comparison:
     candidate: Outcome
     differences: tuple[Difference, ...]
     first_divergent_node: str | None
+    trace_id: str | None = None  # the OpenTelemetry trace of this comparison, when traced
 
     @property
     def divergent(self) -> bool:
@@ -92,6 +93,7 @@ class Comparison:
             "divergent": self.divergent,
             "first_divergent_node": self.first_divergent_node,
             "differences": [d.to_dict() for d in self.differences],
+            "trace_id": self.trace_id,
         }
 
 

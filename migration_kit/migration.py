@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from time import perf_counter
@@ -29,6 +30,7 @@ from migration_kit.noise import NoiseModel
 from migration_kit.outcome import Outcome
 from migration_kit.report import ReplayReport, ReplayTally
 from migration_kit.store import Store, VersionConflict
+from migration_kit.telemetry import Telemetry
 
 __all__ = ["Migration"]
 
@@ -84,6 +86,7 @@ class Migration:
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self._graph: Any = None
+        self.telemetry = Telemetry(name, phase=lambda: str(getattr(self, "phase", "shadow")))
         self._noise: NoiseModel | None = None
         self._noise_loaded: dict[str, Any] | None = None
         self._noise_dirty = False
@@ -169,7 +172,15 @@ class Migration:
             # event type not sampled yet, shows its noise on a second legacy run.
             if self._learn(event, answers, before, legacy, sampled=False):
                 comparison = self._diff(legacy, candidate, noise)
-        return comparison, candidate.state
+        return self._observed(comparison), candidate.state
+
+    def _observed(self, comparison: Comparison, traceparent: str | None = None) -> Comparison:
+        """Count and trace a comparison (telemetry never fails the comparison)."""
+        try:
+            trace_id = self.telemetry.record(comparison, traceparent=traceparent)
+        except Exception:  # noqa: BLE001 - observability must not break the migration
+            return comparison
+        return dataclasses.replace(comparison, trace_id=trace_id) if trace_id else comparison
 
     def _diff(self, legacy: Outcome, candidate: Outcome, noise: NoiseModel | None) -> Comparison:
         try:
