@@ -184,6 +184,29 @@ class BusFlow:
 
     # -- drawing -------------------------------------------------------------------
 
+    def graph_data(self, observed: dict[str, set[str]] | None = None) -> dict[str, Any]:
+        """The flow as plain data for drawing: event types, nodes and the edges between them.
+
+        Edges ``["t:<type>", "n:<node>"]`` are subscriptions; ``["n:<node>",
+        "t:<type>"]`` are event types a node publishes (from its source, and
+        from ``observed``: node -> event types seen during a replay).
+        """
+        types = list(self.routes())
+        edges: list[list[str]] = []
+        for node in self.nodes.values():
+            edges.append([f"t:{node.event_type}", f"n:{node.name}"])
+        for node in self.nodes.values():
+            published = set(published_types(node.sub.handler)) | set((observed or {}).get(node.name, ()))
+            for t in sorted(published):
+                if t not in types:
+                    types.append(t)
+                edges.append([f"n:{node.name}", f"t:{t}"])
+        return {
+            "types": types,
+            "nodes": [{"name": n.name, "event_type": n.event_type, "native": n.native} for n in self.nodes.values()],
+            "edges": edges,
+        }
+
     def to_mermaid(self, observed: dict[str, set[str]] | None = None) -> str:
         """The flow as a Mermaid flowchart: event types, the nodes they feed, what nodes publish.
 
