@@ -153,8 +153,8 @@ def distribution_chart(paths: dict[str, list[list[float]]], width: int = 760, he
         if pts:
             line = " ".join(f"{X(s):.1f},{Y(q):.1f}" for s, q in sorted(pts))
             parts.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"><title>{_e(path)}</title></polyline>')
-    parts.append(f'<text x="{left + 8}" y="{top + 12}" font-size="11" fill="{LEGACY}">— legacy</text>')
-    parts.append(f'<text x="{left + 80}" y="{top + 12}" font-size="11" fill="{CANDIDATE}">— candidate</text>')
+    parts.append(f'<text x="{left + w - 150}" y="{top + h - 10}" font-size="11" fill="{LEGACY}">— legacy</text>')
+    parts.append(f'<text x="{left + w - 80}" y="{top + h - 10}" font-size="11" fill="{CANDIDATE}">— candidate</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -243,6 +243,19 @@ code{font:12px/1.35 ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break
 """
 
 
+def _example_row(ex: dict[str, Any]) -> str:
+    event = ex.get("event") or {}
+    diffs = "".join(
+        f"<div><code>{_e(x['path'])}</code>: <span class=legacy><code>{_e(_short(x['legacy'], 80))}</code></span>"
+        f" → <span class=candidate><code>{_e(_short(x['candidate'], 80))}</code></span></div>"
+        for x in (ex.get("differences") or [])[:6]
+    )
+    return (
+        f'<tr><td><code>{_e(event.get("id", ""))}</code><br><span class="muted">{_e(event.get("type", ""))}, line {_e(ex.get("line", ""))}</span></td>'
+        f'<td>{_e(ex.get("first_divergent_node") or "")}</td><td>{diffs}</td><td><code>{_e(ex.get("trace_id") or "")}</code></td></tr>'
+    )
+
+
 def render_report(data: dict[str, Any]) -> str:
     """The whole page for a report's ``to_dict()``."""
     d = data.get("decision") or {}
@@ -270,13 +283,7 @@ def render_report(data: dict[str, Any]) -> str:
         for g in groups[:200]
     ) or '<tr><td colspan="7" class="muted">no divergence</td></tr>'
     examples = data.get("examples") or []
-    example_rows = "".join(
-        f'<tr><td><code>{_e((ex.get("event") or {}).get("id", ""))}</code><br><span class="muted">{_e((ex.get("event") or {}).get("type", ""))}, line {_e(ex.get("line", ""))}</span></td>'
-        f'<td>{_e(ex.get("first_divergent_node") or "")}</td>'
-        f'<td>{"".join(f"<div><code>{_e(x["path"])}</code>: <span class=legacy><code>{_e(_short(x["legacy"], 80))}</code></span> → <span class=candidate><code>{_e(_short(x["candidate"], 80))}</code></span></div>" for x in (ex.get("differences") or [])[:6])}</td>'
-        f'<td><code>{_e(ex.get("trace_id") or "")}</code></td></tr>'
-        for ex in examples[:20]
-    ) or '<tr><td colspan="4" class="muted">none</td></tr>'
+    example_rows = "".join(_example_row(ex) for ex in examples[:20]) or '<tr><td colspan="4" class="muted">none</td></tr>'
     latency = data.get("latency") or {}
     policy = data.get("policy") or {}
     threshold = policy.get("divergence_limit")
