@@ -1,6 +1,7 @@
 # The two commands of a fresh machine: `make demo` and `make test`.
 # Both create .venv and install what they need; `make test` also installs
-# redis-server with apt-get when it is missing (tests start their own servers).
+# redis-server and chromium with apt-get when they are missing (tests start
+# their own servers and browsers).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,7 @@ APP    := examples.orders.app:migration
 APP_V2 := examples.orders.v2:migration
 OUT    := build/demo
 
-.PHONY: demo test bench redis-server clean help
+.PHONY: demo test bench system-deps clean help
 
 help:
 	@echo "make demo    - install, replay the example log through both paths, then the v2 rewrite"
@@ -28,10 +29,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	  || { tail -n 30 $(VENV)/install.log; echo "pip install failed: see $(VENV)/install.log"; exit 1; }
 	@touch $@
 
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
-	  echo "redis-server not found: installing it with apt-get"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+# What the tests need from the system: redis-server (real servers, started by
+# the tests) and Debian's chromium (the HTML report is checked in a browser).
+system-deps:
+	@missing=""; \
+	  command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing with apt-get:$$missing"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	      || { echo "apt-get could not install$$missing"; exit 1; }; \
+	  fi
 	@redis-server --version
 
 demo: $(STAMP)
@@ -45,10 +53,10 @@ demo: $(STAMP)
 	@echo
 	@echo "reports written to $(OUT)/"
 
-test: $(STAMP) redis-server
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
-bench: $(STAMP) redis-server
+bench: $(STAMP) system-deps
 	$(BIN)/python bench/run_all.py
 
 clean:
