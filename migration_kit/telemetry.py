@@ -47,8 +47,8 @@ def _ns(perf_seconds: float) -> int:
     return _EPOCH_OFFSET_NS + int(perf_seconds * 1e9)
 
 
-def _tracing_enabled() -> bool:
-    provider = trace.get_tracer_provider()
+def _tracing_enabled(provider: Any = None) -> bool:
+    provider = provider if provider is not None else trace.get_tracer_provider()
     # The API's default is a proxy to a no-op provider until an SDK is installed.
     return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider")
 
@@ -66,11 +66,19 @@ def current_traceparent() -> str | None:
 class Telemetry:
     """Traces and metrics for one migration's comparisons."""
 
-    def __init__(self, migration: str, phase: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        migration: str,
+        phase: Callable[[], str] | None = None,
+        *,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+    ) -> None:
         self.migration = migration
         self._phase = phase or (lambda: "shadow")
-        self._tracer = trace.get_tracer("migration_kit")
-        meter = metrics.get_meter("migration_kit")
+        self._provider = tracer_provider
+        self._tracer = trace.get_tracer("migration_kit", tracer_provider=tracer_provider)
+        meter = metrics.get_meter("migration_kit", meter_provider=meter_provider)
         self._compared = meter.create_counter("migration.compared", unit="{event}", description="events compared")
         self._divergent = meter.create_counter("migration.divergent", unit="{event}", description="divergent events")
         self._errors = meter.create_counter("migration.errors", unit="{event}", description="events whose candidate path ended in an error")
@@ -104,7 +112,7 @@ class Telemetry:
             self._path_duration.record(outcome.duration, path_attrs)
             for node, seconds in outcome.node_durations.items():
                 self._node_duration.record(seconds, {**path_attrs, "node": node})
-        if not _tracing_enabled():
+        if not _tracing_enabled(self._provider):
             return None
         return self._trace(comparison, traceparent)
 
