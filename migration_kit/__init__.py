@@ -17,9 +17,13 @@ from migration_errors import (
 
 from migration_kit.comparator import Comparator, Comparison, Difference, Kind
 from migration_kit.decision import Decision
+from migration_kit.evidence import Evidence
 from migration_kit.migration import Migration
 from migration_kit.outcome import Emission, NodeRun, Outcome
+from migration_kit.phases import InvalidTransition, PhaseState, Transition
+from migration_kit.policy import Policy, Predicate, Verdict, default_policy, register_predicate
 from migration_kit.report import DivergenceGroup, ReplayReport
+from migration_kit.statistics import Sketch
 
 __all__ = [
     "BadEventLog",
@@ -31,13 +35,23 @@ __all__ = [
     "Difference",
     "DivergenceGroup",
     "Emission",
+    "Evidence",
+    "InvalidTransition",
     "Kind",
     "Migration",
     "MigrationKitError",
     "NodeRun",
     "Outcome",
     "PhaseConflict",
+    "PhaseState",
+    "Policy",
     "PolicyViolation",
+    "Predicate",
     "ReplayReport",
+    "Sketch",
     "StoreUnavailable",
+    "Transition",
+    "Verdict",
+    "default_policy",
+    "register_predicate",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from time import perf_counter
@@ -22,17 +24,29 @@ from legacy_bus import (
     SkippedLine,
     StateStore,
 )
-from migration_errors import BadEventLog, ConfigurationError, MigrationKitError
+from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation
 
 from migration_kit.comparator import Comparator, Comparison, Difference
-from migration_kit.decision import parity_decision
+from migration_kit.decision import Decision
+from migration_kit.evidence import Evidence
+from migration_kit.phases import PhaseMachine, PhaseState, Transition
+from migration_kit.policy import Monitor, Policy, load_policy
 from migration_kit.noise import NoiseModel
 from migration_kit.outcome import Outcome
 from migration_kit.report import ReplayReport, ReplayTally
 from migration_kit.store import Store, VersionConflict
 from migration_kit.telemetry import Telemetry
 
-__all__ = ["Migration"]
+__all__ = ["Migration", "route_point"]
+
+EVIDENCE_KEY = "evidence"
+SAVE_EVIDENCE_EVERY = 1000  # events between saves of a running replay's evidence (status sees progress)
+
+
+def route_point(migration: str, correlation_id: str) -> float:
+    """A saga's stable point in [0, 100): where it falls in a canary's percentage."""
+    digest = hashlib.blake2b(f"{migration}\x00{correlation_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * 100
 
 Source = str | Path | EventLog | Iterable[Event | LogEntry | dict[str, Any]]
 
@@ -50,8 +64,9 @@ class Migration:
         comparator: the rules for comparing outcomes (``Comparator()``).
         store: one URL for everything the migration keeps: ``memory://``
             (default), ``sqlite:///path`` or ``redis://host:port/db``.
-        policy: the decision policy (until one is given, any divergence
-            holds the migration).
+        policy: the decision policy: a ``Policy``, a dict, or a ``.toml`` /
+            ``.yaml`` file; None uses ``default_policy()`` (any divergence
+            holds; a proven regression rolls back a canary).
         redact: glob paths whose values never leave the process unmasked.
         saga_capacity: how many sagas' scratch state a replay keeps in memory.
     """
@@ -82,7 +97,10 @@ class Migration:
         self.comparator = comparator if comparator is not None else Comparator()
         self.store = Store(store, name)
         self.store_explicit = store is not None
-        self.policy = policy
+        self.policy: Policy = load_policy(policy)
+        self.phase_ttl = 1.0  # seconds a read phase is trusted by route() and telemetry
+        self._seen: tuple[PhaseState, int] | None = None
+        self._seen_at = 0.0
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self._graph: Any = None
@@ -112,6 +130,7 @@ class Migration:
         """Point the migration at another store (what the CLI's ``--store`` does); returns self."""
         self.close()
         self._noise = None
+        self._seen = None
         self.store = Store(url, self.name)
         self.store_explicit = True
         return self
@@ -303,6 +322,8 @@ class Migration:
             raise ConfigurationError("replay(..., resume=True) is not available yet in this version")
         entries, source, skipped = self._entries(events_or_path, skip_bad)
         tally = ReplayTally()
+        state = self._read_phase()[0]
+        monitor = Monitor(self.policy, phase=state.phase, percent=state.percent)
         legacy_states = BoundedStateStore(self.saga_capacity)
         candidate_states = BoundedStateStore(self.saga_capacity)
         known = set(self.legacy.event_types)
@@ -320,9 +341,14 @@ class Migration:
             comparison, after = self._compare(event, entry.effects, legacy_states, copy.deepcopy(seed) if seed else None)
             candidate_states.save(key, after or {})
             tally.add(comparison, entry.line)
+            monitor.observe(tally.evidence)
+            if tally.total % SAVE_EVIDENCE_EVERY == 0:
+                self._save_evidence(source, tally.evidence, state.attempt)
             if on_result is not None:
                 on_result(comparison, tally)
-        decision = parity_decision(tally.total, tally.divergent, tally.by_node)
+        decision = monitor.finish(tally.evidence)
+        self._save_evidence(source, tally.evidence, state.attempt)
+        self._act_on(decision, state)
         self.save_noise()
         return tally.freeze(
             decision,
@@ -332,6 +358,147 @@ class Migration:
             duration=perf_counter() - started,
             noise=tuple(self.noise.summary()) if self.comparator.learning is not None else (),
         )
+
+    # -- phases, routing, status ---------------------------------------------------------------
+
+    @property
+    def phases(self) -> PhaseMachine:
+        """The persisted phase state machine on this migration's store."""
+        return PhaseMachine(self.store.records)
+
+    def _read_phase(self, *, fresh: bool = True) -> tuple[PhaseState, int]:
+        now = time.monotonic()
+        if fresh or self._seen is None or now - self._seen_at > self.phase_ttl:
+            self._seen, self._seen_at = self.phases.read(), now
+        return self._seen
+
+    @property
+    def phase(self) -> str:
+        """The current phase: ``shadow | canary | primary | retired | rolled_back`` (read from the store)."""
+        return self._read_phase(fresh=False)[0].phase
+
+    @property
+    def phase_state(self) -> PhaseState:
+        """The current phase with its canary percentage, attempt, and who set it when and why."""
+        return self._read_phase()[0]
+
+    def promote(self, to: str | None = None, percent: float | None = None, *, by: str = "user", reason: str | None = None) -> Transition:
+        """Move to the next phase (or the next canary step), or forward to ``to`` / ``percent``.
+
+        From ``rolled_back`` it starts a new attempt (from ``shadow`` unless
+        ``to`` says otherwise; the evidence of the old attempt is set aside).
+        It acts on the phase this object last saw (through ``phase``,
+        ``status()`` or a transition; read now if it saw none): when another
+        process changed it since, nothing is written and ``PhaseConflict``
+        says what it is now. Raises ``InvalidTransition`` for a move the
+        state machine does not allow.
+        """
+        expected = self._seen if self._seen is not None else self._read_phase()
+        try:
+            t = self.phases.promote(to=to, percent=percent, by=by, reason=reason, evidence=self._evidence_summary(), expected=expected)
+        except PhaseConflict:
+            self._seen = None
+            raise
+        self._remember(t)
+        return t
+
+    def rollback(self, reason: str, *, by: str = "user") -> Transition:
+        """Send all traffic back to the legacy path, from any phase; ``reason`` is required."""
+        t = self.phases.rollback(reason=reason, by=by, evidence=self._evidence_summary())
+        self._remember(t)
+        return t
+
+    def _remember(self, t: Transition) -> None:
+        self._seen = (t.to_state, t.version)
+        self._seen_at = time.monotonic()
+
+    def route(self, event: Event) -> str:
+        """Which path serves ``event`` now: ``legacy`` or ``candidate``.
+
+        Sticky per saga: in canary, a stable hash of the migration's name and
+        the event's correlation id (its own id for a root) picks a point in
+        [0, 100); the candidate serves it when that is below the percentage,
+        so a saga never switches paths while the percentage only grows.
+        """
+        state = self._read_phase(fresh=False)[0]
+        if state.phase in ("primary", "retired"):
+            return "candidate"
+        if state.phase != "canary" or not state.percent:
+            return "legacy"
+        return "candidate" if route_point(self.name, event.saga_key) < state.percent else "legacy"
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every phase transition, oldest first: when, from, to, by whom, why, and the evidence then."""
+        return self.phases.history()
+
+    def evidence(self) -> Evidence:
+        """The evidence stored for the current attempt: every replay's (and worker's) merged."""
+        return self._stored_evidence(self._read_phase()[0].attempt)
+
+    def decide(self) -> Decision:
+        """The policy's decision over the stored evidence, in the current phase."""
+        state = self._read_phase()[0]
+        return self.policy.evaluate(self._stored_evidence(state.attempt), phase=state.phase, percent=state.percent)
+
+    def status(self) -> dict[str, Any]:
+        """Where the migration stands: phase, counts, the decision and the history (JSON-ready)."""
+        state = self._read_phase()[0]
+        ev = self._stored_evidence(state.attempt)
+        decision = self.policy.evaluate(ev, phase=state.phase, percent=state.percent)
+        return {
+            "migration": self.name,
+            "store": self.store.display_url,
+            "phase": state.phase,
+            "percent": state.percent,
+            "attempt": state.attempt,
+            "since": state.since,
+            "compared": ev.compared,
+            "divergent": ev.divergent,
+            "errors": ev.errors,
+            "pending": 0,  # live shadowing is not built yet: nothing can be pending or shed
+            "shed": 0,
+            "decision": decision.to_dict(),
+            "policy": self.policy.name,
+            "evidence": ev.summary(),
+            "history": self.history(),
+        }
+
+    def _stored_evidence(self, attempt: int) -> Evidence:
+        doc, _ = self.store.records.get(EVIDENCE_KEY)
+        total = Evidence()
+        if doc and doc.get("attempt") == attempt:
+            for part in doc.get("sources", {}).values():
+                total.merge(Evidence.from_dict(part))
+        return total
+
+    def _evidence_summary(self) -> dict[str, Any]:
+        return self.evidence().summary()
+
+    def _save_evidence(self, source: str, evidence: Evidence, attempt: int) -> None:
+        # One entry per source, replaced on each save: replaying a log again
+        # replaces its evidence instead of counting its events twice.
+        records = self.store.records
+        for _ in range(20):
+            doc, version = records.get(EVIDENCE_KEY)
+            if not doc or doc.get("attempt") != attempt:
+                doc = {"attempt": attempt, "sources": {}}
+            doc["sources"][source] = evidence.to_dict()
+            try:
+                records.put(EVIDENCE_KEY, doc, version=version)
+                return
+            except VersionConflict:
+                continue
+        raise MigrationKitError(f"could not save the evidence of {source}: the store kept changing under it (20 tries)")
+
+    def _act_on(self, decision: Decision, state: PhaseState) -> None:
+        # The policy's rollback is carried out at once: a regression proven on
+        # live traffic must not wait for a person.
+        if decision.action != "rollback" or state.phase == "rolled_back":
+            return
+        try:
+            self.rollback("; ".join(decision.reasons[-2:]), by="automatic")
+        except PolicyViolation:  # someone rolled it back first
+            pass
 
     @staticmethod
     def _entries(src: Source, skip_bad: bool) -> tuple[Iterator[LogEntry], str, list[SkippedLine]]:

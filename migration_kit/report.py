@@ -13,6 +13,7 @@ from legacy_bus import SkippedLine
 
 from migration_kit.comparator import Comparison, Difference
 from migration_kit.decision import Decision
+from migration_kit.evidence import Evidence
 
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
 
@@ -61,10 +62,12 @@ class ReplayTally:
     examples: list[dict[str, Any]] = field(default_factory=list)
     groups: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     last_line: int = 0
+    evidence: Evidence = field(default_factory=Evidence)
 
     def add(self, comparison: Comparison, line: int = 0) -> None:
         self.total += 1
         self.last_line = line
+        self.evidence.add(comparison)
         if comparison.errored:
             self.errors += 1
         if not comparison.divergent:
@@ -119,6 +122,7 @@ class ReplayTally:
             skipped=tuple(skipped),
             duration=duration,
             noise=noise,
+            evidence=self.evidence,
         )
 
 
@@ -143,6 +147,7 @@ class ReplayReport:
     skipped: tuple[SkippedLine, ...] = ()
     duration: float = 0.0
     noise: tuple[dict[str, Any], ...] = ()  # learned noise: event_type, path, differed, samples, example
+    evidence: Evidence | None = field(default=None, compare=False)  # counts and latency sketches behind the decision
 
     @property
     def parity(self) -> bool:
@@ -165,6 +170,7 @@ class ReplayReport:
             "examples": list(self.examples),
             "skipped": [{"line": s.line, "reason": s.reason} for s in self.skipped],
             "noise": list(self.noise),
+            "evidence": self.evidence.summary() if self.evidence is not None else None,
             "duration_s": round(self.duration, 3),
             "events_per_second": round(self.events_per_second, 1),
         }
