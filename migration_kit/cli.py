@@ -1,9 +1,10 @@
 """The ``migration-kit`` command line.
 
 Exit codes: 0 when the decision lets the migration go on (``continue`` or
-``promote``; before a policy exists: no divergence), 1 when it does not
-(``hold`` or ``rollback``; before a policy: any divergence), 2 on usage or
-input errors, which print one line to stderr and no traceback.
+``promote``), 1 when it does not (``hold`` or ``rollback``; the default
+policy holds on any divergence, as parity did before policies existed), 2 on
+usage or input errors, an invalid phase transition or a phase conflict,
+which print one line to stderr and no traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from migration_errors import MigrationKitError
 
@@ -44,6 +46,20 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("graph", help="print the derived graph as Mermaid")
     app_args(g)
+
+    st = sub.add_parser("status", help="the phase, the evidence, the policy's decision and the history")
+    app_args(st)
+    st.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    pr = sub.add_parser("promote", help="move to the next phase (or canary step), or forward to --to / --percent")
+    app_args(pr)
+    pr.add_argument("--to", choices=["shadow", "canary", "primary", "retired"], help="the phase to move forward to")
+    pr.add_argument("--percent", type=float, metavar="N", help="the canary percentage (0 < N < 100)")
+    pr.add_argument("--reason", metavar="TEXT", help="why, for the audit history")
+
+    rb = sub.add_parser("rollback", help="send all traffic back to the legacy path")
+    app_args(rb)
+    rb.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit history")
     return p
 
 
@@ -92,7 +108,68 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"replay": cmd_replay, "graph": cmd_graph}
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    with _load(args) as migration:
+        status = migration.status()
+    if args.json:
+        sys.stdout.write(json.dumps(status, indent=2, default=str) + "\n")
+    else:
+        print_status(status)
+    return EXIT_OK
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    with _load(args) as migration:
+        t = migration.promote(to=args.to, percent=args.percent, reason=args.reason)
+    print(f"{migration.name}: {t.from_state.describe()} -> {t.to_state.describe()} (attempt {t.to_state.attempt})")
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    with _load(args) as migration:
+        t = migration.rollback(args.reason)
+    print(f"{migration.name}: {t.from_state.describe()} -> rolled_back: {args.reason}")
+    return EXIT_OK
+
+
+def print_status(status: dict[str, Any], *, history: int = 10) -> None:
+    """Print a migration's status: phase, counts, latency, the decision and recent history."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=True)
+    phase = status["phase"] + (f" {status['percent']:g}%" if status.get("percent") is not None else "")
+    table = Table(title=f"{status['migration']} ({status['store']})", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("phase", f"{phase} (attempt {status.get('attempt', 1)}, since {status.get('since') or 'the start'})")
+    for key in ("compared", "divergent", "errors", "pending", "shed"):
+        table.add_row(key, f"{status[key]:,}")
+    ev = status.get("evidence") or {}
+    div = ev.get("divergence") or {}
+    if div.get("rate") is not None:
+        lo, hi = div["anytime_bounds"]
+        table.add_row("divergence", f"{div['rate']:.2%} (anytime {ev['confidence']:.0%}: {lo:.2%} to {hi:.2%})")
+    for path, q in (ev.get("latency") or {}).items():
+        if q.get("n"):
+            table.add_row(f"{path} latency", f"p50 {q['p50_ms']:.2f} ms, p95 {q['p95_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms")
+    d = status["decision"]
+    style = "bold green" if d["action"] in ("continue", "promote") else "bold red"
+    table.add_row("decision", Text(d["action"].upper(), style))
+    console.print(table)
+    for reason in d["reasons"]:
+        console.print(f"  - {reason}")
+    if status.get("history"):
+        console.print("history:")
+        for h in status["history"][-history:]:
+            to = h["to"] + (f" {h['percent']:g}%" if h.get("percent") is not None else "")
+            console.print(f"  {h['at']}  {h['from']} -> {to}  by {h['by']}" + (f": {h['reason']}" if h.get("reason") else ""))
+
+
+COMMANDS = {"replay": cmd_replay, "graph": cmd_graph, "status": cmd_status, "promote": cmd_promote, "rollback": cmd_rollback}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
