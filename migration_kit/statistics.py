@@ -294,6 +294,7 @@ class Sketch:
         keys = sorted(self.bins)
         return {
             "accuracy": self.accuracy,
+            "max_buckets": self.max_buckets,
             "n": self.count,
             "sum": self.sum,
             "min": self.min if self.count else None,
@@ -305,7 +306,7 @@ class Sketch:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sketch:
-        s = cls(data.get("accuracy", 0.01))
+        s = cls(data.get("accuracy", 0.01), max_buckets=data.get("max_buckets", 2048))
         s.bins = dict(zip(data.get("index", []), data.get("counts", []), strict=True))
         s.zero = data.get("zero", 0)
         s.count = data.get("n", 0)
