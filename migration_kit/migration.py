@@ -357,6 +357,8 @@ class Migration:
             skipped=skipped,
             duration=perf_counter() - started,
             noise=tuple(self.noise.summary()) if self.comparator.learning is not None else (),
+            graph=self.flow.graph_data(tally.observed) if self.flow is not None else None,
+            policy=_drawable_limits(self.policy),
         )
 
     # -- phases, routing, status ---------------------------------------------------------------
@@ -545,3 +547,21 @@ def _delta(now: dict[str, Any], loaded: dict[str, Any] | None) -> dict[str, Any]
             if d:
                 out["unordered"].setdefault(t, {})[g] = d
     return out
+
+
+def _drawable_limits(policy: Any) -> dict[str, Any] | None:
+    """The policy's divergence limit (for the report's plot), found anywhere in its tree."""
+    try:
+        tree = policy.model_dump() if hasattr(policy, "model_dump") else None
+    except Exception:  # noqa: BLE001 - a report must not fail over a drawing hint
+        return None
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("rate") == "divergence" and isinstance(node.get("limit"), (int, float)):
+                return {"divergence_limit": float(node["limit"])}
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None

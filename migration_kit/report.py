@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -14,12 +13,14 @@ from legacy_bus import SkippedLine
 from migration_kit.comparator import Comparison, Difference
 from migration_kit.decision import Decision
 from migration_kit.evidence import Evidence
+from migration_kit.statistics import rate_bounds
 
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
 
 _INDEX = re.compile(r"\[\d+\]")
 MAX_EXAMPLES = 20
 MAX_GROUPS = 1000
+MAX_TIMELINE = 400
 
 
 def signature(node: str | None, diff: Difference) -> tuple[str, str, str]:
@@ -63,16 +64,33 @@ class ReplayTally:
     groups: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     last_line: int = 0
     evidence: Evidence = field(default_factory=Evidence)
+    # (events, divergent) at a stride that doubles to keep at most MAX_TIMELINE points
+    timeline: list[tuple[int, int]] = field(default_factory=list)
+    timeline_stride: int = 1
+    # node -> event types it was seen publishing (to draw the graph)
+    observed: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, comparison: Comparison, line: int = 0) -> None:
         self.total += 1
         self.last_line = line
         self.evidence.add(comparison)
+        for e in comparison.legacy.emitted:
+            seen_types = self.observed.get(e.node)
+            if seen_types is None:
+                self.observed[e.node] = {e.type}
+            else:
+                seen_types.add(e.type)
         if comparison.errored:
             self.errors += 1
+        if comparison.divergent:
+            self.divergent += 1
+        if self.total % self.timeline_stride == 0:
+            self.timeline.append((self.total, self.divergent))
+            if len(self.timeline) > MAX_TIMELINE:
+                self.timeline = self.timeline[1::2]
+                self.timeline_stride *= 2
         if not comparison.divergent:
             return
-        self.divergent += 1
         node = comparison.first_divergent_node or "(unlocated)"
         self.by_node[node] = self.by_node.get(node, 0) + 1
         eid = comparison.event.id
@@ -102,6 +120,8 @@ class ReplayTally:
         skipped: list[SkippedLine],
         duration: float,
         noise: tuple[dict[str, Any], ...] = (),
+        graph: dict[str, Any] | None = None,
+        policy: dict[str, Any] | None = None,
     ) -> ReplayReport:
         groups = tuple(
             sorted(
@@ -123,6 +143,9 @@ class ReplayTally:
             duration=duration,
             noise=noise,
             evidence=self.evidence,
+            timeline=tuple(self.timeline if self.timeline and self.timeline[-1][0] == self.total else [*self.timeline, (self.total, self.divergent)]),
+            graph=graph,
+            policy=policy,
         )
 
 
@@ -148,6 +171,9 @@ class ReplayReport:
     duration: float = 0.0
     noise: tuple[dict[str, Any], ...] = ()  # learned noise: event_type, path, differed, samples, example
     evidence: Evidence | None = field(default=None, compare=False)  # counts and latency sketches behind the decision
+    timeline: tuple[tuple[int, int], ...] = ()  # (events, divergent so far), at most MAX_TIMELINE points
+    graph: dict[str, Any] | None = None  # the derived graph as data (graph_flows.BusFlow.graph_data)
+    policy: dict[str, Any] | None = None  # limits worth drawing, e.g. {"divergence_limit": 0.001}
 
     @property
     def parity(self) -> bool:
@@ -171,6 +197,10 @@ class ReplayReport:
             "skipped": [{"line": s.line, "reason": s.reason} for s in self.skipped],
             "noise": list(self.noise),
             "evidence": self.evidence.summary() if self.evidence is not None else None,
+            "latency": latency_view(self.evidence) if self.evidence is not None else None,
+            "timeline": timeline_view(self.timeline),
+            "graph": self.graph,
+            "policy": self.policy,
             "duration_s": round(self.duration, 3),
             "events_per_second": round(self.events_per_second, 1),
         }
@@ -183,45 +213,33 @@ class ReplayReport:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     def write_html(self, path: str | Path) -> None:
-        """A self-contained HTML page of the report (no script, no network)."""
-        Path(path).write_text(render_html(self), encoding="utf-8")
+        """A self-contained HTML page of the report (inline CSS and SVG plots; no script, no network)."""
+        from migration_kit.html import render_report
+
+        Path(path).write_text(render_report(self.to_dict()), encoding="utf-8")
 
 
-def _e(value: Any) -> str:
-    if not isinstance(value, str):
-        value = json.dumps(value, default=str, sort_keys=True)
-    return html.escape(value, quote=True)
+def timeline_view(points: tuple[tuple[int, int], ...], alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Divergence rate over the events compared, with its anytime-valid bounds, for plotting."""
+    out = []
+    for n, k in points:
+        lo, hi = rate_bounds(k, n, alpha) if n else (0.0, 1.0)
+        out.append({"events": n, "divergent": k, "rate": k / n if n else 0.0, "lower": lo, "upper": hi})
+    return out
 
 
-def render_html(report: ReplayReport) -> str:
-    d = report.decision
-    color = "#2e7d32" if d.ok else "#c62828"
-    rows = "".join(
-        f"<tr><td>{_e(n)}</td><td class=num>{c:,}</td></tr>" for n, c in report.by_node.items()
-    ) or "<tr><td colspan=2>none</td></tr>"
-    groups = "".join(
-        f"<tr><td>{_e(g.node)}</td><td>{_e(g.kind)}</td><td><code>{_e(g.path)}</code></td><td class=num>{g.count:,}</td>"
-        f"<td><code>{_e(g.example.get('legacy'))}</code></td><td><code>{_e(g.example.get('candidate'))}</code></td></tr>"
-        for g in report.groups
-    ) or "<tr><td colspan=6>no divergence</td></tr>"
-    reasons = "".join(f"<li>{_e(r)}</li>" for r in d.reasons)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<title>migration-kit replay: {_e(report.migration)}</title>
-<style>
-body{{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1b1b1b;max-width:1100px}}
-h1{{font-size:1.4rem}} .decision{{border-left:6px solid {color};padding:.6rem 1rem;background:#fafafa}}
-.action{{font-weight:700;color:{color};text-transform:uppercase}} table{{border-collapse:collapse;margin:1rem 0}}
-td,th{{border-bottom:1px solid #ddd;padding:.3rem .7rem;text-align:left;vertical-align:top}} .num{{text-align:right}}
-code{{font-size:12px;word-break:break-all}}
-</style></head><body>
-<h1>Replay of {_e(report.source)} through {_e(report.migration)}</h1>
-<div class="decision"><div>Decision: <span class="action">{_e(d.action)}</span></div><ul>{reasons}</ul></div>
-<table><tr><th>events</th><th>divergent</th><th>errors</th><th>skipped lines</th><th>events/s</th></tr>
-<tr><td class=num>{report.total:,}</td><td class=num>{report.divergent:,}</td><td class=num>{report.errors:,}</td>
-<td class=num>{len(report.skipped):,}</td><td class=num>{report.events_per_second:,.0f}</td></tr></table>
-<h2>First divergent node</h2><table><tr><th>node</th><th>events</th></tr>{rows}</table>
-<h2>Divergence groups</h2><table><tr><th>node</th><th>kind</th><th>path</th><th>events</th><th>legacy</th><th>candidate</th></tr>{groups}</table>
-</body></html>
-"""
+def latency_view(evidence: Evidence) -> dict[str, Any]:
+    """Latency quantiles (seconds) per path and per node, and each path's distribution, for plotting."""
+    paths: dict[str, Any] = {}
+    dist: dict[str, Any] = {}
+    nodes: dict[str, dict[str, Any]] = {}
+    for path in ("legacy", "candidate"):
+        sketch = evidence.sketch(path)
+        if not sketch.count:
+            continue
+        paths[path] = {f"p{int(q * 100)}": sketch.quantile(q) for q in (0.5, 0.95, 0.99)}
+        dist[path] = [[q / 100, sketch.quantile(q / 100)] for q in range(1, 100)]
+        for node, s in evidence.nodes[path].items():
+            if s.count:
+                nodes.setdefault(node, {})[path] = {"p50": s.quantile(0.5), "p95": s.quantile(0.95)}
+    return {"paths": paths, "distribution": dist, "nodes": nodes}
