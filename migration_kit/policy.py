@@ -526,6 +526,19 @@ class Monitor:
             self.worst = (evidence.compared, d)
         return d
 
+    def state(self) -> dict[str, Any]:
+        """What a resumed replay needs to go on judging exactly as before."""
+        worst = None if self.worst is None else [self.worst[0], self.worst[1].to_dict()]
+        return {"worst": worst, "looks": self.looks}
+
+    def restore(self, state: Mapping[str, Any] | None) -> None:
+        """Continue from ``state()`` saved by an interrupted run."""
+        if not state:
+            return
+        self.looks = int(state.get("looks", 0))
+        worst = state.get("worst")
+        self.worst = None if not worst else (int(worst[0]), Decision(worst[1]["action"], tuple(worst[1]["reasons"])))
+
     def finish(self, evidence: Evidence) -> Decision:
         """The decision at the end: the last look's, unless an earlier look proved something worse."""
         final = self._look(evidence)

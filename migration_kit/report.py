@@ -111,6 +111,38 @@ class ReplayTally:
                 group["count"] += 1
                 group["last_event"] = eid
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything a resumed replay needs to go on counting exactly (JSON)."""
+        return {
+            "total": self.total,
+            "divergent": self.divergent,
+            "errors": self.errors,
+            "by_node": self.by_node,
+            "examples": self.examples,
+            "groups": [[list(sig), g] for sig, g in self.groups.items()],
+            "last_line": self.last_line,
+            "evidence": self.evidence.to_dict(),
+            "timeline": [list(p) for p in self.timeline],
+            "timeline_stride": self.timeline_stride,
+            "observed": {n: sorted(t) for n, t in self.observed.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReplayTally:
+        return cls(
+            total=int(data["total"]),
+            divergent=int(data["divergent"]),
+            errors=int(data["errors"]),
+            by_node=dict(data["by_node"]),
+            examples=list(data["examples"]),
+            groups={tuple(sig): g for sig, g in data["groups"]},
+            last_line=int(data["last_line"]),
+            evidence=Evidence.from_dict(data["evidence"]),
+            timeline=[(int(a), int(b)) for a, b in data["timeline"]],
+            timeline_stride=int(data["timeline_stride"]),
+            observed={n: set(t) for n, t in data["observed"].items()},
+        )
+
     def freeze(
         self,
         decision: Decision,
