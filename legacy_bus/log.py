@@ -35,7 +35,8 @@ class LogEntry:
     line: int
     event: Event
     effects: tuple[EffectCall, ...] = ()
-    offset: int = 0
+    offset: int = 0  # where the line starts in the file
+    end: int = 0  # where the next line starts (resume from here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ class EventLog:
                 if not raw.strip():
                     continue
                 try:
-                    entry = self._parse(raw, lineno, start)
+                    entry = self._parse(raw, lineno, start, offset)
                 except _LineError as err:
                     self._bad(lineno, str(err))
                     continue
@@ -127,7 +128,7 @@ class EventLog:
         raise BadEventLog(f"event log {self.path} line {lineno} {reason}", line=lineno, source=str(self.path))
 
     @staticmethod
-    def _parse(raw: bytes, lineno: int, offset: int) -> LogEntry:
+    def _parse(raw: bytes, lineno: int, offset: int, end: int = 0) -> LogEntry:
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -150,7 +151,7 @@ class EventLog:
             event = Event.model_validate(data)
         except ValidationError as exc:
             raise _LineError(f"is not a valid event ({_describe(exc)})") from None
-        return LogEntry(lineno, event, effects, offset)
+        return LogEntry(lineno, event, effects, offset, end)
 
     # -- writing ---------------------------------------------------------------
 

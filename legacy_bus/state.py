@@ -117,3 +117,14 @@ class BoundedStateStore:
 
     def __len__(self) -> int:
         return len(self._states)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The sagas kept, least recently used first, and the eviction count (JSON)."""
+        return {"states": [[k, v] for k, v in self._states.items()], "evicted": self.evicted}
+
+    def restore(self, snapshot: dict[str, Any] | None) -> None:
+        """Replace the content with a ``snapshot()``."""
+        from collections import OrderedDict
+
+        self._states = OrderedDict((k, v) for k, v in (snapshot or {}).get("states", []))
+        self.evicted = int((snapshot or {}).get("evicted", 0))
