@@ -13,7 +13,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoPermissionError, NoScriptError
 
 from checkpoints import scripts
 from checkpoints.connection import UNREACHABLE, aconnect, unavailable
@@ -74,7 +74,7 @@ class AsyncRedisSaver(_RedisSaverCore):
             saver = cls(client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url)
             for script in scripts.ALL_SCRIPTS:  # so no hot-path call pays a NOSCRIPT round trip
                 await client.script_load(script.source)
-        except UNREACHABLE as e:
+        except (*UNREACHABLE, NoPermissionError) as e:  # NOPERM: an ACL user without SCRIPT/EVALSHA
             await client.aclose()
             raise unavailable(url, e) from None
         except BaseException:

@@ -140,14 +140,14 @@ def open_checkpointer(
             conn = sqlite3.connect(path, check_same_thread=False)
         except (OSError, sqlite3.Error) as e:
             raise StoreUnavailable(
-                f"cannot open the SQLite checkpoint store {url!r} ({e}); check that the directory exists and is writable"
+                f"cannot open the SQLite checkpoint store {mask_url(url)!r} ({e}); check that the directory exists and is writable"
             ) from None
         saver = SqliteCheckpointer(conn, serde=serde)
         try:
             saver.setup()
         except sqlite3.Error as e:
             conn.close()
-            raise StoreUnavailable(f"cannot set up the SQLite checkpoint store {url!r} ({e}); is it a SQLite database?") from None
+            raise StoreUnavailable(f"cannot set up the SQLite checkpoint store {mask_url(url)!r} ({e}); is it a SQLite database?") from None
         return saver
     if scheme in ("redis", "rediss"):
         return RedisSaver.from_url(url, ttl=ttl, key_prefix=key_prefix, serde=serde)

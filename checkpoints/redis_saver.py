@@ -48,11 +48,12 @@ from langgraph.checkpoint.base import (
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from checkpoints import scripts
 from checkpoints.connection import UNREACHABLE, connect, is_cluster, unavailable
 from checkpoints.scripts import Script
+from checkpoints.urls import mask_url
 from checkpoints.write_behind import WriteBehind
 from migration_errors import ConfigurationError, StoreUnavailable
 
@@ -177,7 +178,11 @@ class _RedisSaverCore(BaseCheckpointSaver[str]):
         self.keys = KeyScheme(key_prefix)
         self._ttl_arg = str(int(ttl * 1000)) if ttl else ""
         self._owns_client = owns_client
-        self._url = url or _describe(client)
+        # Only ever the masked form: it goes into error messages and the repr.
+        self._url = mask_url(url) if url else _describe(client)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._url!r})"
 
     # -- versions ---------------------------------------------------------
 
@@ -561,6 +566,12 @@ class RedisSaver(_RedisSaverCore):
             client.close()
             raise
 
+    def __enter__(self) -> RedisSaver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Flush queued writes, then close the Redis client if this saver opened it."""
         try:
@@ -646,7 +657,7 @@ class RedisSaver(_RedisSaverCore):
         try:
             for script in scripts.ALL_SCRIPTS:
                 self.client.script_load(script.source)
-        except UNREACHABLE as e:
+        except (*UNREACHABLE, NoPermissionError) as e:  # NOPERM: an ACL user without SCRIPT/EVALSHA
             raise unavailable(self._url, e) from None
 
     # -- I/O ------------------------------------------------------------------

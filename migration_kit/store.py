@@ -262,10 +262,15 @@ class RedisRecords:
     def __init__(self, url: str, namespace: str) -> None:
         from checkpoints.connection import connect
 
-        self.url = url
+        # Credentials and TLS options come from the URL or MIGRATION_KIT_REDIS_* (see
+        # checkpoints/urls.py); only the masked URL is kept, for messages and the repr.
+        self.url = mask_url(url)
         self.client = connect(url)
         self._tag = f"mk:{{{namespace}}}"
         self._cas = self.client.register_script(_CAS)
+
+    def __repr__(self) -> str:
+        return f"RedisRecords({self.url!r})"
 
     def _k(self, kind: str, key: str) -> str:
         return f"{self._tag}:{kind}:{key}"

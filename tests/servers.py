@@ -13,6 +13,12 @@ Usage outside pytest::
         ...  # server.url == "redis://127.0.0.1:<port>/0"
     finally:
         server.stop()
+
+Secured servers, for the security tests: ``RedisServer.start("--requirepass",
+pw)`` (pass ``password=`` to ``cli()`` or set ``server.password``), and
+``RedisServer.start_tls(make_tls_files(dir))``: TLS only (``--port 0``), with a
+CA, server and client certificate made by the ``openssl`` CLI;
+``auth_clients=True`` makes it require the client certificate.
 """
 
 from __future__ import annotations
@@ -22,10 +28,19 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import ssl
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["RedisCluster", "RedisServer", "RedisServerError", "free_port", "redis_binary"]
+__all__ = [
+    "RedisCluster",
+    "RedisServer",
+    "RedisServerError",
+    "TlsFiles",
+    "free_port",
+    "make_tls_files",
+    "redis_binary",
+]
 
 _HOST = "127.0.0.1"
 
@@ -66,21 +81,114 @@ def free_port() -> int:
     raise RedisServerError("could not find a free loopback port for redis-server")
 
 
-def _cli(port: int, *args: str, timeout: float = 10.0) -> str:
+def _cli(
+    port: int,
+    *args: str,
+    timeout: float = 10.0,
+    prefix: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> str:
     out = subprocess.run(
-        [redis_binary("redis-cli"), "-h", _HOST, "-p", str(port), *args],
+        [redis_binary("redis-cli"), "-h", _HOST, "-p", str(port), *prefix, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     return out.stdout.strip()
 
 
-def _spawn(port: int, workdir: str, *extra: str) -> subprocess.Popen:
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS test server: a CA, a server certificate and a client certificate."""
+
+    directory: str
+    ca_cert: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+    client_key_encrypted: str | None = None
+    """The client key encrypted with ``key_passphrase`` (when one was asked for)."""
+
+
+def _openssl(*args: str, cwd: str) -> None:
+    out = subprocess.run(["openssl", *args], capture_output=True, text=True, cwd=cwd, timeout=30)
+    if out.returncode != 0:
+        raise RedisServerError(f"openssl {' '.join(args[:2])} failed:\n{out.stderr}")
+
+
+def make_tls_files(directory: str, *, key_passphrase: str | None = None) -> TlsFiles:
+    """Make a throwaway CA and a server and client certificate it signs, with the ``openssl`` CLI.
+
+    The server certificate is valid for ``localhost`` and ``127.0.0.1``; keys
+    are P-256 (fast to make). With ``key_passphrase``, the client key is also
+    written encrypted (``client-encrypted.key``).
+    """
+    if shutil.which("openssl") is None:
+        raise RedisServerError("the openssl CLI is needed to make test certificates")
+    os.makedirs(directory, exist_ok=True)
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", "-new", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+             "-subj", "/CN=migration-kit test CA", cwd=directory)  # fmt: skip
+    exts = {
+        "server": "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        "client": "extendedKeyUsage=clientAuth\n",
+    }
+    for who, ext in exts.items():
+        with open(os.path.join(directory, f"{who}.ext"), "w") as fh:
+            fh.write(ext)
+        _openssl("req", "-new", *ec, "-keyout", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN={who}", cwd=directory)
+        _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{who}.crt", "-days", "2", "-extfile", f"{who}.ext", cwd=directory)  # fmt: skip
+    encrypted = None
+    if key_passphrase is not None:
+        _openssl("pkey", "-in", "client.key", "-aes256", "-passout", f"pass:{key_passphrase}",
+                 "-out", "client-encrypted.key", cwd=directory)  # fmt: skip
+        encrypted = os.path.join(directory, "client-encrypted.key")
+    def path(name: str) -> str:
+        return os.path.join(directory, name)
+
+    return TlsFiles(
+        directory=directory,
+        ca_cert=path("ca.crt"),
+        server_cert=path("server.crt"),
+        server_key=path("server.key"),
+        client_cert=path("client.crt"),
+        client_key=path("client.key"),
+        client_key_encrypted=encrypted,
+    )
+
+
+def _wait_tls(proc: subprocess.Popen, port: int, workdir: str, tls: TlsFiles, timeout: float = 10.0) -> None:
+    """Wait until a TLS-only server completes a handshake (with the client certificate) and answers."""
+    ctx = ssl.create_default_context(cafile=tls.ca_cert)
+    ctx.load_cert_chain(tls.client_cert, tls.client_key)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            with socket.create_connection((_HOST, port), timeout=0.5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
+                        return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    log_path = os.path.join(workdir, f"redis-{port}.log")
+    log = open(log_path, errors="replace").read()[-2000:] if os.path.exists(log_path) else ""
+    _terminate(proc)
+    raise RedisServerError(f"TLS redis-server on port {port} did not answer within {timeout}s:\n{log}")
+
+
+def _spawn(port: int, workdir: str, *extra: str, tls_only: bool = False) -> subprocess.Popen:
     log = open(os.path.join(workdir, f"redis-{port}.log"), "wb")  # noqa: SIM115 - closed with the process
+    listen = ("--port", "0", "--tls-port", str(port)) if tls_only else ("--port", str(port))
     args = [
         redis_binary("redis-server"),
-        "--port", str(port),
+        *listen,
         "--bind", _HOST,
         "--daemonize", "no",
         "--save", "",
@@ -135,11 +243,37 @@ class RedisServer:
     process: subprocess.Popen
     workdir: str
     host: str = _HOST
+    tls: TlsFiles | None = None
+    """The certificates of a server started with ``start_tls`` (it then speaks TLS only)."""
+    password: str | None = field(default=None, repr=False)
+    """The password ``cli()`` authenticates with (for a ``--requirepass`` server)."""
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://{self.host}:{self.port}/0"
+        """``redis://127.0.0.1:<port>/0`` (``rediss://`` for a TLS server)."""
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/0"
+
+    @classmethod
+    def start_tls(cls, tls: TlsFiles, *extra_args: str, auth_clients: bool = False) -> RedisServer:
+        """Start a TLS-only server (``--port 0 --tls-port N``); ``auth_clients`` requires a client certificate."""
+        workdir = tempfile.mkdtemp(prefix="redis-tls-test-")
+        port = free_port()
+        proc = _spawn(
+            port,
+            workdir,
+            "--tls-cert-file", tls.server_cert,
+            "--tls-key-file", tls.server_key,
+            "--tls-ca-cert-file", tls.ca_cert,
+            "--tls-auth-clients", "yes" if auth_clients else "no",
+            *extra_args,
+            tls_only=True,
+        )  # fmt: skip
+        try:
+            _wait_tls(proc, port, workdir, tls)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return cls(port=port, process=proc, workdir=workdir, tls=tls)
 
     @classmethod
     def start(cls, *extra_args: str) -> RedisServer:
@@ -156,7 +290,16 @@ class RedisServer:
 
     def cli(self, *args: str) -> str:
         """Run ``redis-cli`` against this server and return its stdout."""
-        return _cli(self.port, *args)
+        if self.tls is None and self.password is None:
+            return _cli(self.port, *args)
+        prefix: tuple[str, ...] = ()
+        if self.tls is not None:
+            t = self.tls
+            prefix = ("--tls", "--cacert", t.ca_cert, "--cert", t.client_cert, "--key", t.client_key)
+        env = None
+        if self.password is not None:
+            env = {**os.environ, "REDISCLI_AUTH": self.password}  # not -a: keeps it off the process list
+        return _cli(self.port, *args, prefix=prefix, env=env)
 
     def stop(self) -> None:
         """Stop the server and delete its temporary directory."""
