@@ -19,6 +19,7 @@ from checkpoints import scripts
 from checkpoints.connection import UNREACHABLE, aconnect, unavailable
 from checkpoints.redis_saver import _EVAL, _ITEM, DEFAULT_KEY_PREFIX, Plan, _RedisSaverCore
 from checkpoints.scripts import Script
+from checkpoints.serde import AllowedTypes, checkpoint_serde
 
 __all__ = ["AsyncRedisSaver"]
 
@@ -36,7 +37,11 @@ class AsyncRedisSaver(_RedisSaverCore):
             created with ``decode_responses=False``.
         ttl: Seconds a thread lives after its last write; ``None`` keeps it forever.
         key_prefix: Prefix of every key (no braces).
-        serde: Serializer; defaults to LangGraph's ``JsonPlusSerializer``.
+        serde: Serializer; defaults to ``checkpoints.serde.StrictSerializer``
+            (LangGraph's ``JsonPlusSerializer``, no pickle, strict allowlist).
+        allowed_types: Extra types checkpoints may rebuild (classes or ``(module, name)``).
+        encryption_key: AES key to encrypt checkpoints at rest; ``None`` reads
+            ``MIGRATION_KIT_CHECKPOINT_KEY``.
 
     Example:
         ```python
@@ -62,6 +67,8 @@ class AsyncRedisSaver(_RedisSaverCore):
         ttl: float | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         serde: SerializerProtocol | None = None,
+        allowed_types: AllowedTypes = (),
+        encryption_key: bytes | str | None = None,
     ) -> AsyncIterator[AsyncRedisSaver]:
         """Open a saver for ``url`` (cluster detected, or forced by ``?cluster=true``); close it on exit.
 
@@ -69,6 +76,7 @@ class AsyncRedisSaver(_RedisSaverCore):
             StoreUnavailable: Redis cannot be reached.
             ConfigurationError: the URL or an option is invalid.
         """
+        serde = checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key)  # fail before connecting
         client = await aconnect(url)
         try:
             saver = cls(client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url)

@@ -21,6 +21,11 @@ to ``StateGraph.compile(checkpointer=...)``. Every saver it returns has a
   sync ones in a worker thread, so ``ainvoke`` works too.
 - ``redis://`` / ``rediss://`` → ``RedisSaver`` (cluster detected or forced with
   ``?cluster=true``); ``ttl``, ``key_prefix`` and ``serde`` are passed through.
+
+Every saver it returns reads checkpoints with the strict serializer of
+``checkpoints/serde.py`` (no pickle, LangGraph's safe types plus
+``allowed_types``), and encrypts them when ``encryption_key=`` or
+``MIGRATION_KIT_CHECKPOINT_KEY`` gives a key.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from checkpoints.redis_saver import DEFAULT_KEY_PREFIX, RedisSaver
+from checkpoints.serde import AllowedTypes, checkpoint_serde
 from checkpoints.urls import SUPPORTED, mask_url, scheme_of, sqlite_path
 from migration_errors import ConfigurationError, StoreUnavailable
 
@@ -112,6 +118,8 @@ def open_checkpointer(
     ttl: float | None = None,
     key_prefix: str = DEFAULT_KEY_PREFIX,
     serde: SerializerProtocol | None = None,
+    allowed_types: AllowedTypes = (),
+    encryption_key: bytes | str | None = None,
 ) -> BaseCheckpointSaver:
     """Open the checkpoint saver a store URL names; the caller closes it with ``close()``.
 
@@ -119,7 +127,11 @@ def open_checkpointer(
         url: ``memory://``, ``sqlite:///path`` or ``redis://host:port/db`` (``rediss://`` for TLS).
         ttl: Redis only: seconds a thread lives after its last write.
         key_prefix: Redis only: prefix of every key.
-        serde: Serializer (all stores); LangGraph's default when ``None``.
+        serde: Serializer (all stores); the strict ``StrictSerializer`` when ``None``.
+        allowed_types: Extra types checkpoints may rebuild (classes or
+            ``(module, name)``) beside LangGraph's safe ones.
+        encryption_key: AES key (16/24/32 bytes, or hex/base64 text) that
+            encrypts checkpoints at rest; ``None`` reads ``MIGRATION_KIT_CHECKPOINT_KEY``.
 
     Returns:
         A ``BaseCheckpointSaver`` with ``close()``, usable as a context manager.
@@ -129,6 +141,7 @@ def open_checkpointer(
         StoreUnavailable: the store cannot be reached or opened.
     """
     scheme = scheme_of(url)
+    serde = checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key)
     if scheme == "memory":
         return MemoryCheckpointer(serde=serde)
     if scheme == "sqlite":

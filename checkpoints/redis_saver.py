@@ -53,6 +53,7 @@ from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 from checkpoints import scripts
 from checkpoints.connection import UNREACHABLE, connect, is_cluster, unavailable
 from checkpoints.scripts import Script
+from checkpoints.serde import AllowedTypes, checkpoint_serde
 from checkpoints.urls import mask_url
 from checkpoints.write_behind import WriteBehind
 from migration_errors import ConfigurationError, StoreUnavailable
@@ -164,10 +165,12 @@ class _RedisSaverCore(BaseCheckpointSaver[str]):
         ttl: float | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         serde: SerializerProtocol | None = None,
+        allowed_types: AllowedTypes = (),
+        encryption_key: bytes | str | None = None,
         owns_client: bool = False,
         url: str | None = None,
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key))
         if ttl is not None and ttl <= 0:
             raise ConfigurationError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
         kwargs = getattr(client, "get_connection_kwargs", None)
@@ -498,7 +501,13 @@ class RedisSaver(_RedisSaverCore):
             ``decode_responses=False``.
         ttl: Seconds a thread lives after its last write; ``None`` keeps it forever.
         key_prefix: Prefix of every key (no braces).
-        serde: Serializer; defaults to LangGraph's ``JsonPlusSerializer``.
+        serde: Serializer; defaults to ``checkpoints.serde.StrictSerializer``
+            (LangGraph's ``JsonPlusSerializer``, no pickle, strict allowlist).
+        allowed_types: Extra types checkpoints may rebuild (classes or
+            ``(module, name)``), beside LangGraph's safe ones; others come back
+            as plain data.
+        encryption_key: AES key (16/24/32 bytes, or hex/base64 text) to encrypt
+            checkpoints at rest; ``None`` reads ``MIGRATION_KIT_CHECKPOINT_KEY``.
         write_behind: Batch ``durability="async"`` writes in the background
             (opt-in); the default, ``False``, makes every write wait for Redis.
 
@@ -530,6 +539,8 @@ class RedisSaver(_RedisSaverCore):
         ttl: float | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         serde: SerializerProtocol | None = None,
+        allowed_types: AllowedTypes = (),
+        encryption_key: bytes | str | None = None,
         write_behind: bool = False,
     ) -> Iterator[RedisSaver]:
         """Open a saver for ``url`` (cluster detected, or forced by ``?cluster=true``); close it on exit.
@@ -538,7 +549,15 @@ class RedisSaver(_RedisSaverCore):
             StoreUnavailable: Redis cannot be reached.
             ConfigurationError: the URL or an option is invalid.
         """
-        saver = cls.from_url(url, ttl=ttl, key_prefix=key_prefix, serde=serde, write_behind=write_behind)
+        saver = cls.from_url(
+            url,
+            ttl=ttl,
+            key_prefix=key_prefix,
+            serde=serde,
+            allowed_types=allowed_types,
+            encryption_key=encryption_key,
+            write_behind=write_behind,
+        )
         try:
             yield saver
         finally:
@@ -552,9 +571,12 @@ class RedisSaver(_RedisSaverCore):
         ttl: float | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         serde: SerializerProtocol | None = None,
+        allowed_types: AllowedTypes = (),
+        encryption_key: bytes | str | None = None,
         write_behind: bool = False,
     ) -> RedisSaver:
         """Open a saver for ``url`` that the caller closes with ``close()``."""
+        serde = checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key)  # fail before connecting
         client = connect(url)
         try:
             saver = cls(

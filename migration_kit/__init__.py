@@ -23,7 +23,9 @@ from migration_kit.outcome import Emission, NodeRun, Outcome
 from migration_kit.phases import InvalidTransition, PhaseState, Transition
 from migration_kit.policy import Policy, Predicate, Verdict, default_policy, register_predicate
 from migration_kit.report import DivergenceGroup, ReplayReport
+from migration_kit.shadow import ShadowHandle
 from migration_kit.statistics import Sketch
+from migration_kit.worker import Worker, WorkerStats
 
 __all__ = [
     "BadEventLog",
@@ -48,10 +50,13 @@ __all__ = [
     "PolicyViolation",
     "Predicate",
     "ReplayReport",
+    "ShadowHandle",
     "Sketch",
     "StoreUnavailable",
     "Transition",
     "Verdict",
+    "Worker",
+    "WorkerStats",
     "default_policy",
     "register_predicate",
 ]

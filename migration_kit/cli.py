@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     rb = sub.add_parser("rollback", help="send all traffic back to the legacy path")
     app_args(rb)
     rb.add_argument("--reason", required=True, metavar="TEXT", help="why, for the audit history")
+
+    w = sub.add_parser("worker", help="compare live shadow traffic from the Redis Stream (a consumer-group worker)")
+    app_args(w)
+    w.add_argument("--concurrency", type=int, default=1, metavar="N", help="entries compared at once, in threads (default 1)")
+    w.add_argument("--consumer", metavar="NAME", help="this worker's name in the consumer group (default: <host>-<pid>)")
+    w.add_argument("--block-ms", type=int, default=1000, metavar="MS", help="how long one read waits for new entries (default 1000)")
+    w.add_argument("--claim-idle-ms", type=int, default=30_000, metavar="MS", help="reclaim entries pending longer than this from dead workers (default 30000)")
+    w.add_argument("--max-events", type=int, metavar="N", help="stop after handling N entries (for tests)")
     return p
 
 
@@ -134,6 +142,31 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from migration_kit.worker import Worker
+
+    if not args.store:
+        raise MigrationKitError("worker: --store redis://host:port/db is required (the shadow stream and the results live in Redis)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with _load(args) as migration:
+        worker = Worker(
+            migration,
+            concurrency=args.concurrency,
+            consumer=args.consumer,
+            block_ms=args.block_ms,
+            claim_idle_ms=args.claim_idle_ms,
+            max_events=args.max_events,
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):  # drain what is in flight, then exit 0
+            signal.signal(sig, lambda *_: worker.stop())
+        stats = worker.run()
+    print(f"{migration.name}: worker {worker.consumer} stopped: " + ", ".join(f"{k} {v:,}" for k, v in stats.to_dict().items()))
+    return EXIT_OK
+
+
 def print_status(status: dict[str, Any], *, history: int = 10) -> None:
     """Print a migration's status: phase, counts, latency, the decision and recent history."""
     from rich.console import Console
@@ -169,7 +202,7 @@ def print_status(status: dict[str, Any], *, history: int = 10) -> None:
             console.print(f"  {h['at']}  {h['from']} -> {to}  by {h['by']}" + (f": {h['reason']}" if h.get("reason") else ""))
 
 
-COMMANDS = {"replay": cmd_replay, "graph": cmd_graph, "status": cmd_status, "promote": cmd_promote, "rollback": cmd_rollback}
+COMMANDS = {"replay": cmd_replay, "graph": cmd_graph, "status": cmd_status, "promote": cmd_promote, "rollback": cmd_rollback, "worker": cmd_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -502,6 +502,148 @@ class Migration:
         except PolicyViolation:  # someone rolled it back first
             pass
 
+    # -- live shadow traffic ---------------------------------------------------------------
+
+    def attach(self, store_url: str | None = None, **options: Any) -> Any:
+        """Hook the live bus: every root publish is shadowed through a Redis Stream; returns the handle.
+
+        Each root publish runs on the legacy path exactly as before (real
+        effects; its values and exceptions reach the caller unchanged); the
+        event and its observed outcome go to a bounded queue and a background
+        sender, which sheds (and counts) when the queue is full or Redis is
+        slow or down. Shadow workers (``migration-kit worker``) compare.
+        Idempotent while attached; ``handle.close()`` restores the bus exactly.
+
+        Args:
+            store_url: the Redis holding the stream (default: this
+                migration's store, which must then be ``redis://``).
+            options: ``queue_size`` (10,000), ``batch`` (200 per XADD
+                pipeline), ``maxlen`` (100,000, approximate stream cap),
+                ``timeout`` (1 s for Redis commands).
+
+        Raises:
+            ConfigurationError: no Redis URL to shadow into.
+        """
+        from migration_kit.shadow import attach
+
+        url = store_url or (self.store.url if self.store.scheme in ("redis", "rediss") else None)
+        if url is None:
+            raise ConfigurationError(
+                f"Migration({self.name!r}).attach(): live shadow traffic needs Redis; pass attach('redis://host:port/0') "
+                f"or give the migration a Redis store (it has {self.store.display_url})"
+            )
+        return attach(self, url, **options)
+
+    def shadow_status(self, store_url: str | None = None) -> dict[str, Any]:
+        """Live shadow counts: compared, divergent, errors, pending, shed (JSON-ready).
+
+        Read from the Redis the tap and the workers use (``store_url``, else
+        the attached tap's, else this migration's Redis store). ``shed``
+        includes this process's sheds not yet reported to Redis. When Redis
+        cannot be read, the counts are this process's and ``error`` says why.
+        """
+        from migration_kit.shadow import COUNTERS, ShadowKeys, active_handle, divergence_groups, read_status
+
+        handle = active_handle(self)
+        local_shed = 0 if handle is None else handle.shed - handle._reported_shed
+        url = store_url or (handle.url if handle is not None else None)
+        if url is None and self.store.scheme in ("redis", "rediss"):
+            url = self.store.url
+        out: dict[str, Any] = {name: 0 for name in COUNTERS} | {"pending": 0}
+        if url is None:
+            out["shed"] = local_shed
+            return out
+        keys = ShadowKeys(self.name)
+        try:
+            from checkpoints.connection import connect
+
+            client = connect(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            try:
+                out = read_status(client, keys)
+                out["groups"] = divergence_groups(client, keys)
+            finally:
+                client.close()
+        except Exception as exc:  # status must say what is wrong, not fail
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        out["shed"] = out.get("shed", 0) + local_shed
+        if handle is not None:
+            out["tap"] = handle.stats()
+        return out
+
+    def compare_recorded(
+        self,
+        event: Event,
+        legacy: Outcome,
+        state_before: dict[str, Any] | None = None,
+        *,
+        traceparent: str | None = None,
+    ) -> Comparison:
+        """Compare the candidate against a recorded legacy outcome (the legacy path is not run again).
+
+        The candidate runs sandboxed, its effect calls answered with the
+        responses the legacy path recorded, from ``state_before`` (the saga
+        state before the event). Its graph thread is ``<name>:<event id>``:
+        when that thread has a checkpoint with pending tasks (a worker died
+        mid-run) it is resumed from there instead of started again.
+        """
+        candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before)
+        comparison = self._diff(legacy, candidate, self.noise)
+        return self._observed(comparison, traceparent)
+
+    def _run_recorded_candidate(self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None) -> Outcome:
+        graph = self.graph
+        thread = f"{self.name}:{event.id}"
+        config = {"configurable": {"thread_id": thread}}
+        snapshot = None
+        if getattr(graph, "checkpointer", None) not in (None, True, False):
+            try:
+                snapshot = graph.get_state(config)
+            except Exception:  # no usable checkpoint: run it whole
+                snapshot = None
+        if snapshot is None or not snapshot.next:
+            if snapshot is not None and snapshot.values:
+                self._forget(graph, thread)  # a finished run left behind: start clean
+            return self._run_candidate(event, answers, seed)
+        # Resume: answers the finished nodes already took are not offered again.
+        used: dict[str, int] = {}
+        for rec in (snapshot.values or {}).get("trace") or []:
+            for call in rec.get("effects") or []:
+                if call.get("mode") == "recorded":
+                    key = EffectCall.from_dict(call).key
+                    used[key] = used.get(key, 0) + 1
+        remaining = []
+        for call in answers:
+            if used.get(call.key):
+                used[call.key] -= 1
+                continue
+            remaining.append(call)
+        started = perf_counter()
+        try:
+            with Sandbox(remaining):
+                final = graph.invoke(None, config)
+        except Exception as exc:
+            return Outcome.crash("candidate", event, exc, perf_counter() - started)
+        finally:
+            self._forget(graph, thread)
+        return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+
+    def _progress(self, path: str | Path) -> dict[str, Any] | None:
+        """The saved progress of this migration's replay of ``path``, if any."""
+        data, _ = self.store.records.get(progress_key(path))
+        return data
+
+    def _save_progress(self, identity: LogIdentity, doc: dict[str, Any]) -> None:
+        key = progress_key(identity.path)
+        self.store.records.put(key, {**doc, "log": identity.to_dict()})
+        self.store.records.put("replay:last", {"key": key, "path": identity.path, "status": doc["status"]})
+
+    def unfinished_replay(self) -> str | None:
+        """The log path of the last replay if it did not finish (what ``resume`` continues)."""
+        last, _ = self.store.records.get("replay:last")
+        if not last or last.get("status") == "done":
+            return None
+        return str(last["path"])
+
     @staticmethod
     def _entries(src: Source, skip_bad: bool) -> tuple[Iterator[LogEntry], str, list[SkippedLine]]:
         if isinstance(src, (str, Path)):

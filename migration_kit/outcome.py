@@ -9,12 +9,17 @@ of what the comparator looks at.
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from legacy_bus import Dispatch, EffectCall, ErrorInfo, Event
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["Emission", "NodeRun", "Outcome", "PathName"]
+from legacy_bus import Dispatch, EffectCall, ErrorInfo, Event
+from migration_errors import BadEventLog
+
+__all__ = ["Emission", "NodeRun", "Outcome", "OutcomeRecord", "PathName"]
 
 PathName = Literal["legacy", "candidate"]
 ROOT_CORRELATION = "<root>"
@@ -93,6 +98,15 @@ class Outcome:
                 for r in self.trace
             ],
         }
+
+    def to_record(self) -> dict[str, Any]:
+        """This outcome as versioned, JSON-ready data; ``from_record`` reads it back (see below)."""
+        return _outcome_to_record(self)
+
+    @classmethod
+    def from_record(cls, data: Any) -> Outcome:
+        """Validate a record made by ``to_record`` (a dict or JSON text); raises ``BadEventLog`` if malformed."""
+        return _outcome_from_record(cls, data)
 
     # -- building ------------------------------------------------------------------
 
@@ -223,3 +237,186 @@ def _depths(trace: list[NodeRun], n: int) -> list[int]:
         for i in run.out:
             depths[i] = run.depth + 1
     return depths
+
+
+# -- records: an Outcome as JSON-ready data, and back ------------------------------------------
+#
+# A recorded outcome crosses processes (the live tap writes the legacy path's
+# outcome into a Redis Stream; a shadow worker compares against it), so it is
+# plain JSON, versioned, and validated on the way back in: nothing read from
+# a record is ever unpickled or evaluated. Times that ``Outcome`` keeps as
+# ``time.perf_counter()`` values (process-local) travel as epoch seconds and
+# are mapped onto the reading process's clock.
+
+RECORD_VERSION = 1
+_EPOCH_OFFSET = time.time() - time.perf_counter()  # this process's perf_counter() -> epoch seconds
+
+
+def _perf_to_epoch(perf: float) -> float:
+    return 0.0 if not perf else perf + _EPOCH_OFFSET
+
+
+def _epoch_to_perf(epoch: float) -> float:
+    return 0.0 if not epoch else epoch - _EPOCH_OFFSET
+
+
+class _ErrorRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    message: str
+
+
+class _EffectRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    port: str
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    response: Any = None
+    error: _ErrorRecord | None = None
+    mode: Literal["real", "recorded", "stub"] = "real"
+    node: str | None = None
+
+
+class _EmissionRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    node: str
+    type: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    correlation: str
+    depth: int = 0
+    id: str
+
+
+class _RunRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    node: str
+    event_index: int
+    depth: int = 0
+    out: list[int] = Field(default_factory=list)
+    effects: list[_EffectRecord] = Field(default_factory=list)
+    error: _ErrorRecord | None = None
+    duration: float = 0.0
+    started: float = 0.0
+
+
+class OutcomeRecord(BaseModel):
+    """The validated shape of ``Outcome.to_record()`` (version 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    v: Literal[1] = 1
+    path: Literal["legacy", "candidate"]
+    event: dict[str, Any]
+    emitted: list[_EmissionRecord] = Field(default_factory=list)
+    effects: list[_EffectRecord] | None = None  # None: the trace's effects, in order
+    state: dict[str, Any] | None = None
+    errors: list[_ErrorRecord] = Field(default_factory=list)
+    trace: list[_RunRecord] = Field(default_factory=list)
+    duration: float = 0.0
+    crashed: bool = False
+    node_durations: dict[str, float] = Field(default_factory=dict)
+    started: float = 0.0  # epoch seconds
+
+
+def _effect_from(rec: _EffectRecord) -> EffectCall:
+    err = None if rec.error is None else ErrorInfo(rec.error.type, rec.error.message)
+    return EffectCall(rec.port, rec.args, rec.kwargs, rec.response, err, rec.mode, rec.node)
+
+
+def _outcome_to_record(self: Outcome) -> dict[str, Any]:
+    """The body of ``Outcome.to_record``.
+
+    Everything the comparator and the telemetry look at is kept: emitted
+    events with their producing nodes, effect calls with their responses,
+    saga state, errors, the per-node trace and timings.
+    """
+    runs = []
+    flat: list[EffectCall] = []
+    for r in self.trace:
+        flat.extend(r.effects)
+        runs.append(
+            {
+                "node": r.node,
+                "event_index": r.event_index,
+                "depth": r.depth,
+                "out": list(r.out),
+                "effects": [c.to_dict() for c in r.effects],
+                "error": None if r.error is None else r.error.to_dict(),
+                "duration": r.duration,
+                "started": _perf_to_epoch(r.started),
+            }
+        )
+    return {
+        "v": RECORD_VERSION,
+        "path": self.path,
+        "event": self.event.to_dict(),
+        "emitted": [e.to_dict() for e in self.emitted],
+        "effects": None if tuple(flat) == self.effects else [c.to_dict() for c in self.effects],
+        "state": _jsonable(self.state),
+        "errors": [e.to_dict() for e in self.errors],
+        "trace": runs,
+        "duration": self.duration,
+        "crashed": self.crashed,
+        "node_durations": dict(self.node_durations),
+        "started": _perf_to_epoch(self.started),
+    }
+
+
+def _outcome_from_record(cls: type[Outcome], data: Any) -> Outcome:
+    """The body of ``Outcome.from_record``.
+
+    Raises:
+        BadEventLog: the record is not a valid outcome record; the message
+            says which field and why.
+    """
+    try:
+        rec = OutcomeRecord.model_validate_json(data) if isinstance(data, (str, bytes)) else OutcomeRecord.model_validate(data)
+    except ValidationError as exc:
+        raise BadEventLog(f"not a valid outcome record: {_describe(exc)}") from None
+    try:
+        event = Event.model_validate(rec.event)
+    except ValidationError as exc:
+        raise BadEventLog(f"not a valid outcome record: event.{_describe(exc)}") from None
+    trace = tuple(
+        NodeRun(
+            r.node,
+            r.event_index,
+            r.depth,
+            tuple(r.out),
+            tuple(_effect_from(c) for c in r.effects),
+            None if r.error is None else ErrorInfo(r.error.type, r.error.message),
+            r.duration,
+            _epoch_to_perf(r.started),
+        )
+        for r in rec.trace
+    )
+    effects = (
+        tuple(c for r in trace for c in r.effects) if rec.effects is None else tuple(_effect_from(c) for c in rec.effects)
+    )
+    return cls(
+        path=rec.path,
+        event=event,
+        emitted=tuple(Emission(e.node, e.type, e.payload, e.headers, e.correlation, e.depth, e.id) for e in rec.emitted),
+        effects=effects,
+        state=rec.state,
+        errors=tuple(ErrorInfo(e.type, e.message) for e in rec.errors),
+        trace=trace,
+        duration=rec.duration,
+        crashed=rec.crashed,
+        node_durations=dict(rec.node_durations),
+        started=_epoch_to_perf(rec.started),
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, default=str))
+

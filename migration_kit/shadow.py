@@ -1,0 +1,595 @@
+"""Live shadow traffic: a near-zero-cost tap on the legacy bus, feeding a Redis Stream.
+
+``Migration.attach()`` hooks the live bus. Every root publish runs on the
+legacy path exactly as before (authoritative: real effects, its values and
+exceptions reach the caller unchanged); afterwards the tap hands the
+``Dispatch`` the bus already built, the saga state from before the event and
+the active trace context to a bounded in-process queue, and returns. A
+background sender thread turns entries into JSON, batches them into the
+stream (``XADD ... MAXLEN ~ N``, pipelined), and reconnects with backoff when
+Redis is gone. When the queue is full, or Redis is slow or down, entries are
+shed and counted; nothing the shadow does can block or raise into the live
+path. Shadow workers (``migration_kit.worker``) read the stream and compare.
+
+Redis key scheme, for a migration named ``M`` (the ``{M}`` hash tag keeps one
+migration's keys in one cluster slot, so the worker's Lua scripts may touch
+several of them):
+
+* ``mk:{M}:shadow``             stream of tapped events; one field ``d``: a JSON entry (below).
+* consumer group ``mk-workers`` on that stream (shadow workers).
+* ``mk:{M}:count:shadow``       hash of counters: ``compared``, ``divergent``, ``errors``,
+                                ``dead`` (malformed entries), ``shed`` (tapped entries dropped).
+                                Same key as ``Store.records.counters("shadow")`` on a Redis store.
+* ``mk:{M}:done:<event id>``    string (the consumer that recorded it), set once per compared
+                                event, with a TTL: what makes a redelivered entry count once.
+* ``mk:{M}:shadow:groups``      hash: divergence signature (JSON ``[node, kind, path]``,
+                                ``migration_kit.report.signature``) -> number of events.
+* ``mk:{M}:shadow:examples``    hash: signature -> the first example (JSON), set once.
+* ``mk:{M}:shadow:dead``        list (capped) of rejected entries: ``{id, error}`` as JSON.
+* latency sketches and counts feed the migration's evidence (``mk:{M}:doc:evidence``,
+  one source per worker ``shadow:<consumer>``), which the policy evaluates.
+* candidate checkpoints: thread ``<M>:<event id>`` in the store's checkpointer
+  (``checkpoints.redis_saver``), deleted once the event is recorded.
+
+Stream entry, version 1 (validated with pydantic when read; never unpickled)::
+
+    {"v": 1, "migration": "M", "event": {Event}, "legacy": {Outcome.to_record()},
+     "state_before": {...} | null, "traceparent": "00-..." | null, "tapped_at": <epoch s>}
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import json
+import logging
+import queue
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from opentelemetry import trace
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from legacy_bus import Dispatch, Event, EventBus
+from legacy_bus.effects import _ACTIVE, _SANDBOX
+from migration_errors import BadEventLog, ConfigurationError
+
+from migration_kit.outcome import Outcome
+
+if TYPE_CHECKING:
+    from migration_kit.migration import Migration
+
+__all__ = [
+    "ENTRY_VERSION",
+    "GROUP",
+    "BadShadowEntry",
+    "ShadowEntry",
+    "ShadowHandle",
+    "ShadowKeys",
+    "attach",
+    "decode_entry",
+    "encode_entry",
+    "read_status",
+]
+
+log = logging.getLogger(__name__)
+
+ENTRY_VERSION = 1
+GROUP = "mk-workers"
+FIELD = b"d"
+COUNTERS = ("compared", "divergent", "errors", "dead", "shed")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowKeys:
+    """The Redis keys of one migration's shadow traffic (see the module docstring)."""
+
+    migration: str
+
+    @property
+    def tag(self) -> str:
+        return f"mk:{{{self.migration}}}"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.tag}:shadow"
+
+    @property
+    def counters(self) -> str:
+        return f"{self.tag}:count:shadow"
+
+    @property
+    def groups(self) -> str:
+        return f"{self.tag}:shadow:groups"
+
+    @property
+    def examples(self) -> str:
+        return f"{self.tag}:shadow:examples"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.tag}:shadow:dead"
+
+    def done(self, event_id: str) -> str:
+        return f"{self.tag}:done:{event_id}"
+
+    @property
+    def done_pattern(self) -> str:
+        return f"{self.tag}:done:*"
+
+
+# -- entries --------------------------------------------------------------------------------
+
+
+class BadShadowEntry(BadEventLog):
+    """A stream entry that is not a valid shadow entry (it is dead-lettered, never compared)."""
+
+
+class ShadowEntry(BaseModel):
+    """The validated shape of one stream entry (version 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1]
+    migration: str | None = None
+    event: dict[str, Any]
+    legacy: dict[str, Any]
+    state_before: dict[str, Any] | None = None
+    traceparent: str | None = Field(default=None, pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+    tapped_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tapped:
+    """A decoded stream entry: the event, the legacy path's recorded outcome and its context."""
+
+    event: Event
+    legacy: Outcome
+    state_before: dict[str, Any] | None
+    traceparent: str | None
+    tapped_at: float
+
+
+def encode_entry(migration: str, dispatch: Dispatch, state_before: dict[str, Any] | None, traceparent: str | None, tapped_at: float) -> bytes:
+    """One stream entry as JSON bytes (run in the sender thread, off the live path)."""
+    outcome = Outcome.from_dispatch(dispatch)
+    doc = {
+        "v": ENTRY_VERSION,
+        "migration": migration,
+        "event": dispatch.root.to_dict(),
+        "legacy": outcome.to_record(),
+        "state_before": state_before,
+        "traceparent": traceparent,
+        "tapped_at": tapped_at,
+    }
+    return json.dumps(doc, separators=(",", ":"), default=str).encode()
+
+
+def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
+    """Validate one stream entry's JSON into a ``Tapped``.
+
+    Raises:
+        BadShadowEntry: it is not JSON, not a version-1 entry, or a field is
+            invalid; the message names the entry and the field.
+    """
+    if raw is None:
+        raise BadShadowEntry(f"stream entry {entry_id} has no 'd' field: expected a JSON shadow entry (written by Migration.attach)")
+    try:
+        doc = ShadowEntry.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+        raise BadShadowEntry(f"stream entry {entry_id} is not a valid shadow entry: {where}: {first.get('msg')}") from None
+    try:
+        event = Event.model_validate(doc.event)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise BadShadowEntry(f"stream entry {entry_id} is not a valid shadow entry: event.{where}: {first.get('msg')}") from None
+    try:
+        legacy = Outcome.from_record(doc.legacy)
+    except BadEventLog as exc:
+        raise BadShadowEntry(f"stream entry {entry_id}: legacy: {exc}") from None
+    if legacy.event.id != event.id:
+        raise BadShadowEntry(f"stream entry {entry_id}: the legacy outcome is of event {legacy.event.id}, not {event.id}")
+    return Tapped(event, legacy, doc.state_before, doc.traceparent, doc.tapped_at)
+
+
+# -- the tap ---------------------------------------------------------------------------------
+
+_STOP = object()
+_TAPS: weakref.WeakKeyDictionary[EventBus, dict[str, ShadowHandle]] = weakref.WeakKeyDictionary()
+_LIVE: weakref.WeakSet[ShadowHandle] = weakref.WeakSet()
+_TAPS_LOCK = threading.Lock()
+_ATOMIC = (str, int, float, bool, type(None))
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of saga state, fast for the JSON-shaped values it almost always holds."""
+    t = type(value)
+    if t is dict:
+        return {k: v if type(v) in _ATOMIC else _snapshot(v) for k, v in value.items()}
+    if t is list:
+        return [v if type(v) in _ATOMIC else _snapshot(v) for v in value]
+    if t in _ATOMIC:
+        return value
+    return copy.deepcopy(value)
+
+
+def _traceparent() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+class ShadowHandle:
+    """An attached tap: the live bus's hook, the bounded queue and the sender thread.
+
+    ``close()`` unhooks the bus (its ``dispatch`` / ``adispatch`` are the
+    class's own again), sends what is queued (for up to ``timeout`` seconds)
+    and stops the sender. Counts: ``tapped`` = ``sent`` + ``shed`` + what is
+    still queued.
+    """
+
+    def __init__(
+        self,
+        migration: Migration,
+        url: str,
+        *,
+        queue_size: int = 10_000,
+        batch: int = 200,
+        maxlen: int = 100_000,
+        timeout: float = 1.0,
+    ) -> None:
+        self.migration_name = migration.name
+        self.bus = migration.legacy
+        self.url = url
+        self.keys = ShadowKeys(migration.name)
+        self.maxlen = maxlen
+        self.batch = max(1, batch)
+        self.timeout = timeout
+        self.tapped = 0
+        self.sent = 0
+        self.shed = 0
+        self.last_error: str | None = None
+        self._reported_shed = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._on = False
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._client: Any = None
+        self._thread: threading.Thread | None = None
+        self._installed: dict[str, Any] = {}
+        self._previous: dict[str, Any] = {}
+        self._drain_deadline = 0.0
+
+    def __repr__(self) -> str:
+        state = "active" if self._on else "closed"
+        return f"<ShadowHandle {self.migration_name!r} {state} tapped={self.tapped} sent={self.sent} shed={self.shed}>"
+
+    def __enter__(self) -> ShadowHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def active(self) -> bool:
+        """True while the bus is hooked."""
+        return self._on
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def stats(self) -> dict[str, Any]:
+        """This process's counts: tapped, sent, shed, queued, and the last sender error."""
+        return {"tapped": self.tapped, "sent": self.sent, "shed": self.shed, "queued": self.queued, "last_error": self.last_error}
+
+    # -- hooking ---------------------------------------------------------------------------
+
+    def _install(self) -> None:
+        bus = self.bus
+        original_dispatch = bus.dispatch
+        original_adispatch = bus.adispatch
+        handle = self
+        put = self._queue.put_nowait
+        full = queue.Full
+
+        def dispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
+            # Only live, authoritative root dispatches are tapped: not the
+            # migration's own sandboxed runs, not a dispatch nested in a handler.
+            if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
+                return original_dispatch(event, sandbox=sandbox, states=states, capture=capture)
+            try:
+                before = bus.state_store.peek(event.saga_key)
+                before = _snapshot(before) if before else None
+                tp = _traceparent()
+            except Exception:  # noqa: BLE001 - the tap must never break the live path
+                handle.shed += 1
+                return original_dispatch(event, capture=capture)
+            result = original_dispatch(event, capture=True)
+            handle.tapped += 1
+            try:
+                put((result, before, tp, time.time()))
+            except full:
+                handle.shed += 1
+            except Exception:  # noqa: BLE001
+                handle.shed += 1
+            if result.exception is not None and not capture and bus.on_error == "raise":
+                raise result.exception
+            return result
+
+        async def adispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
+            if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
+                return await original_adispatch(event, sandbox=sandbox, states=states, capture=capture)
+            try:
+                before = bus.state_store.peek(event.saga_key)
+                before = _snapshot(before) if before else None
+                tp = _traceparent()
+            except Exception:  # noqa: BLE001
+                handle.shed += 1
+                return await original_adispatch(event, capture=capture)
+            result = await original_adispatch(event, capture=True)
+            handle.tapped += 1
+            try:
+                put((result, before, tp, time.time()))
+            except full:
+                handle.shed += 1
+            except Exception:  # noqa: BLE001
+                handle.shed += 1
+            if result.exception is not None and not capture and bus.on_error == "raise":
+                raise result.exception
+            return result
+
+        dispatch.__wrapped__ = original_dispatch  # type: ignore[attr-defined]
+        adispatch.__wrapped__ = original_adispatch  # type: ignore[attr-defined]
+        dispatch.__doc__, adispatch.__doc__ = EventBus.dispatch.__doc__, EventBus.adispatch.__doc__
+        for name, fn in (("dispatch", dispatch), ("adispatch", adispatch)):
+            if name in bus.__dict__:
+                self._previous[name] = bus.__dict__[name]
+            setattr(bus, name, fn)
+            self._installed[name] = fn
+        self._on = True
+
+    def _uninstall(self) -> None:
+        bus = self.bus
+        for name, fn in self._installed.items():
+            if bus.__dict__.get(name) is not fn:
+                continue  # someone wrapped on top of us: ours stays below theirs, as a pass-through
+            if name in self._previous:
+                setattr(bus, name, self._previous[name])
+            else:
+                delattr(bus, name)
+        self._installed.clear()
+        self._previous.clear()
+
+    def start(self) -> ShadowHandle:
+        self._install()
+        self._thread = threading.Thread(target=self._run, name=f"mk-shadow-sender[{self.migration_name}]", daemon=True)
+        self._thread.start()
+        _LIVE.add(self)
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Unhook the bus, send what is queued (up to ``timeout`` s; the rest is shed), stop the sender."""
+        with _TAPS_LOCK:
+            if not self._on and self._thread is None:
+                return
+            self._on = False
+            self._uninstall()
+            taps = _TAPS.get(self.bus)
+            if taps is not None and taps.get(self.migration_name) is self:
+                del taps[self.migration_name]
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._drain_deadline = time.monotonic() + timeout
+            self._stop.set()
+            thread.join(timeout + 1.0)
+        while True:  # whatever the sender could not send is shed, and counted
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self.shed += 1
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001, S110
+                pass
+        _LIVE.discard(self)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far was sent or shed; True if it was within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.05))
+        return True
+
+    # -- the sender --------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        from checkpoints.connection import connect
+
+        return connect(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    def _take(self) -> list[Any]:
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        items = [first]
+        while len(items) < self.batch:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _done(self, n: int) -> None:
+        for _ in range(n):
+            self._queue.task_done()
+        with self._idle:
+            self._idle.notify_all()
+
+    def _run(self) -> None:
+        backoff = 0.05
+        retry_at = 0.0
+        while True:
+            stopping = self._stop.is_set()
+            if stopping and (self._queue.empty() or time.monotonic() > self._drain_deadline):
+                break
+            if self._client is None and time.monotonic() < retry_at:
+                if stopping:
+                    break  # no store to drain into: close() sheds the rest
+                time.sleep(min(0.05, retry_at - time.monotonic()))
+                continue
+            items = self._take()
+            if not items:
+                continue
+            try:
+                self._send(items)
+                backoff = 0.05
+            except Exception as exc:  # noqa: BLE001 - Redis slow or gone: shed, count, back off
+                self.shed += len(items)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                client, self._client = self._client, None
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception:  # noqa: BLE001, S110
+                        pass
+                retry_at = time.monotonic() + backoff
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                self._done(len(items))
+
+    def _send(self, items: list[Any]) -> None:
+        payloads = []
+        for dispatch, before, tp, at in items:
+            try:
+                payloads.append(encode_entry(self.migration_name, dispatch, before, tp, at))
+            except Exception as exc:  # noqa: BLE001 - an unserializable outcome is shed, not fatal
+                self.shed += 1
+                self.last_error = f"cannot encode event {dispatch.root.id}: {type(exc).__name__}: {exc}"
+        if self._client is None:
+            self._client = self._connect()
+        pipe = self._client.pipeline(transaction=False)
+        stream = self.keys.stream
+        for data in payloads:
+            pipe.xadd(stream, {FIELD: data}, maxlen=self.maxlen, approximate=True)
+        unreported = self.shed - self._reported_shed
+        if unreported:
+            pipe.hincrby(self.keys.counters, "shed", unreported)
+        pipe.execute()
+        self._reported_shed += unreported
+        self.sent += len(payloads)
+
+
+def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
+    """Hook ``migration.legacy`` and shadow its root publishes into the stream at ``url``.
+
+    Idempotent: while a handle of this migration is active on the bus it is
+    returned again. Options: ``queue_size``, ``batch``, ``maxlen``, ``timeout``.
+    """
+    from checkpoints.urls import scheme_of
+
+    if scheme_of(url) not in ("redis", "rediss"):
+        raise ConfigurationError(
+            f"Migration.attach(): live shadow traffic goes through a Redis Stream; {url!r} is not a redis:// URL "
+            "(pass attach('redis://host:port/0') or give the migration a Redis store)"
+        )
+    bus = migration.legacy
+    with _TAPS_LOCK:
+        taps = _TAPS.setdefault(bus, {})
+        handle = taps.get(migration.name)
+        if handle is not None and handle.active:
+            if handle.url != url:
+                raise ConfigurationError(
+                    f"migration {migration.name!r} is already attached to {handle.keys.stream} at another store; close() that handle first"
+                )
+            return handle
+        handle = ShadowHandle(migration, url, **options).start()
+        taps[migration.name] = handle
+        return handle
+
+
+def active_handle(migration: Migration) -> ShadowHandle | None:
+    """The active tap of this migration on its bus, if any."""
+    taps = _TAPS.get(migration.legacy)
+    handle = taps.get(migration.name) if taps else None
+    return handle if handle is not None and handle.active else None
+
+
+@atexit.register
+def _close_all() -> None:  # entries still queued at exit are sent if Redis answers quickly
+    for handle in list(_LIVE):
+        try:
+            handle.close(timeout=1.0)
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+
+# -- reading the results -------------------------------------------------------------------------
+
+
+def read_status(client: Any, keys: ShadowKeys) -> dict[str, Any]:
+    """The shadow counters in Redis: compared, divergent, errors, dead, shed, pending (+ lag)."""
+    raw = client.hgetall(keys.counters)
+    counts = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}
+    out: dict[str, Any] = {name: counts.get(name, 0) for name in COUNTERS}
+    pending = 0
+    length = lag = int(client.xlen(keys.stream))  # no group yet: nothing was delivered
+    try:
+        for group in client.xinfo_groups(keys.stream):
+            name = group.get("name") or group.get(b"name")
+            if (name.decode() if isinstance(name, bytes) else name) != GROUP:
+                continue
+            pending = int(group.get("pending") or 0)
+            lag_value = group.get("lag")
+            if lag_value is None:  # lag unknown (entries trimmed or deleted): count what follows last-delivered
+                last = group.get("last-delivered-id") or b"0-0"
+                lag = len(client.xrange(keys.stream, min=f"({_text(last)}", count=100_000))
+            else:
+                lag = int(lag_value)
+    except Exception as exc:  # noqa: BLE001 - no stream or group yet
+        if "no such key" not in str(exc).lower():
+            raise
+    out["pending"] = pending + lag
+    out["in_flight"] = pending
+    out["lag"] = lag
+    out["stream_length"] = length
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def divergence_groups(client: Any, keys: ShadowKeys, limit: int = 50) -> list[dict[str, Any]]:
+    """The divergence groups found by shadow workers, largest first, each with its first example."""
+    counts = client.hgetall(keys.groups)
+    rows = sorted(((int(n), _text(sig)) for sig, n in counts.items()), key=lambda r: (-r[0], r[1]))[:limit]
+    examples = client.hmget(keys.examples, [sig for _, sig in rows]) if rows else []
+    out = []
+    for (n, sig), ex in zip(rows, examples, strict=True):
+        node, kind, path = json.loads(sig)
+        out.append({"node": node, "kind": kind, "path": path, "count": n, "example": json.loads(ex) if ex else None})
+    return out

@@ -1,0 +1,442 @@
+"""Shadow workers: compare live traffic from the Redis Stream, exactly once per event.
+
+A worker is one consumer of the group ``mk-workers`` on the migration's
+shadow stream (key scheme in ``migration_kit.shadow``). For each entry it
+runs the candidate sandboxed, its effect calls answered with the responses
+the live legacy path recorded and its saga state seeded with the state from
+before the event (the legacy side effects are never run again), compares it
+with the recorded legacy outcome, and records the result and acknowledges
+the entry in one Lua script: a ``SET NX`` on the event's done marker decides
+whether the counters move, so an entry delivered twice (a worker died after
+comparing, a reclaim raced a slow worker) is counted once.
+
+Crashes: entries a dead worker had read stay pending in the group; every
+worker reclaims entries idle for longer than ``claim_idle_ms`` with
+``XAUTOCLAIM`` and processes them. The candidate's graph thread for an event
+is ``<migration>:<event id>`` in the store's checkpointer, so a reclaimed
+event whose run was cut off mid-graph resumes from its last checkpoint.
+
+Outages: when Redis goes away the worker keeps what it computed, backs off,
+reconnects, and carries on where it left off (the group's position and the
+pending entries are Redis's own state; with AOF on they survive a restart).
+A comparison that failed because the store was unreachable is retried, not
+counted as a candidate error.
+
+Evidence (counts and latency sketches per path and node) accumulates per
+worker and is saved as the evidence source ``shadow:<consumer>`` every
+``evidence_every`` seconds and when the worker stops; after each save the
+policy is evaluated over all sources, and a ``rollback`` decision flips the
+phase at once, recorded as ``automatic`` with its reasons.
+
+SIGTERM (``Worker.stop``) stops reading, finishes and records what is in
+flight, saves the evidence and returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from migration_errors import StoreUnavailable
+
+from migration_kit.evidence import Evidence
+from migration_kit.report import signature
+from migration_kit.shadow import FIELD, GROUP, BadShadowEntry, ShadowKeys, Tapped, decode_entry
+
+if TYPE_CHECKING:
+    from migration_kit.comparator import Comparison
+    from migration_kit.migration import Migration
+
+__all__ = ["Worker", "WorkerStats"]
+
+log = logging.getLogger(__name__)
+
+DONE_TTL = 7 * 24 * 3600  # seconds a done marker is kept: longer than any entry stays pending
+MAX_GROUPS = 1000
+MAX_DEAD = 1000
+
+# Record one compared event once: the done marker decides; the counters, the
+# divergence groups and the acknowledgement go together, atomically.
+# KEYS: done, counters, groups, examples, stream
+# ARGV: consumer, ttl, entry id, group, divergent, errored, max groups, then (signature, example) pairs
+_RECORD = """
+local first = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2]))
+if first then
+  redis.call('HINCRBY', KEYS[2], 'compared', 1)
+  if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'divergent', 1) end
+  if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[2], 'errors', 1) end
+  local cap = tonumber(ARGV[7])
+  for i = 8, #ARGV, 2 do
+    if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 1 or redis.call('HLEN', KEYS[3]) < cap then
+      redis.call('HINCRBY', KEYS[3], ARGV[i], 1)
+      redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1])
+    end
+  end
+end
+redis.call('XACK', KEYS[5], ARGV[4], ARGV[3])
+if first then return 1 end
+return 0
+"""
+
+# Dead-letter one malformed entry once. KEYS: mark, counters, dead list, stream
+# ARGV: ttl, entry id, group, record (JSON), max list length
+_DEAD = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  redis.call('HINCRBY', KEYS[2], 'dead', 1)
+  redis.call('RPUSH', KEYS[3], ARGV[4])
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
+end
+redis.call('XACK', KEYS[4], ARGV[3], ARGV[2])
+return 1
+"""
+
+# Failures of the store, not of the candidate: the entry is retried, not counted.
+_INFRA_ERRORS = (
+    "redis.exceptions.ConnectionError",
+    "redis.exceptions.TimeoutError",
+    "redis.exceptions.BusyLoadingError",
+    "redis.exceptions.ClusterDownError",
+    "migration_errors.StoreUnavailable",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "BrokenPipeError",
+)
+
+
+class _Retry(Exception):
+    """The store was unreachable while handling an entry: try it again later."""
+
+
+@dataclass
+class WorkerStats:
+    """What one worker did: entries handled, newly recorded, duplicates, dead letters, retries."""
+
+    handled: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    divergent: int = 0
+    errors: int = 0
+    dead: int = 0
+    reclaimed: int = 0
+    retried: int = 0
+    reconnects: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def default_consumer() -> str:
+    """A consumer name unique to this process: ``<host>-<pid>``."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    """One shadow worker process's loop (``migration-kit worker``).
+
+    Args:
+        migration: the migration whose candidate is compared; its store holds
+            the candidate's checkpoints and the evidence.
+        url: the Redis with the shadow stream (default: the migration's store).
+        consumer: this worker's name in the group (default ``<host>-<pid>``).
+        concurrency: entries compared at once (threads).
+        block_ms: how long one ``XREADGROUP`` waits for new entries.
+        claim_idle_ms: entries pending longer than this are reclaimed from
+            their (presumably dead) consumer.
+        max_events: stop after handling this many entries (for tests).
+        evidence_every: seconds between saves of the evidence (and policy looks).
+    """
+
+    def __init__(
+        self,
+        migration: Migration,
+        url: str | None = None,
+        *,
+        consumer: str | None = None,
+        concurrency: int = 1,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        max_events: int | None = None,
+        evidence_every: float = 2.0,
+        batch: int | None = None,
+    ) -> None:
+        self.migration = migration
+        self.url = url or migration.store.url
+        if migration.store.scheme not in ("redis", "rediss") and url is None:
+            raise StoreUnavailable(
+                f"a shadow worker reads a Redis Stream: the store of {migration.name!r} is {migration.store.display_url}; pass --store redis://..."
+            )
+        self.keys = ShadowKeys(migration.name)
+        self.consumer = consumer or default_consumer()
+        self.concurrency = max(1, concurrency)
+        self.block_ms = max(1, block_ms)
+        self.claim_idle_ms = max(1, claim_idle_ms)
+        self.max_events = max_events
+        self.evidence_every = evidence_every
+        self.batch = batch or max(10, 4 * self.concurrency)
+        self.stats = WorkerStats()
+        self.last_decision: Any = None
+        self._stop = threading.Event()
+        self._client: Any = None
+        self._record: Any = None
+        self._dead: Any = None
+        self._retry: deque[tuple[bytes, dict[bytes, bytes]]] = deque()
+        self._lock = threading.Lock()
+        self._evidence = Evidence()
+        self._attempt: int | None = None
+        self._unsaved = 0
+        self._saved_at = time.monotonic()
+        self._claim_cursor = "0-0"
+        self._claimed_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.consumer!r} of {self.migration.name!r} handled={self.stats.handled}>"
+
+    # -- control ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop reading new entries; what is in flight is finished and recorded (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- Redis -----------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        from checkpoints.connection import connect
+
+        self._client = connect(self.url, socket_timeout=self.block_ms / 1000 + 10.0, socket_connect_timeout=5.0)
+        self._record = self._client.register_script(_RECORD)
+        self._dead = self._client.register_script(_DEAD)
+
+    def _ensure_group(self) -> None:
+        try:
+            self._client.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
+        except Exception as exc:  # noqa: BLE001
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _unreachable(self, exc: BaseException) -> bool:
+        from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError  # noqa: A004
+
+        return isinstance(exc, (ConnectionError, TimeoutError, BusyLoadingError, StoreUnavailable, OSError))
+
+    def _with_redis(self, fn: Any, *args: Any, persist: bool = False) -> Any:
+        """Run ``fn`` against Redis, waiting out outages (with backoff).
+
+        Gives up (None) when the worker is stopping, unless ``persist``: a
+        computed result is recorded however long the outage lasts.
+        """
+        backoff = 0.05
+        while True:
+            try:
+                if self._client is None:
+                    self._connect()
+                    self._ensure_group()
+                return fn(*args)
+            except Exception as exc:
+                if not self._unreachable(exc) and "NOGROUP" not in str(exc):
+                    raise
+                if "NOGROUP" in str(exc):  # the stream was lost (a restart without persistence): start over
+                    self._ensure_group()
+                    continue
+                self.stats.reconnects += 1
+                log.warning("shadow worker %s: Redis unavailable (%s); retrying in %.2fs", self.consumer, exc, backoff)
+                if self._stop.is_set() and not persist:
+                    return None
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> WorkerStats:
+        """Consume until stopped (or ``max_events`` handled); returns the stats."""
+        m = self.migration
+        _ = m.graph, m.noise  # compile and load once, before threads share them
+        self._with_redis(lambda: None)
+        self._load_evidence()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="mk-worker") if self.concurrency > 1 else None
+        try:
+            # Entries this consumer read before it restarted come first.
+            own = self._with_redis(self._read, "0")
+            if own:
+                self._process(own, pool)
+            while not self._stop.is_set() and not self._enough():
+                entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+                if self._retry:
+                    entries = [self._retry.popleft() for _ in range(min(len(self._retry), self.batch))]
+                    self.stats.retried += len(entries)
+                elif time.monotonic() - self._claimed_at >= min(self.claim_idle_ms / 1000, 5.0):
+                    entries = self._with_redis(self._claim) or []
+                if not entries:
+                    entries = self._with_redis(self._read, ">") or []
+                if entries:
+                    self._process(entries, pool)
+                self._maybe_save()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+            self._save(force=True)
+            if self._client is not None:
+                self._client.close()
+        return self.stats
+
+    def _enough(self) -> bool:
+        return self.max_events is not None and self.stats.handled >= self.max_events
+
+    def _read(self, start: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        count = self.batch
+        if self.max_events is not None:
+            count = max(1, min(count, self.max_events - self.stats.handled))
+        block = None if start == "0" else self.block_ms
+        reply = self._client.xreadgroup(GROUP, self.consumer, {self.keys.stream: start}, count=count, block=block)
+        if not reply:
+            return []
+        _, entries = reply[0] if isinstance(reply, list) else next(iter(reply.items()))
+        return [(eid, fields) for eid, fields in entries if fields is not None]
+
+    def _claim(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        self._claimed_at = time.monotonic()
+        reply = self._client.xautoclaim(
+            self.keys.stream, GROUP, self.consumer, self.claim_idle_ms, start_id=self._claim_cursor, count=self.batch
+        )
+        cursor, entries = reply[0], reply[1]
+        self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        found = [(eid, fields) for eid, fields in entries if fields is not None]
+        self.stats.reclaimed += len(found)
+        if found:
+            log.info("shadow worker %s: reclaimed %d idle entries", self.consumer, len(found))
+        return found
+
+    def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]], pool: ThreadPoolExecutor | None) -> None:
+        if pool is None:
+            for entry in entries:
+                self._handle(entry)
+        else:
+            list(pool.map(self._handle, entries))
+
+    # -- one entry -----------------------------------------------------------------------------
+
+    def _handle(self, entry: tuple[bytes, dict[bytes, bytes]]) -> None:
+        eid_raw, fields = entry
+        eid = eid_raw.decode() if isinstance(eid_raw, bytes) else str(eid_raw)
+        try:
+            tapped = decode_entry(fields.get(FIELD), eid)
+        except BadShadowEntry as exc:
+            log.warning("shadow worker %s: dead-lettered %s", self.consumer, exc)
+            self._with_redis(self._dead_letter, eid, str(exc), persist=True)
+            with self._lock:
+                self.stats.handled += 1
+                self.stats.dead += 1
+            return
+        try:
+            comparison = self._compare(tapped)
+        except _Retry:
+            with self._lock:
+                self._retry.append(entry)
+            time.sleep(0.2)  # the store is down: give it a moment before the retry
+            return
+        first = self._with_redis(self._record_result, eid, tapped, comparison, persist=True)
+        with self._lock:
+            self.stats.handled += 1
+            if first:
+                self.stats.recorded += 1
+                self.stats.divergent += comparison.divergent
+                self.stats.errors += comparison.errored
+                self._add_evidence(comparison)
+            else:
+                self.stats.duplicates += 1
+
+    def _compare(self, tapped: Tapped) -> Comparison:
+        comparison = self.migration.compare_recorded(
+            tapped.event, tapped.legacy, tapped.state_before, traceparent=tapped.traceparent
+        )
+        cand = comparison.candidate
+        if cand.crashed and cand.errors and cand.errors[0].type in _INFRA_ERRORS:
+            raise _Retry(cand.errors[0].message)
+        return comparison
+
+    def _record_result(self, eid: str, tapped: Tapped, comparison: Comparison) -> bool:
+        args: list[Any] = [
+            self.consumer,
+            DONE_TTL,
+            eid,
+            GROUP,
+            int(comparison.divergent),
+            int(comparison.errored),
+            MAX_GROUPS,
+        ]
+        seen: set[tuple[str, str, str]] = set()
+        for diff in comparison.differences:
+            sig = signature(comparison.first_divergent_node, diff)
+            if sig in seen:
+                continue
+            seen.add(sig)
+            example = {"event": tapped.event.id, "event_type": tapped.event.type, **diff.to_dict()}
+            args += [json.dumps(list(sig)), json.dumps(example, default=str)]
+        k = self.keys
+        keys = [k.done(tapped.event.id), k.counters, k.groups, k.examples, k.stream]
+        return bool(self._record(keys=keys, args=args))
+
+    def _dead_letter(self, eid: str, error: str) -> None:
+        k = self.keys
+        record = json.dumps({"id": eid, "error": error, "consumer": self.consumer, "at": time.time()})
+        self._dead(keys=[f"{k.tag}:deadmark:{eid}", k.counters, k.dead, k.stream], args=[DONE_TTL, eid, GROUP, record, MAX_DEAD])
+
+    # -- evidence and the policy -------------------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        return f"shadow:{self.consumer}"
+
+    def _load_evidence(self) -> None:
+        from migration_kit.migration import EVIDENCE_KEY
+
+        m = self.migration
+        state = m._read_phase()[0]
+        self._attempt = state.attempt
+        doc, _ = m.store.records.get(EVIDENCE_KEY)
+        if doc and doc.get("attempt") == state.attempt and self.source in doc.get("sources", {}):
+            # A restarted worker with the same name continues its own evidence.
+            self._evidence = Evidence.from_dict(doc["sources"][self.source])
+
+    def _add_evidence(self, comparison: Comparison) -> None:
+        self._evidence.add(comparison)
+        self._unsaved += 1
+
+    def _maybe_save(self) -> None:
+        if self._unsaved and time.monotonic() - self._saved_at >= self.evidence_every:
+            self._save()
+
+    def _save(self, force: bool = False) -> None:
+        if not self._unsaved and not force:
+            return
+        m = self.migration
+        try:
+            state = m._read_phase()[0]
+            with self._lock:
+                if state.attempt != self._attempt:  # a new attempt: its evidence starts afresh
+                    self._evidence, self._attempt = Evidence(), state.attempt
+                snapshot = self._evidence.copy()
+                self._unsaved = 0
+            if snapshot.compared:
+                m._save_evidence(self.source, snapshot, state.attempt)
+            self._saved_at = time.monotonic()
+            decision = m.decide()
+            self.last_decision = decision
+            if decision.action == "rollback":
+                log.warning("shadow worker %s: the policy rolls back: %s", self.consumer, "; ".join(decision.reasons))
+            m._act_on(decision, state)
+        except Exception as exc:  # noqa: BLE001 - evidence is retried at the next save
+            self._saved_at = time.monotonic()
+            self._unsaved += 1
+            log.warning("shadow worker %s: could not save evidence or evaluate the policy: %s", self.consumer, exc)
