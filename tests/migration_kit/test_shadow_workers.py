@@ -50,6 +50,12 @@ def wait_for(predicate, timeout: float, what: str, procs=()) -> None:
         time.sleep(0.05)
 
 
+def stats_of(out: str) -> dict[str, int]:
+    """The counts a worker prints when it stops: ``... stopped: handled 10, recorded 9, ...``."""
+    line = [x for x in out.splitlines() if " stopped: " in x][-1]
+    return {k: int(v.replace(",", "")) for k, v in (part.rsplit(" ", 1) for part in line.split(" stopped: ")[1].split(", "))}
+
+
 def stop(proc: subprocess.Popen) -> tuple[int, str, str]:
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
@@ -77,14 +83,14 @@ def test_two_workers_one_killed_mid_way_compare_all_1000_events_exactly_once(red
         wait_for(lambda: counters(r).get("compared", 0) >= 250, 60, "250 compared", [a, b])
         a.kill()  # SIGKILL: whatever it had read stays pending, maybe mid-graph
         a.wait(10)
+        orphaned = len(r.xpending_range(KEYS.stream, "mk-workers", "-", "+", 1000, consumername="w-a"))
         wait_for(
             lambda: counters(r).get("compared", 0) >= 1000 and r.xpending(KEYS.stream, "mk-workers")["pending"] == 0,
             60, "all 1000 compared and acknowledged", [b],
         )  # fmt: skip
         code, out, err = stop(b)
         assert code == 0, err[-2000:]
-        assert "stopped" in out and "reclaimed 0," not in out  # the dead worker's pending entries were taken over
-        print(out)
+        assert stats_of(out)["reclaimed"] >= orphaned  # the dead worker's pending entries were taken over
     finally:
         for p in (a, b):
             if p.poll() is None:
@@ -159,5 +165,5 @@ def test_a_worker_that_outlives_a_redis_restart_continues_where_it_left_off(aof_
         if w.poll() is None:
             w.kill()
     assert counters(r)["compared"] == 400 == done_markers(r)
-    assert "reconnects 0" not in out
-    print(out)
+    stats = stats_of(out)
+    assert stats["reconnects"] + stats["retried"] > 0  # it did see the outage, and rode it out
