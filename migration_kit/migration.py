@@ -34,6 +34,7 @@ from migration_kit.policy import Monitor, Policy, load_policy
 from migration_kit.noise import NoiseModel
 from migration_kit.outcome import Outcome
 from migration_kit.report import ReplayReport, ReplayTally
+from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key
 from migration_kit.store import Store, VersionConflict
 from migration_kit.telemetry import Telemetry
 
@@ -170,7 +171,13 @@ class Migration:
         return self._compare(event, tuple(effects), states, copy.deepcopy(seed) if seed else None)[0]
 
     def _compare(
-        self, event: Event, answers: tuple[EffectCall, ...], states: StateStore, seed: dict[str, Any] | None
+        self,
+        event: Event,
+        answers: tuple[EffectCall, ...],
+        states: StateStore,
+        seed: dict[str, Any] | None,
+        *,
+        resume: bool = False,
     ) -> tuple[Comparison, dict[str, Any] | None]:
         learning = self.comparator.learning
         before = None
@@ -184,13 +191,17 @@ class Migration:
         legacy = self._run_legacy(event, answers, states)
         if sampled:
             self._learn(event, answers, before, legacy, sampled=True)
-        candidate = self._run_candidate(event, answers, seed)
+        candidate = self._run_candidate(event, answers, seed, resume=resume)
         comparison = self._diff(legacy, candidate, noise)
-        if comparison.divergent and learning is not None and learning.confirm and not sampled:
-            # Confirm before reporting: a clock that agreed in the sample, or an
-            # event type not sampled yet, shows its noise on a second legacy run.
-            if self._learn(event, answers, before, legacy, sampled=False):
-                comparison = self._diff(legacy, candidate, noise)
+        if comparison.divergent and learning is not None and learning.confirm:
+            # Confirm before reporting: a clock that agreed in the sample, a
+            # shuffle that happened to repeat, or an event type not sampled yet
+            # shows its noise on more legacy runs. Stop once it is explained.
+            for _ in range(learning.confirm_runs):
+                if self._learn(event, answers, before, legacy, sampled=False):
+                    comparison = self._diff(legacy, candidate, noise)
+                    if not comparison.divergent:
+                        break
         return self._observed(comparison), candidate.state
 
     def _observed(self, comparison: Comparison, traceparent: str | None = None) -> Comparison:
@@ -272,22 +283,39 @@ class Migration:
             return Outcome.crash("legacy", event, exc, perf_counter() - started)
         return Outcome.from_dispatch(dispatch)
 
-    def _run_candidate(self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None) -> Outcome:
+    def _run_candidate(
+        self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None, *, resume: bool = False
+    ) -> Outcome:
         graph = self.graph
         thread = f"{self.name}:{event.id}"
         config = {"configurable": {"thread_id": thread}}
-        inp: dict[str, Any] = {"event": event.to_dict()}
+        inp: dict[str, Any] | None = {"event": event.to_dict()}
         if seed:
             inp["sagas"] = {event.saga_key: seed}
         started = perf_counter()
         try:
             with Sandbox(answers):
-                final = graph.invoke(inp, config)
+                final = self._resumed(graph, event, config) if resume else None
+                if final is None:
+                    final = graph.invoke(inp, config)
         except Exception as exc:  # the candidate failing is evidence, never an exception here
             return Outcome.crash("candidate", event, exc, perf_counter() - started)
         finally:
             self._forget(graph, thread)
         return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+
+    @staticmethod
+    def _resumed(graph: Any, event: Event, config: dict[str, Any]) -> dict[str, Any] | None:
+        """The final state of a thread an interrupted run left for ``event``: finished, or resumed now."""
+        if getattr(graph, "checkpointer", None) in (None, True, False):
+            return None
+        snapshot = graph.get_state(config)
+        values = snapshot.values or {}
+        if (values.get("event") or {}).get("id") != event.id:
+            return None  # no checkpoint of this event: run it whole
+        if snapshot.next:
+            return graph.invoke(None, config)  # cut off inside the graph: go on from the checkpoint
+        return values
 
     @staticmethod
     def _forget(graph: Any, thread: str) -> None:
@@ -309,6 +337,7 @@ class Migration:
         skip_bad: bool = False,
         resume: bool = False,
         on_result: Callable[[Comparison, ReplayTally], None] | None = None,
+        checkpoint_every: int = 100,
     ) -> ReplayReport:
         """Replay recorded events through both paths; returns the report.
 
@@ -317,45 +346,122 @@ class Migration:
         separately. A line that is not a valid event, or whose type no handler
         subscribes to, raises ``BadEventLog`` naming the line, or with
         ``skip_bad=True`` is skipped and listed in the report.
+
+        A replay of a file saves its progress in the store every
+        ``checkpoint_every`` events and when interrupted (Ctrl-C raises
+        ``ReplayInterrupted`` once the progress is saved). ``resume=True``
+        continues the unfinished replay of the same file, if there is one,
+        and reports exactly what an uninterrupted run would have; a log
+        changed since is refused, naming what changed.
         """
-        if resume:
-            raise ConfigurationError("replay(..., resume=True) is not available yet in this version")
         entries, source, skipped = self._entries(events_or_path, skip_bad)
+        log = events_or_path if isinstance(events_or_path, EventLog) else (
+            EventLog(events_or_path) if isinstance(events_or_path, (str, Path)) else None
+        )
         tally = ReplayTally()
         state = self._read_phase()[0]
         monitor = Monitor(self.policy, phase=state.phase, percent=state.percent)
         legacy_states = BoundedStateStore(self.saga_capacity)
         candidate_states = BoundedStateStore(self.saga_capacity)
+        identity = LogIdentity.start(log.path) if log is not None else None
+        elapsed_before = 0.0
+        suspect = 0  # events after a resume point whose graph thread may have been left behind
+        if resume:
+            if log is None:
+                raise ConfigurationError("only a replay of a log file can resume: pass its path")
+            saved = self._progress(log.path)
+            if saved is not None and saved.get("status") != "done":
+                identity = LogIdentity.from_dict(saved["log"])
+                identity.verify()
+                tally = ReplayTally.from_dict(saved["tally"])
+                monitor.restore(saved.get("monitor"))
+                legacy_states.restore(saved.get("legacy_states"))
+                candidate_states.restore(saved.get("candidate_states"))
+                self._noise = NoiseModel.from_dict(saved.get("noise"))
+                skipped.extend(SkippedLine(int(x["line"]), x["reason"]) for x in saved.get("skipped", []))
+                elapsed_before = float(saved.get("elapsed", 0.0))
+                entries = EventLog(log.path, on_error="skip" if skip_bad else "raise").entries(
+                    start_offset=identity.offset, start_line=identity.line + 1
+                )
+                suspect = checkpoint_every + 1
         known = set(self.legacy.event_types)
         started = perf_counter()
-        for entry in entries:
-            event = entry.event
-            if event.type not in known:
-                reason = f"has event type {event.type!r}, which no handler of bus {self.legacy.name!r} subscribes to"
-                if not skip_bad:
-                    raise BadEventLog(f"{source} line {entry.line} {reason}", line=entry.line, source=source)
-                skipped.append(SkippedLine(entry.line, reason))
-                continue
-            key = event.saga_key
-            seed = candidate_states.peek(key)
-            comparison, after = self._compare(event, entry.effects, legacy_states, copy.deepcopy(seed) if seed else None)
-            candidate_states.save(key, after or {})
-            tally.add(comparison, entry.line)
-            monitor.observe(tally.evidence)
-            if tally.total % SAVE_EVIDENCE_EVERY == 0:
-                self._save_evidence(source, tally.evidence, state.attempt)
-            if on_result is not None:
-                on_result(comparison, tally)
+
+        def save(status: str) -> None:
+            if identity is None:
+                return
+            self._save_progress(
+                identity,
+                {
+                    "status": status,
+                    "source": source,
+                    "tally": tally.to_dict(),
+                    "monitor": monitor.state(),
+                    "legacy_states": legacy_states.snapshot(),
+                    "candidate_states": candidate_states.snapshot(),
+                    "noise": self.noise.to_dict(),
+                    "skipped": [{"line": x.line, "reason": x.reason} for x in skipped],
+                    "elapsed": elapsed_before + perf_counter() - started,
+                },
+            )
+
+        save("running")
+        since = 0
+        last: LogEntry | None = None
+        try:
+            for entry in entries:
+                event = entry.event
+                if event.type not in known:
+                    reason = f"has event type {event.type!r}, which no handler of bus {self.legacy.name!r} subscribes to"
+                    if not skip_bad:
+                        raise BadEventLog(f"{source} line {entry.line} {reason}", line=entry.line, source=source)
+                    skipped.append(SkippedLine(entry.line, reason))
+                    last = entry
+                    continue
+                key = event.saga_key
+                seed = candidate_states.peek(key)
+                comparison, after = self._compare(
+                    event, entry.effects, legacy_states, copy.deepcopy(seed) if seed else None, resume=suspect > 0
+                )
+                suspect = max(0, suspect - 1)
+                candidate_states.save(key, after or {})
+                tally.add(comparison, entry.line)
+                last = entry
+                monitor.observe(tally.evidence)
+                if tally.total % SAVE_EVIDENCE_EVERY == 0:
+                    self._save_evidence(source, tally.evidence, state.attempt)
+                since += 1
+                if identity is not None and since >= checkpoint_every:
+                    identity.advance(entry.line, entry.end)
+                    save("running")
+                    since = 0
+                if on_result is not None:
+                    on_result(comparison, tally)
+        except KeyboardInterrupt:
+            if identity is not None and last is not None:
+                identity.advance(last.line, last.end)
+            save("interrupted")
+            self.save_noise()
+            where = f"line {identity.line:,}" if identity is not None else "the start"
+            raise ReplayInterrupted(
+                f"replay of {source} interrupted after {tally.total:,} events ({where}); progress is saved: "
+                "resume it with `migration-kit resume` (or Migration.replay(path, resume=True))",
+                line=identity.line if identity is not None else 0,
+                total=tally.total,
+            ) from None
+        if identity is not None and last is not None:
+            identity.advance(last.line, last.end)
         decision = monitor.finish(tally.evidence)
         self._save_evidence(source, tally.evidence, state.attempt)
         self._act_on(decision, state)
         self.save_noise()
+        save("done")
         return tally.freeze(
             decision,
             migration=self.name,
             source=source,
             skipped=skipped,
-            duration=perf_counter() - started,
+            duration=elapsed_before + perf_counter() - started,
             noise=tuple(self.noise.summary()) if self.comparator.learning is not None else (),
             graph=self.flow.graph_data(tally.observed) if self.flow is not None else None,
             policy=_drawable_limits(self.policy),

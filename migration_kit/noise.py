@@ -36,11 +36,13 @@ class NoiseLearning:
             so the same events are sampled on every run).
         confirm: re-run the legacy path before reporting a divergence, and
             learn from it when the difference turns out to be noise.
+        confirm_runs: at most this many confirming re-runs per divergent event.
     """
 
     first: int = 20
     rate: float = 0.02
     confirm: bool = True
+    confirm_runs: int = 3
 
     def samples(self, event_type: str, event_id: str, model: NoiseModel) -> bool:
         if model.samples.get(event_type, 0) < self.first:

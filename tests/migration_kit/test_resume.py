@@ -1,0 +1,110 @@
+"""A replay killed at any point resumes where it stopped and reports what an uninterrupted run would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import resume_app
+from legacy_bus import BadEventLog, EventLog
+from resume_driver import summary
+
+HERE = Path(__file__).resolve().parent
+N = 3000
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("resume") / "events.jsonl"
+    EventLog(path).write(resume_app.events(N))
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(log) -> dict:
+    with resume_app.migration("memory://") as m:
+        return summary(m.replay(log).to_dict())
+
+
+def _driver(store: str, log: Path, out: Path, *, resume: bool = False, env: dict | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, str(HERE / "resume_driver.py"), store, str(log), str(out)] + (["--resume"] if resume else [])
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def _kill_after(proc: subprocess.Popen, counted: int) -> int:
+    """SIGKILL once the replay has counted ``counted`` events; returns the last count seen."""
+    seen = 0
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen = int(line)
+        if seen >= counted:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return seen
+
+
+def _resume(store: str, log: Path, tmp: Path) -> dict:
+    out = tmp / "resumed.json"
+    proc = _driver(store, log, out, resume=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    return json.loads(out.read_text())
+
+
+def _stores(tmp: Path, redis_url: str) -> dict[str, str]:
+    return {"sqlite": f"sqlite:///{tmp}/store.sqlite", "redis": redis_url}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_killed_between_events_then_resumed_equals_the_uninterrupted_run(backend, log, uninterrupted, tmp_path, redis_url):
+    store = _stores(tmp_path, redis_url)[backend]
+    seen = _kill_after(_driver(store, log, tmp_path / "first.json"), 1337)
+    assert 1337 <= seen < N
+    assert _resume(store, log, tmp_path) == uninterrupted
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_killed_inside_a_graph_node_the_event_resumes_from_its_checkpoint(backend, log, uninterrupted, tmp_path, redis_url):
+    store = _stores(tmp_path, redis_url)[backend]
+    markers, hold = tmp_path / "markers.txt", tmp_path / "hold"
+    proc = _driver(store, log, tmp_path / "first.json", env={"MK_MARKERS": str(markers), "MK_HOLD_AT": "2221", "MK_HOLD_FILE": str(hold)})
+    deadline = time.monotonic() + 240
+    while not hold.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the replay never reached the held node"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # inside the candidate's `charge` node of order 2221
+    proc.wait(timeout=30)
+    os.environ["MK_MARKERS"] = str(markers)  # the resumed process keeps counting node runs
+    try:
+        assert _resume(store, log, tmp_path) == uninterrupted
+    finally:
+        del os.environ["MK_MARKERS"]
+    runs = markers.read_text().split()
+    # `price` of order 2221 finished before the kill and is not run again: its checkpoint was resumed.
+    assert runs.count("2221") == 1
+    assert runs.count("2222") == 1
+
+
+def test_a_log_edited_after_the_interrupted_run_is_refused_naming_what_changed(log, tmp_path):
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(log.read_bytes())
+    store = f"sqlite:///{tmp_path}/store.sqlite"
+    _kill_after(_driver(store, edited, tmp_path / "first.json"), 300)
+    data = edited.read_bytes().replace(b'"n":123}', b'"n":124}', 1)
+    assert data != log.read_bytes()
+    edited.write_bytes(data)
+    with resume_app.migration(store) as m, pytest.raises(BadEventLog, match=r"changed since the interrupted run: lines [\d,]+ to [\d,]+") as info:
+        m.replay(edited, resume=True)
+    lo, hi = (int(x.replace(",", "")) for x in str(info.value).split("lines ")[1].split(" are")[0].split(" to "))
+    assert lo <= 123 <= hi
+    edited.write_bytes(data[: len(data) // 50])
+    with resume_app.migration(store) as m, pytest.raises(BadEventLog, match="shorter than"):
+        m.replay(edited, resume=True)
