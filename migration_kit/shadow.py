@@ -255,6 +255,7 @@ class ShadowHandle:
         self.tapped = 0
         self.sent = 0
         self.shed = 0
+        self._count_lock = threading.Lock()  # publishers on many threads, and the sender, count
         self.last_error: str | None = None
         self._reported_shed = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
@@ -266,6 +267,7 @@ class ShadowHandle:
         self._installed: dict[str, Any] = {}
         self._previous: dict[str, Any] = {}
         self._drain_deadline = 0.0
+        self._unsent = 0
 
     def __repr__(self) -> str:
         state = "active" if self._on else "closed"
@@ -290,6 +292,12 @@ class ShadowHandle:
         """This process's counts: tapped, sent, shed, queued, and the last sender error."""
         return {"tapped": self.tapped, "sent": self.sent, "shed": self.shed, "queued": self.queued, "last_error": self.last_error}
 
+    def _count(self, *, tapped: int = 0, shed: int = 0, sent: int = 0) -> None:
+        with self._count_lock:
+            self.tapped += tapped
+            self.shed += shed
+            self.sent += sent
+
     # -- hooking ---------------------------------------------------------------------------
 
     def _install(self) -> None:
@@ -302,7 +310,9 @@ class ShadowHandle:
 
         def dispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
             # Only live, authoritative root dispatches are tapped: not the
-            # migration's own sandboxed runs, not a dispatch nested in a handler.
+            # migration's own sandboxed runs, and not a dispatch started while
+            # any handler runs (publishes inside a cascade never get here;
+            # a dispatch nested in a handler is part of that handler's work).
             if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
                 return original_dispatch(event, sandbox=sandbox, states=states, capture=capture)
             try:
@@ -310,16 +320,16 @@ class ShadowHandle:
                 before = _snapshot(before) if before else None
                 tp = _traceparent()
             except Exception:  # noqa: BLE001 - the tap must never break the live path
-                handle.shed += 1
+                handle._count(shed=1)
                 return original_dispatch(event, capture=capture)
             result = original_dispatch(event, capture=True)
-            handle.tapped += 1
             try:
                 put((result, before, tp, time.time()))
+                handle._count(tapped=1)
             except full:
-                handle.shed += 1
+                handle._count(tapped=1, shed=1)
             except Exception:  # noqa: BLE001
-                handle.shed += 1
+                handle._count(tapped=1, shed=1)
             if result.exception is not None and not capture and bus.on_error == "raise":
                 raise result.exception
             return result
@@ -332,16 +342,16 @@ class ShadowHandle:
                 before = _snapshot(before) if before else None
                 tp = _traceparent()
             except Exception:  # noqa: BLE001
-                handle.shed += 1
+                handle._count(shed=1)
                 return await original_adispatch(event, capture=capture)
             result = await original_adispatch(event, capture=True)
-            handle.tapped += 1
             try:
                 put((result, before, tp, time.time()))
+                handle._count(tapped=1)
             except full:
-                handle.shed += 1
+                handle._count(tapped=1, shed=1)
             except Exception:  # noqa: BLE001
-                handle.shed += 1
+                handle._count(tapped=1, shed=1)
             if result.exception is not None and not capture and bus.on_error == "raise":
                 raise result.exception
             return result
@@ -395,7 +405,7 @@ class ShadowHandle:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-            self.shed += 1
+            self._count(shed=1)
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -464,11 +474,12 @@ class ShadowHandle:
             items = self._take()
             if not items:
                 continue
+            self._unsent = len(items)
             try:
                 self._send(items)
                 backoff = 0.05
             except Exception as exc:  # noqa: BLE001 - Redis slow or gone: shed, count, back off
-                self.shed += len(items)
+                self._count(shed=self._unsent)
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 client, self._client = self._client, None
                 if client is not None:
@@ -487,8 +498,9 @@ class ShadowHandle:
             try:
                 payloads.append(encode_entry(self.migration_name, dispatch, before, tp, at))
             except Exception as exc:  # noqa: BLE001 - an unserializable outcome is shed, not fatal
-                self.shed += 1
+                self._count(shed=1)
                 self.last_error = f"cannot encode event {dispatch.root.id}: {type(exc).__name__}: {exc}"
+        self._unsent = len(payloads)  # the others were shed (and counted) already
         if self._client is None:
             self._client = self._connect()
         pipe = self._client.pipeline(transaction=False)
@@ -500,7 +512,7 @@ class ShadowHandle:
             pipe.hincrby(self.keys.counters, "shed", unreported)
         pipe.execute()
         self._reported_shed += unreported
-        self.sent += len(payloads)
+        self._count(sent=len(payloads))
 
 
 def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:

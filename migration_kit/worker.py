@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from migration_errors import StoreUnavailable
+from migration_errors import ConfigurationError, StoreUnavailable
 
 from migration_kit.evidence import Evidence
 from migration_kit.report import signature
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 DONE_TTL = 7 * 24 * 3600  # seconds a done marker is kept: longer than any entry stays pending
 MAX_GROUPS = 1000
+STOP_GRACE = 30.0  # seconds a stopping worker keeps trying to record what it computed while Redis is away
 MAX_DEAD = 1000
 
 # Record one compared event once: the done marker decides; the counters, the
@@ -170,7 +171,7 @@ class Worker:
         self.migration = migration
         self.url = url or migration.store.url
         if migration.store.scheme not in ("redis", "rediss") and url is None:
-            raise StoreUnavailable(
+            raise ConfigurationError(
                 f"a shadow worker reads a Redis Stream: the store of {migration.name!r} is {migration.store.display_url}; pass --store redis://..."
             )
         self.keys = ShadowKeys(migration.name)
@@ -237,6 +238,7 @@ class Worker:
         computed result is recorded however long the outage lasts.
         """
         backoff = 0.05
+        gave_up_at = None
         while True:
             try:
                 if self._client is None:
@@ -251,8 +253,12 @@ class Worker:
                     continue
                 self.stats.reconnects += 1
                 log.warning("shadow worker %s: Redis unavailable (%s); retrying in %.2fs", self.consumer, exc, backoff)
-                if self._stop.is_set() and not persist:
-                    return None
+                if self._stop.is_set():
+                    # Stopping: a result not recorded within STOP_GRACE stays pending; another
+                    # worker reclaims it, and its done marker keeps it counted once.
+                    gave_up_at = gave_up_at or time.monotonic() + (STOP_GRACE if persist else 0.0)
+                    if time.monotonic() >= gave_up_at:
+                        return None
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
