@@ -683,6 +683,7 @@ class Migration:
         state_before: dict[str, Any] | None = None,
         *,
         traceparent: str | None = None,
+        resume: bool = True,
     ) -> Comparison:
         """Compare the candidate against a recorded legacy outcome (the legacy path is not run again).
 
@@ -690,9 +691,13 @@ class Migration:
         responses the legacy path recorded, from ``state_before`` (the saga
         state before the event). Its graph thread is ``<name>:<event id>``:
         when that thread has a checkpoint with pending tasks (a worker died
-        mid-run) it is resumed from there instead of started again.
+        mid-run) it is resumed from there instead of started again. ``resume=False``
+        skips looking (an event delivered for the first time has no checkpoint).
         """
-        candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before)
+        if not resume:
+            candidate = self._run_candidate(event, tuple(legacy.effects), state_before)
+        else:
+            candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before)
         comparison = self._diff(legacy, candidate, self.noise)
         return self._observed(comparison, traceparent)
 

@@ -195,6 +195,7 @@ class Worker:
         self._unsaved = 0
         self._saved_at = time.monotonic()
         self._claim_cursor = "0-0"
+        self._fresh: set[bytes] = set()
         self._claimed_at = 0.0
 
     def __repr__(self) -> str:
@@ -284,7 +285,9 @@ class Worker:
                 elif time.monotonic() - self._claimed_at >= min(self.claim_idle_ms / 1000, 5.0):
                     entries = self._with_redis(self._claim) or []
                 if not entries:
-                    entries = self._with_redis(self._read, ">") or []
+                    fresh = self._with_redis(self._read, ">") or []
+                    self._fresh.update(eid for eid, _ in fresh)  # first delivery: no checkpoint to resume
+                    entries = fresh
                 if entries:
                     self._process(entries, pool)
                 self._maybe_save()
@@ -344,8 +347,11 @@ class Worker:
                 self.stats.handled += 1
                 self.stats.dead += 1
             return
+        with self._lock:
+            fresh = eid_raw in self._fresh
+            self._fresh.discard(eid_raw)
         try:
-            comparison = self._compare(tapped)
+            comparison = self._compare(tapped, resume=not fresh)
         except _Retry:
             with self._lock:
                 self._retry.append(entry)
@@ -362,9 +368,9 @@ class Worker:
             else:
                 self.stats.duplicates += 1
 
-    def _compare(self, tapped: Tapped) -> Comparison:
+    def _compare(self, tapped: Tapped, *, resume: bool = True) -> Comparison:
         comparison = self.migration.compare_recorded(
-            tapped.event, tapped.legacy, tapped.state_before, traceparent=tapped.traceparent
+            tapped.event, tapped.legacy, tapped.state_before, traceparent=tapped.traceparent, resume=resume
         )
         cand = comparison.candidate
         if cand.crashed and cand.errors and cand.errors[0].type in _INFRA_ERRORS:
