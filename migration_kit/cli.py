@@ -44,6 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--html", metavar="OUT", help="write the report as a self-contained HTML page")
     r.add_argument("--skip-bad", action="store_true", help="skip unreadable lines (listed in the report) instead of stopping")
 
+    rs = sub.add_parser("resume", help="continue the last unfinished replay (after Ctrl-C, a crash or kill -9)")
+    app_args(rs)
+    rs.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    rs.add_argument("--html", metavar="OUT", help="write the report as a self-contained HTML page")
+    rs.add_argument("--skip-bad", action="store_true", help="skip unreadable lines instead of stopping")
+
+    rp = sub.add_parser("report", help="render a saved JSON report (from replay --json) as HTML")
+    rp.add_argument("report", metavar="REPORT_JSON")
+    rp.add_argument("--html", required=True, metavar="OUT", help="where to write the HTML page")
+
     g = sub.add_parser("graph", help="print the derived graph as Mermaid")
     app_args(g)
 
@@ -89,21 +99,63 @@ def _check_writable(path: str | None, flag: str) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from migration_kit.console import print_replay
-
     _check_writable(args.json, "--json")
     _check_writable(args.html, "--html")
     if not Path(args.log).is_file():
         raise MigrationKitError(f"event log {args.log} does not exist or is not a file")
+    return _run_replay(args, args.log, resume=False)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    _check_writable(args.json, "--json")
+    _check_writable(args.html, "--html")
     migration = _load(args)
-    with migration:
-        report = migration.replay(args.log, skip_bad=args.skip_bad)
+    path = migration.unfinished_replay()
+    if path is None:
+        migration.close()
+        raise MigrationKitError(f"nothing to resume: migration {migration.name!r} has no unfinished replay in {migration.store.display_url}")
+    print(f"resuming the replay of {path}", file=sys.stderr)
+    return _run_replay(args, path, resume=True, migration=migration)
+
+
+def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: Any = None) -> int:
+    from migration_kit.console import print_replay
+    from migration_kit.progress import ReplayProgress, count_lines
+    from migration_kit.resume import ReplayInterrupted
+
+    migration = migration or _load(args)
+    try:
+        with migration, ReplayProgress(count_lines(log), stream=sys.stderr) as progress:
+            report = migration.replay(log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update)
+    except ReplayInterrupted as exc:
+        store = f" --store {migration.store.display_url}" if args.store else ""
+        print(f"migration-kit: {exc}", file=sys.stderr)
+        print(f"migration-kit: to continue: migration-kit resume --app {args.app}{store}", file=sys.stderr)
+        return 130
     print_replay(report)
     if args.json:
         report.write_json(args.json)
     if args.html:
         report.write_html(args.html)
     return EXIT_OK if report.decision.ok else EXIT_DIVERGED
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from migration_kit.html import render_report
+
+    _check_writable(args.html, "--html")
+    try:
+        data = json.loads(Path(args.report).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MigrationKitError(f"report {args.report} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise MigrationKitError(f"report {args.report} is not a JSON report from `replay --json` ({exc})") from None
+    if not isinstance(data, dict) or "decision" not in data:
+        raise MigrationKitError(f"report {args.report} is not a JSON report from `replay --json` (no decision)")
+    Path(args.html).write_text(render_report(data), encoding="utf-8")
+    return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -202,13 +254,16 @@ def print_status(status: dict[str, Any], *, history: int = 10) -> None:
             console.print(f"  {h['at']}  {h['from']} -> {to}  by {h['by']}" + (f": {h['reason']}" if h.get("reason") else ""))
 
 
-COMMANDS = {"replay": cmd_replay, "graph": cmd_graph, "status": cmd_status, "promote": cmd_promote, "rollback": cmd_rollback, "worker": cmd_worker}
+COMMANDS = {"replay": cmd_replay, "resume": cmd_resume, "report": cmd_report, "graph": cmd_graph, "status": cmd_status, "promote": cmd_promote, "rollback": cmd_rollback, "worker": cmd_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     args = _parser().parse_args(argv)
     try:
+        from migration_kit.telemetry import configure_from_env
+
+        configure_from_env()
         return COMMANDS[args.command](args)
     except MigrationKitError as exc:
         print(f"migration-kit: error: {exc}", file=sys.stderr)

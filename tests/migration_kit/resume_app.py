@@ -40,7 +40,7 @@ def charge(e, ctx):
 @bus.on("Charged")
 def ship(e):
     if e.payload["ok"]:
-        return Event(type="Shipped", payload={"order": e.payload["order"], "queue": "heavy" if e.payload["order"] % 5 == 0 else "std"})
+        return Event(type="Shipped", payload={"order": e.payload["order"], "queue": "heavy" if e.payload["order"] % 5 == 2 else "std"})
     return None
 
 
@@ -69,7 +69,7 @@ def _charge_candidate(e, ctx):
 
 def _ship_candidate(e):
     out = ship(e)
-    if out is not None and e.payload["order"] % 50 == 0:
+    if out is not None and e.payload["order"] % 50 == 7:
         return Event(type="Shipped", payload={**out.payload, "queue": "freight"})
     return out
 

@@ -31,7 +31,7 @@ def summary(d: dict) -> dict:
     return {k: d[k] for k in ("total", "divergent", "errors", "by_node")} | {
         "action": d["decision"]["action"],
         "reasons": reasons,
-        "groups": [(g["path"], g["count"], g["first_event"], g["last_event"]) for g in d["groups"]],
+        "groups": [[g["path"], g["count"], g["first_event"], g["last_event"]] for g in d["groups"]],
         "examples": [e["event"]["id"] for e in d["examples"]],
     }
 

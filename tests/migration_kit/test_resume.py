@@ -108,3 +108,44 @@ def test_a_log_edited_after_the_interrupted_run_is_refused_naming_what_changed(l
     edited.write_bytes(data[: len(data) // 50])
     with resume_app.migration(store) as m, pytest.raises(BadEventLog, match="shorter than"):
         m.replay(edited, resume=True)
+
+
+def test_ctrl_c_during_the_cli_replay_prints_the_resume_command_and_resume_finishes_it(tmp_path):
+    log = tmp_path / "short.jsonl"
+    EventLog(log).write(resume_app.events(1000))
+    with resume_app.migration("memory://") as m:
+        uninterrupted = summary(m.replay(log).to_dict())
+    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    store = f"sqlite:///{tmp_path}/store.sqlite"
+    cmd = [sys.executable, "-m", "migration_kit", "replay", str(log), "--app", "resume_app:migration", "--store", store]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    time.sleep(4)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 15, "Ctrl-C must stop the replay promptly"
+    assert proc.returncode == 130, err[-2000:]
+    assert f"migration-kit resume --app resume_app:migration --store {store}" in err
+    assert "Traceback" not in err
+    out = tmp_path / "resumed.json"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "migration_kit", "resume", "--app", "resume_app:migration", "--store", store, "--json", str(out)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert resumed.returncode == 1, resumed.stderr[-2000:]  # the candidate diverges on purpose
+    assert summary(json.loads(out.read_text())) == uninterrupted
+    again = subprocess.run(
+        [sys.executable, "-m", "migration_kit", "resume", "--app", "resume_app:migration", "--store", store],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert again.returncode == 2 and "nothing to resume" in again.stderr
+    page = tmp_path / "report.html"
+    rendered = subprocess.run([sys.executable, "-m", "migration_kit", "report", str(out), "--html", str(page)], capture_output=True, text=True, env=env, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    assert "<svg" in page.read_text()
+
+
+def test_the_resume_app_really_diverges(uninterrupted):
+    """The equality checks above compare runs that find something."""
+    assert uninterrupted["divergent"] > 20 and uninterrupted["by_node"] == {"ship": uninterrupted["divergent"]}
