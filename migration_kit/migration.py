@@ -553,6 +553,10 @@ class Migration:
         state = self._read_phase()[0]
         ev = self._stored_evidence(state.attempt)
         decision = self.policy.evaluate(ev, phase=state.phase, percent=state.percent)
+        try:
+            shadow = self.shadow_status()
+        except Exception:  # noqa: BLE001 - status must show what it can
+            shadow = {}
         return {
             "migration": self.name,
             "store": self.store.display_url,
@@ -563,8 +567,8 @@ class Migration:
             "compared": ev.compared,
             "divergent": ev.divergent,
             "errors": ev.errors,
-            "pending": 0,  # live shadowing is not built yet: nothing can be pending or shed
-            "shed": 0,
+            "pending": shadow.get("pending", 0),
+            "shed": shadow.get("shed", 0),
             "decision": decision.to_dict(),
             "policy": self.policy.name,
             "evidence": ev.summary(),

@@ -283,3 +283,15 @@ def test_a_proven_regression_in_canary_rolls_back_automatically(redis_url):
     assert (state.phase, state.by) == ("rolled_back", "automatic")
     assert "new-error rate" in state.reason
     assert m.shadow_status()["errors"] == 40
+
+
+def test_status_reports_the_live_shadow_pending_and_shed_counts(redis_url):
+    m = shadow_app.migration(store=redis_url)
+    with m.attach() as handle:
+        for i in range(12):
+            shadow_app.bus.publish(shadow_app.order(i))
+        handle.flush()
+    run_worker(m, 5)
+    status = m.status()
+    assert (status["pending"], status["shed"]) == (7, 0)
+    assert status["compared"] == 5
