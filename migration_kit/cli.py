@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--html", metavar="OUT", help="write the report as a self-contained HTML page")
     rs.add_argument("--skip-bad", action="store_true", help="skip unreadable lines instead of stopping")
 
+    rc = sub.add_parser("record", help="export tapped live traffic (with its real effect responses) to a JSON Lines log")
+    app_args(rc)
+    rc.add_argument("--out", required=True, metavar="LOG", help="the log to write (refused if it exists, unless --append)")
+    rc.add_argument("--follow", action="store_true", help="keep waiting for new traffic until Ctrl-C or SIGTERM")
+    rc.add_argument("--append", action="store_true", help="add to an existing log")
+    rc.add_argument("--max-events", type=int, metavar="N", help="stop after N events")
+
     rp = sub.add_parser("report", help="render a saved JSON report (from replay --json) as HTML")
     rp.add_argument("report", metavar="REPORT_JSON")
     rp.add_argument("--html", required=True, metavar="OUT", help="where to write the HTML page")
@@ -138,6 +145,17 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
     if args.html:
         report.write_html(args.html)
     return EXIT_OK if report.decision.ok else EXIT_DIVERGED
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from migration_kit.record import record_stream
+
+    migration = _load(args)
+    with migration:
+        counts = record_stream(migration, args.out, follow=args.follow, append=args.append, max_events=args.max_events)
+    bad = f", {counts['bad']:,} malformed entries skipped" if counts["bad"] else ""
+    print(f"recorded {counts['written']:,} events to {args.out}{bad}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -254,7 +272,7 @@ def print_status(status: dict[str, Any], *, history: int = 10) -> None:
             console.print(f"  {h['at']}  {h['from']} -> {to}  by {h['by']}" + (f": {h['reason']}" if h.get("reason") else ""))
 
 
-COMMANDS = {"replay": cmd_replay, "resume": cmd_resume, "report": cmd_report, "graph": cmd_graph, "status": cmd_status, "promote": cmd_promote, "rollback": cmd_rollback, "worker": cmd_worker}
+COMMANDS = {"replay": cmd_replay, "resume": cmd_resume, "record": cmd_record, "report": cmd_report, "graph": cmd_graph, "status": cmd_status, "promote": cmd_promote, "rollback": cmd_rollback, "worker": cmd_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
