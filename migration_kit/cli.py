@@ -130,15 +130,29 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
     from migration_kit.progress import ReplayProgress, count_lines
     from migration_kit.resume import ReplayInterrupted
 
+    import signal
+    import threading
+
     migration = migration or _load(args)
+    stop = threading.Event()
+
+    def interrupted(_sig: int, _frame: Any) -> None:
+        # The first Ctrl-C stops after the event in hand, with progress saved;
+        # a second one interrupts at once.
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
     try:
         with migration, ReplayProgress(count_lines(log), stream=sys.stderr) as progress:
-            report = migration.replay(log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update)
+            report = migration.replay(log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update, stop=stop)
     except ReplayInterrupted as exc:
         store = f" --store {migration.store.display_url}" if args.store else ""
         print(f"migration-kit: {exc}", file=sys.stderr)
         print(f"migration-kit: to continue: migration-kit resume --app {args.app}{store}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print_replay(report)
     if args.json:
         report.write_json(args.json)

@@ -338,6 +338,7 @@ class Migration:
         resume: bool = False,
         on_result: Callable[[Comparison, ReplayTally], None] | None = None,
         checkpoint_every: int = 100,
+        stop: Any = None,
     ) -> ReplayReport:
         """Replay recorded events through both paths; returns the report.
 
@@ -351,6 +352,7 @@ class Migration:
         ``checkpoint_every`` events and when interrupted (Ctrl-C raises
         ``ReplayInterrupted`` once the progress is saved). ``resume=True``
         continues the unfinished replay of the same file, if there is one,
+        ``stop`` (a ``threading.Event``) ends it like Ctrl-C after the event in hand,
         and reports exactly what an uninterrupted run would have; a log
         changed since is refused, naming what changed.
         """
@@ -437,6 +439,8 @@ class Migration:
                     since = 0
                 if on_result is not None:
                     on_result(comparison, tally)
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             if identity is not None and last is not None:
                 identity.advance(last.line, last.end)
