@@ -55,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_bus import Dispatch, Event, EventBus
 from legacy_bus.effects import _ACTIVE, _SANDBOX
+from checkpoints.urls import mask_url
 from migration_errors import BadEventLog, ConfigurationError
 
 from migration_kit.outcome import Outcome
@@ -525,7 +526,7 @@ def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
 
     if scheme_of(url) not in ("redis", "rediss"):
         raise ConfigurationError(
-            f"Migration.attach(): live shadow traffic goes through a Redis Stream; {url!r} is not a redis:// URL "
+            f"Migration.attach(): live shadow traffic goes through a Redis Stream; {mask_url(url)!r} is not a redis:// URL "
             "(pass attach('redis://host:port/0') or give the migration a Redis store)"
         )
     bus = migration.legacy
