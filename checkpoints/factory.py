@@ -30,18 +30,16 @@ Every saver it returns reads checkpoints with the strict serializer of
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from checkpoints.threaded import ThreadedAsync
 from checkpoints.redis_saver import DEFAULT_KEY_PREFIX, RedisSaver
 from checkpoints.serde import AllowedTypes, checkpoint_serde
 from checkpoints.urls import SUPPORTED, mask_url, scheme_of, sqlite_path
@@ -57,7 +55,7 @@ class MemoryCheckpointer(InMemorySaver):
         """Nothing to release; kept for a uniform interface."""
 
 
-class SqliteCheckpointer(SqliteSaver):
+class SqliteCheckpointer(ThreadedAsync, SqliteSaver):
     """LangGraph's ``SqliteSaver`` that owns its connection, closes it, and offers async methods."""
 
     def close(self) -> None:
@@ -69,47 +67,6 @@ class SqliteCheckpointer(SqliteSaver):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """``get_tuple`` in a worker thread."""
-        return await asyncio.to_thread(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """``list`` in a worker thread."""
-        items = await asyncio.to_thread(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
-        for item in items:
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """``put`` in a worker thread."""
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """``put_writes`` in a worker thread."""
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        """``delete_thread`` in a worker thread."""
-        await asyncio.to_thread(self.delete_thread, thread_id)
 
 
 def open_checkpointer(

@@ -30,9 +30,8 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 import ormsgpack
@@ -55,6 +54,7 @@ from checkpoints.connection import UNREACHABLE, connect, is_cluster, unavailable
 from checkpoints.scripts import Script
 from checkpoints.serde import AllowedTypes, checkpoint_serde
 from checkpoints.urls import mask_url
+from checkpoints.threaded import ThreadedAsync
 from checkpoints.write_behind import WriteBehind
 from migration_errors import ConfigurationError, StoreUnavailable
 
@@ -480,7 +480,7 @@ def _describe(client: Any) -> str:
         return "the configured Redis server"
 
 
-class RedisSaver(_RedisSaverCore):
+class RedisSaver(ThreadedAsync, _RedisSaverCore):
     """LangGraph checkpoint saver on plain Redis (sync; async methods run in a thread).
 
     One round trip per ``put``, ``put_writes`` and ``get_tuple``; works on a
@@ -848,48 +848,7 @@ class RedisSaver(_RedisSaverCore):
     # -- async API: the sync calls, run in the default executor ---------------
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """Async ``get_tuple`` (runs in a worker thread)."""
-        return await self._in_thread(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """Async ``list`` (fetched in a worker thread)."""
-        items = await self._in_thread(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
-        for item in items:
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Async ``put`` (runs in a worker thread)."""
-        return await self._in_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Async ``put_writes`` (runs in a worker thread)."""
-        await self._in_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        """Async ``delete_thread``."""
-        await self._in_thread(self.delete_thread, thread_id)
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Async ``delete_for_runs``."""
