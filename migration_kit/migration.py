@@ -532,12 +532,55 @@ class Migration:
         [0, 100); the candidate serves it when that is below the percentage,
         so a saga never switches paths while the percentage only grows.
         """
+        return self._side_for(event.saga_key)
+
+    def _side_for(self, saga: str) -> str:
         state = self._read_phase(fresh=False)[0]
         if state.phase in ("primary", "retired"):
             return "candidate"
         if state.phase != "canary" or not state.percent:
             return "legacy"
-        return "candidate" if route_point(self.name, event.saga_key) < state.percent else "legacy"
+        return "candidate" if route_point(self.name, saga) < state.percent else "legacy"
+
+    # -- sagas across the cutover -----------------------------------------------------------
+
+    def sagas(self, states: Any = None) -> Any:
+        """The saga ledger: which side holds each saga (``migration_kit.sagas.SagaLedger``).
+
+        ``states`` is the legacy side's state store (default: the live bus's).
+        """
+        from migration_kit.sagas import SagaLedger
+
+        return SagaLedger(self, states if states is not None else self.legacy.state_store)
+
+    def saga(self, correlation_id: str) -> dict[str, Any]:
+        """Where a saga's state lives now and what it is: ``{"side", "state", "handovers"}``."""
+        ledger = self.sagas()
+        side, state = ledger.state(correlation_id)
+        doc, _ = ledger.record(correlation_id)
+        return {"side": side, "state": state, "handovers": int((doc or {}).get("handovers", 0))}
+
+    def settle(self, reason: str = "settle", *, sagas: Iterable[str] | None = None) -> list[Any]:
+        """Hand every saga to the side serving it now (after a rollback: all back to legacy).
+
+        Sagas hand themselves over when their next event arrives; this moves
+        them now: every saga ever handed to the candidate, or the correlation
+        ids in ``sagas`` (e.g. all open orders, right after a promotion).
+
+        Run it where the live bus's state store is (the attached process, or
+        any process when that store is Redis). Handovers a crash cut off are
+        finished first. Returns the ``Handover``s made.
+        """
+        from migration_kit.cutover import Cutover
+        from migration_kit.shadow import active_handle
+
+        handle = active_handle(self)
+        cutover = handle.cutover if handle is not None else Cutover(self, self.legacy)
+        return cutover.settle(reason=reason, sagas=sagas)
+
+    def handovers(self) -> list[dict[str, Any]]:
+        """The audit of every saga handover, oldest first: saga, from, to, why, by whom, when."""
+        return self.sagas().audit()
 
     def history(self) -> list[dict[str, Any]]:
         """Every phase transition, oldest first: when, from, to, by whom, why, and the evidence then."""
@@ -692,8 +735,14 @@ class Migration:
         *,
         traceparent: str | None = None,
         resume: bool = True,
+        candidate: Outcome | None = None,
     ) -> Comparison:
         """Compare the candidate against a recorded legacy outcome (the legacy path is not run again).
+
+        The other way round when ``legacy`` is None and ``candidate`` is the
+        recorded outcome of the candidate serving for real (canary, primary):
+        the legacy path runs sandboxed, answered with the candidate's effect
+        responses, from ``state_before``, and is compared against it.
 
         The candidate runs sandboxed, its effect calls answered with the
         responses the legacy path recorded, from ``state_before`` (the saga
@@ -702,7 +751,14 @@ class Migration:
         mid-run) it is resumed from there instead of started again. ``resume=False``
         skips looking (an event delivered for the first time has no checkpoint).
         """
-        if not resume:
+        if legacy is None:
+            if candidate is None:
+                raise ConfigurationError("compare_recorded(): give the recorded legacy or candidate outcome")
+            seeded = OverlayStateStore()
+            if state_before:
+                seeded.save(event.saga_key, copy.deepcopy(state_before))
+            legacy = self._run_legacy(event, tuple(candidate.effects), seeded)
+        elif not resume:
             candidate = self._run_candidate(event, tuple(legacy.effects), state_before)
         else:
             candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before)

@@ -444,6 +444,11 @@ class Policy(BaseModel):
     name: str = "policy"
     description: str = ""
     tree: Node
+    #: A candidate run cut off mid-event (a crash inside the graph) when its
+    #: saga is handed back to legacy: ``resume`` finishes it from its checkpoint
+    #: (the rest of its effects run for real), ``rewind`` drops it back to the
+    #: checkpoint before the event and delivers the event on legacy instead.
+    cutoff: Literal["resume", "rewind"] = "resume"
 
     def evaluate(self, evidence: Evidence, *, phase: str = "shadow", percent: float | None = None, **extra: Any) -> Decision:
         """Walk the tree over ``evidence`` in ``phase``; the reasons are the path, with numbers."""

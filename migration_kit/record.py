@@ -69,7 +69,8 @@ def record_stream(
                     except BadShadowEntry:
                         bad += 1
                         continue
-                    authoritative = [c for c in tapped.legacy.effects if c.mode == "real"]
+                    served = tapped.legacy if tapped.legacy is not None else tapped.candidate
+                    authoritative = [c for c in served.effects if c.mode == "real"] if served is not None else []
                     writer.append(tapped.event, authoritative)
                     written += 1
                     if on_line is not None:

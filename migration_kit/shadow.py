@@ -39,6 +39,7 @@ Stream entry, version 1 (validated with pydantic when read; never unpickled)::
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import copy
 import json
@@ -58,6 +59,7 @@ from legacy_bus.effects import _ACTIVE, _SANDBOX
 from checkpoints.urls import mask_url
 from migration_errors import BadEventLog, ConfigurationError
 
+from migration_kit.cutover import Cutover, Plan
 from migration_kit.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -137,7 +139,9 @@ class ShadowEntry(BaseModel):
     v: Literal[1]
     migration: str | None = None
     event: dict[str, Any]
-    legacy: dict[str, Any]
+    serving: Literal["legacy", "candidate"] = "legacy"
+    legacy: dict[str, Any] | None = None
+    candidate: dict[str, Any] | None = None
     state_before: dict[str, Any] | None = None
     traceparent: str | None = Field(default=None, pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
     tapped_at: float = 0.0
@@ -145,23 +149,38 @@ class ShadowEntry(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Tapped:
-    """A decoded stream entry: the event, the legacy path's recorded outcome and its context."""
+    """A decoded stream entry: the event, the serving path's recorded outcome and its context.
+
+    ``legacy`` is the recorded outcome when legacy served (shadow, and the
+    legacy share of a canary); when the candidate served for real (canary,
+    primary) ``legacy`` is None and ``candidate`` holds its recorded outcome.
+    """
 
     event: Event
-    legacy: Outcome
+    legacy: Outcome | None
     state_before: dict[str, Any] | None
     traceparent: str | None
     tapped_at: float
+    candidate: Outcome | None = None
+
+    @property
+    def serving(self) -> str:
+        return "legacy" if self.legacy is not None else "candidate"
 
 
-def encode_entry(migration: str, dispatch: Dispatch, state_before: dict[str, Any] | None, traceparent: str | None, tapped_at: float) -> bytes:
-    """One stream entry as JSON bytes (run in the sender thread, off the live path)."""
-    outcome = Outcome.from_dispatch(dispatch)
+def encode_entry(migration: str, dispatch: Dispatch | Outcome, state_before: dict[str, Any] | None, traceparent: str | None, tapped_at: float) -> bytes:
+    """One stream entry as JSON bytes (run in the sender thread, off the live path).
+
+    ``dispatch`` is the legacy path's ``Dispatch`` when it served, or the
+    candidate's ``Outcome`` when the candidate served for real.
+    """
+    outcome = dispatch if isinstance(dispatch, Outcome) else Outcome.from_dispatch(dispatch)
     doc = {
         "v": ENTRY_VERSION,
         "migration": migration,
-        "event": dispatch.root.to_dict(),
-        "legacy": outcome.to_record(),
+        "event": outcome.event.to_dict(),
+        "serving": outcome.path,
+        outcome.path: outcome.to_record(),
         "state_before": state_before,
         "traceparent": traceparent,
         "tapped_at": tapped_at,
@@ -190,18 +209,27 @@ def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise BadShadowEntry(f"stream entry {entry_id} is not a valid shadow entry: event.{where}: {first.get('msg')}") from None
+    side = doc.serving
+    raw = doc.legacy if side == "legacy" else doc.candidate
+    if raw is None:
+        raise BadShadowEntry(f"stream entry {entry_id} is not a valid shadow entry: {side}: the {side} path served, but its outcome is missing")
     try:
-        legacy = Outcome.from_record(doc.legacy)
+        recorded = Outcome.from_record(raw)
     except BadEventLog as exc:
-        raise BadShadowEntry(f"stream entry {entry_id}: legacy: {exc}") from None
-    if legacy.event.id != event.id:
-        raise BadShadowEntry(f"stream entry {entry_id}: the legacy outcome is of event {legacy.event.id}, not {event.id}")
-    return Tapped(event, legacy, doc.state_before, doc.traceparent, doc.tapped_at)
+        raise BadShadowEntry(f"stream entry {entry_id}: {side}: {exc}") from None
+    if recorded.event.id != event.id:
+        raise BadShadowEntry(f"stream entry {entry_id}: the {side} outcome is of event {recorded.event.id}, not {event.id}")
+    if recorded.path != side:
+        raise BadShadowEntry(f"stream entry {entry_id}: the {side} field holds a {recorded.path} outcome")
+    if side == "legacy":
+        return Tapped(event, recorded, doc.state_before, doc.traceparent, doc.tapped_at)
+    return Tapped(event, None, doc.state_before, doc.traceparent, doc.tapped_at, candidate=recorded)
 
 
 # -- the tap ---------------------------------------------------------------------------------
 
 _STOP = object()
+SETTLE_EVERY = 1.0  # seconds between the sender's checks for sagas to hand back after a rollback
 _TAPS: weakref.WeakKeyDictionary[EventBus, dict[str, ShadowHandle]] = weakref.WeakKeyDictionary()
 _LIVE: weakref.WeakSet[ShadowHandle] = weakref.WeakSet()
 _TAPS_LOCK = threading.Lock()
@@ -269,6 +297,9 @@ class ShadowHandle:
         self._previous: dict[str, Any] = {}
         self._drain_deadline = 0.0
         self._unsent = 0
+        self.cutover = Cutover(migration, self.bus)
+        self._last_plan_phase: str | None = None
+        self._settle_at = 0.0
 
     def __repr__(self) -> str:
         state = "active" if self._on else "closed"
@@ -291,7 +322,16 @@ class ShadowHandle:
 
     def stats(self) -> dict[str, Any]:
         """This process's counts: tapped, sent, shed, queued, and the last sender error."""
-        return {"tapped": self.tapped, "sent": self.sent, "shed": self.shed, "queued": self.queued, "last_error": self.last_error}
+        c = self.cutover
+        return {
+            "tapped": self.tapped,
+            "sent": self.sent,
+            "shed": self.shed,
+            "queued": self.queued,
+            "served": dict(c.served),
+            "handovers": c.handovers,
+            "last_error": self.last_error,
+        }
 
     def _count(self, *, tapped: int = 0, shed: int = 0, sent: int = 0) -> None:
         with self._count_lock:
@@ -309,6 +349,26 @@ class ShadowHandle:
         put = self._queue.put_nowait
         full = queue.Full
 
+        cutover = self.cutover
+
+        def planned(event: Event) -> Plan:
+            try:
+                return cutover.plan(event)
+            except Exception:  # noqa: BLE001 - the phase cannot be read: as last seen
+                seen = handle._last_plan_phase
+                if seen in ("shadow", "rolled_back"):
+                    return Plan("legacy", seen == "shadow", seen, fast=True)
+                raise
+
+        def shadow(item: tuple[Any, ...]) -> None:
+            try:
+                put(item)
+                handle._count(tapped=1)
+            except full:
+                handle._count(tapped=1, shed=1)
+            except Exception:  # noqa: BLE001
+                handle._count(tapped=1, shed=1)
+
         def dispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
             # Only live, authoritative root dispatches are tapped: not the
             # migration's own sandboxed runs, and not a dispatch started while
@@ -316,21 +376,32 @@ class ShadowHandle:
             # a dispatch nested in a handler is part of that handler's work).
             if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
                 return original_dispatch(event, sandbox=sandbox, states=states, capture=capture)
-            try:
-                before = bus.state_store.peek(event.saga_key)
-                before = _snapshot(before) if before else None
-                tp = _traceparent()
-            except Exception:  # noqa: BLE001 - the tap must never break the live path
-                handle._count(shed=1)
-                return original_dispatch(event, capture=capture)
-            result = original_dispatch(event, capture=True)
-            try:
-                put((result, before, tp, time.time()))
-                handle._count(tapped=1)
-            except full:
-                handle._count(tapped=1, shed=1)
-            except Exception:  # noqa: BLE001
-                handle._count(tapped=1, shed=1)
+            plan = planned(event)
+            handle._last_plan_phase = plan.phase
+            if plan.fast:
+                try:
+                    before = bus.state_store.peek(event.saga_key)
+                    before = _snapshot(before) if before else None
+                    tp = _traceparent()
+                except Exception:  # noqa: BLE001 - the tap must never break the live path
+                    handle._count(shed=1)
+                    return original_dispatch(event, capture=capture)
+                result = original_dispatch(event, capture=True)
+                shadow((result, before, tp, time.time()))
+            else:
+                with cutover.ledger.lock(event.saga_key):
+                    cutover.prepare(event, plan)
+                    tp = _traceparent()
+                    if plan.side == "legacy":
+                        before = bus.state_store.peek(event.saga_key)
+                        before = _snapshot(before) if before else None
+                        result = original_dispatch(event, capture=True)
+                        item: tuple[Any, ...] = (result, before, tp, time.time())
+                    else:
+                        result, outcome, before = cutover.run_candidate(event, True)
+                        item = (outcome, before, tp, time.time())
+                if plan.shadow:
+                    shadow(item)
             if result.exception is not None and not capture and bus.on_error == "raise":
                 raise result.exception
             return result
@@ -338,21 +409,36 @@ class ShadowHandle:
         async def adispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
             if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
                 return await original_adispatch(event, sandbox=sandbox, states=states, capture=capture)
-            try:
-                before = bus.state_store.peek(event.saga_key)
-                before = _snapshot(before) if before else None
-                tp = _traceparent()
-            except Exception:  # noqa: BLE001
-                handle._count(shed=1)
-                return await original_adispatch(event, capture=capture)
-            result = await original_adispatch(event, capture=True)
-            try:
-                put((result, before, tp, time.time()))
-                handle._count(tapped=1)
-            except full:
-                handle._count(tapped=1, shed=1)
-            except Exception:  # noqa: BLE001
-                handle._count(tapped=1, shed=1)
+            plan = planned(event)
+            handle._last_plan_phase = plan.phase
+            if plan.fast:
+                try:
+                    before = bus.state_store.peek(event.saga_key)
+                    before = _snapshot(before) if before else None
+                    tp = _traceparent()
+                except Exception:  # noqa: BLE001
+                    handle._count(shed=1)
+                    return await original_adispatch(event, capture=capture)
+                result = await original_adispatch(event, capture=True)
+                shadow((result, before, tp, time.time()))
+            else:
+                lock = cutover.ledger.lock(event.saga_key)
+                await asyncio.to_thread(lock.acquire)  # a plain Lock: released below on the loop's thread
+                try:
+                    await asyncio.to_thread(cutover.prepare, event, plan)
+                    tp = _traceparent()
+                    if plan.side == "legacy":
+                        before = bus.state_store.peek(event.saga_key)
+                        before = _snapshot(before) if before else None
+                        result = await original_adispatch(event, capture=True)
+                        item: tuple[Any, ...] = (result, before, tp, time.time())
+                    else:
+                        result, outcome, before = await cutover.arun_candidate(event, True)
+                        item = (outcome, before, tp, time.time())
+                finally:
+                    lock.release()
+                if plan.shadow:
+                    shadow(item)
             if result.exception is not None and not capture and bus.on_error == "raise":
                 raise result.exception
             return result
@@ -460,10 +546,26 @@ class ShadowHandle:
         with self._idle:
             self._idle.notify_all()
 
+    def _maybe_settle(self) -> None:
+        """After a rollback, hand the sagas the candidate holds back to legacy without waiting for their events."""
+        now = time.monotonic()
+        if now < self._settle_at:
+            return
+        self._settle_at = now + SETTLE_EVERY
+        c = self.cutover
+        try:
+            if self._last_plan_phase == "rolled_back" or c.migration.phase == "rolled_back":
+                if c.ledger.may_have_candidate_sagas():
+                    c.settle(reason="rolled back: handed back to legacy", by="rollback")
+        except Exception as exc:  # noqa: BLE001 - retried next time; events hand their saga back themselves
+            self.last_error = f"settle: {type(exc).__name__}: {exc}"
+
     def _run(self) -> None:
         backoff = 0.05
         retry_at = 0.0
         while True:
+            if self._on:
+                self._maybe_settle()
             stopping = self._stop.is_set()
             if stopping and (self._queue.empty() or time.monotonic() > self._drain_deadline):
                 break
@@ -500,7 +602,8 @@ class ShadowHandle:
                 payloads.append(encode_entry(self.migration_name, dispatch, before, tp, at))
             except Exception as exc:  # noqa: BLE001 - an unserializable outcome is shed, not fatal
                 self._count(shed=1)
-                self.last_error = f"cannot encode event {dispatch.root.id}: {type(exc).__name__}: {exc}"
+                root = dispatch.event if isinstance(dispatch, Outcome) else dispatch.root
+                self.last_error = f"cannot encode event {root.id}: {type(exc).__name__}: {exc}"
         self._unsent = len(payloads)  # the others were shed (and counted) already
         if self._client is None:
             self._client = self._connect()

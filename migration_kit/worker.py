@@ -370,7 +370,8 @@ class Worker:
 
     def _compare(self, tapped: Tapped, *, resume: bool = True) -> Comparison:
         comparison = self.migration.compare_recorded(
-            tapped.event, tapped.legacy, tapped.state_before, traceparent=tapped.traceparent, resume=resume
+            tapped.event, tapped.legacy, tapped.state_before, traceparent=tapped.traceparent, resume=resume,
+            candidate=tapped.candidate,
         )
         cand = comparison.candidate
         if cand.crashed and cand.errors and cand.errors[0].type in _INFRA_ERRORS:

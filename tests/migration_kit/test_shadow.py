@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus
+from migration_errors import HandlerError
 from migration_kit import Migration, Outcome, ShadowHandle, Worker
 from migration_kit.shadow import BadShadowEntry, ShadowKeys, decode_entry
 from migration_kit.telemetry import current_traceparent
@@ -274,10 +275,18 @@ def test_a_reclaimed_event_resumes_its_graph_thread_from_the_checkpoint(redis_ur
 def test_a_proven_regression_in_canary_rolls_back_automatically(redis_url):
     m = shadow_app.migration_crash(store=redis_url)
     m.promote(to="canary", percent=5)
+    served = []
     with m.attach() as handle:
         for i in range(40):
-            shadow_app.bus.publish(shadow_app.order(i))
+            event = shadow_app.order(i)
+            served.append(m.route(event))
+            if served[-1] == "candidate":  # the canary's sagas are served by the crashing candidate, for real
+                with pytest.raises(HandlerError, match="v2 shipping service misconfigured"):
+                    shadow_app.bus.publish(event)
+            else:
+                shadow_app.bus.publish(event)
         handle.flush()
+    assert 0 < served.count("candidate") < 10
     run_worker(m, 40)
     state = m.phase_state
     assert (state.phase, state.by) == ("rolled_back", "automatic")

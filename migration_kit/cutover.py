@@ -1,0 +1,260 @@
+"""Serving live traffic by phase: who is authoritative for each root event, and who shadows.
+
+``Migration.attach()`` installs this behind the live bus's ``dispatch``:
+
+=============  =====================================  ============================
+phase          authoritative (real effects)           shadow (sandboxed, compared)
+=============  =====================================  ============================
+shadow         legacy                                 candidate
+canary p%      candidate for p% of sagas (sticky by    the other path
+               ``correlation_id``), legacy for the
+               rest
+primary        candidate                              legacy
+retired        candidate                              none
+rolled_back    legacy                                 none
+=============  =====================================  ============================
+
+The candidate, when authoritative, runs the graph without a sandbox (its
+effect ports are real) on the saga's long-lived thread
+``<migration>:saga:<correlation id>`` with the store's checkpointer, and the
+caller gets a ``Dispatch`` built from the graph's final state, as the bus
+would have returned. Its outcome, with the real effect responses, goes to the
+shadow stream; a worker runs the legacy path sandboxed against it and
+compares the other way round.
+
+Before an event runs, its saga is handed to the serving side if the other
+side holds it (``migration_kit.sagas``); the saga's lock is held for the
+handover and the run, so an event arriving during a handover waits. A
+candidate thread whose last checkpoint is this very event is not run again:
+finished, its result is returned; cut off mid-run, it is resumed to
+completion.
+
+In the shadow phase, while no saga was ever handed to the candidate, none of
+this runs: the tap's fast path is the legacy dispatch plus one queue put. Once
+the candidate serves (canary and on), the store is on the serving path: if it
+cannot be read, the event fails with ``StoreUnavailable`` rather than run on
+a side that may not hold its saga's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from legacy_bus import Dispatch, Event, EventBus
+from legacy_bus.records import EffectCall, ErrorInfo, Step
+from migration_errors import HandlerError
+
+from migration_kit.outcome import Outcome
+from migration_kit.sagas import Handover, SagaLedger, Side
+
+if TYPE_CHECKING:
+    from migration_kit.migration import Migration
+
+__all__ = ["Cutover", "Plan"]
+
+HINT_TTL = 1.0  # seconds the "no saga is on the candidate" hint is trusted
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one root event is served: the authoritative side, whether it is shadowed, the phase."""
+
+    side: Side
+    shadow: bool
+    phase: str
+    fast: bool = False  # the shadow phase's fast path: legacy, no ledger
+
+
+class Cutover:
+    """Routes a live bus's root events by phase and keeps each saga's state on its serving side."""
+
+    def __init__(self, migration: Migration, bus: EventBus) -> None:
+        self.migration = migration
+        self.bus = bus
+        self.ledger = SagaLedger(migration, bus.state_store)
+        self._hint = True
+        self._hint_at = -HINT_TTL
+        self._count_lock = threading.Lock()
+        self.served = {"legacy": 0, "candidate": 0}
+        self.handovers = 0
+        self.rewound: list[dict[str, Any]] = []  # events a rollback rewound, not yet delivered on legacy
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def _candidate_sagas(self) -> bool:
+        now = time.monotonic()
+        if now - self._hint_at > HINT_TTL:
+            self._hint = self.ledger.may_have_candidate_sagas()
+            self._hint_at = now
+        return self._hint
+
+    def plan(self, event: Event) -> Plan:
+        """The side serving ``event`` now, and whether the other path shadows it."""
+        m = self.migration
+        state = m._read_phase(fresh=False)[0]
+        phase = state.phase
+        if phase == "shadow" and not self._candidate_sagas():
+            return Plan("legacy", True, phase, fast=True)
+        side: Side = m.route(event)  # type: ignore[assignment]
+        return Plan(side, phase not in ("retired", "rolled_back"), phase)
+
+    def _count(self, side: str, handover: Handover | None) -> None:
+        with self._count_lock:
+            self.served[side] += 1
+            if handover is not None:
+                self.handovers += 1
+                if handover.cutoff == "rewound" and handover.cutoff_event:
+                    self.rewound.append(handover.cutoff_event)
+        if handover is not None and handover.to == "candidate":
+            self._hint, self._hint_at = True, time.monotonic()
+
+    def prepare(self, event: Event, plan: Plan) -> None:
+        """Hand the event's saga to the serving side (the caller holds the saga's lock)."""
+        h = self.ledger.ensure(event.saga_key, plan.side, reason=f"routed to {plan.side} in phase {plan.phase}")
+        self._count(plan.side, h)
+
+    # -- the candidate, authoritative -----------------------------------------------------------
+
+    def _start(self, event: Event) -> tuple[dict[str, Any], Any, dict[str, Any] | None, dict[str, Any] | None]:
+        """(config, what to invoke with, state before, finished values) for a candidate run."""
+        saga = event.saga_key
+        config = self.ledger.config(saga)
+        snap = self.migration.graph.get_state(config)
+        values = snap.values or {}
+        if values and (values.get("event") or {}).get("id") == event.id:
+            if snap.next:
+                return config, None, None, None  # cut off mid-run: resume it
+            return config, None, None, values  # already handled here: its result, run nothing
+        if values and snap.next:
+            return config, _Resume(event), None, None  # a previous event cut off: finish it first
+        inp: dict[str, Any] = {"event": event.to_dict()}
+        if values:
+            before = (values.get("sagas") or {}).get(saga)
+        else:
+            doc, _ = self.ledger.record(saga)
+            before = (doc or {}).get("seed")
+            if before:
+                inp["sagas"] = {saga: before}
+        return config, inp, before or None, None
+
+    def run_candidate(self, event: Event, capture: bool) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
+        """Run ``event`` on the graph, for real, on its saga's thread (the caller holds the saga's lock)."""
+        graph = self.migration.graph
+        config, inp, before, done = self._start(event)
+        started = perf_counter()
+        try:
+            if isinstance(inp, _Resume):
+                graph.invoke(None, config)
+                config, inp, before, done = self._start(event)
+            final = done if done is not None else graph.invoke(inp, config)
+        except Exception as exc:  # the graph machinery failed: as a crashed handler would
+            return self._crashed(event, exc, started, capture)
+        if inp is not None and "sagas" in inp:
+            self.ledger.seed_taken(event.saga_key)
+        return self._finish(event, final, before, started, capture)
+
+    async def arun_candidate(self, event: Event, capture: bool) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
+        """Async twin of ``run_candidate`` (async handlers are awaited on the running loop)."""
+        graph = self.migration.graph
+        config, inp, before, done = await asyncio.to_thread(self._start, event)
+        started = perf_counter()
+        try:
+            if isinstance(inp, _Resume):
+                await graph.ainvoke(None, config)
+                config, inp, before, done = await asyncio.to_thread(self._start, event)
+            final = done if done is not None else await graph.ainvoke(inp, config)
+        except Exception as exc:
+            return self._crashed(event, exc, started, capture)
+        if inp is not None and "sagas" in inp:
+            await asyncio.to_thread(self.ledger.seed_taken, event.saga_key)
+        return self._finish(event, final, before, started, capture)
+
+    def _finish(
+        self, event: Event, final: dict[str, Any], before: dict[str, Any] | None, started: float, capture: bool
+    ) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
+        duration = perf_counter() - started
+        outcome = Outcome.from_flow_state(event, final, duration, started)
+        result = dispatch_of(event, final, duration)
+        if result.exception is not None and not capture and self.bus.on_error == "raise":
+            raise result.exception
+        return result, outcome, before
+
+    def _crashed(self, event: Event, exc: Exception, started: float, capture: bool) -> tuple[Dispatch, Outcome, None]:
+        if not capture and self.bus.on_error == "raise":
+            raise exc
+        duration = perf_counter() - started
+        err = ErrorInfo.of(exc)
+        result = Dispatch(root=event, emitted=(), emitted_by=(), steps=(), error=err, duration=duration, exception=exc)
+        return result, Outcome.crash("candidate", event, exc, duration), None
+
+    # -- sweeps -----------------------------------------------------------------------------------
+
+    def settle(self, *, reason: str, by: str = "sweep", sagas: Any = None) -> list[Handover]:
+        """Hand every known saga (or ``sagas``) to the side that serves it now (all to legacy after a rollback).
+
+        Events a rollback rewound (``Policy.cutoff = "rewind"``) are then
+        delivered on the live bus, so none is lost and none runs on both sides.
+        """
+        moved = self.ledger.settle(self.migration._side_for, reason=reason, by=by, sagas=sagas)
+        with self._count_lock:
+            self.handovers += len(moved)
+            self.rewound.extend(h.cutoff_event for h in moved if h.cutoff == "rewound" and h.cutoff_event)
+        self.redeliver()
+        return moved
+
+    def redeliver(self) -> int:
+        """Deliver rewound events on the live bus (they now route to legacy); returns how many."""
+        with self._count_lock:
+            events, self.rewound = self.rewound, []
+        for doc in events:
+            self.bus.dispatch(Event.from_dict(doc), capture=True)
+        return len(events)
+
+
+class _Resume:
+    __slots__ = ("event",)
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+
+
+def dispatch_of(event: Event, final: dict[str, Any], duration: float) -> Dispatch:
+    """The ``Dispatch`` a graph run's final state amounts to, as the bus would have returned it."""
+    emitted = [Event.from_dict(e) for e in final.get("emitted") or []]
+    by_id = {event.id: event} | {e.id: e for e in emitted}
+    producer: dict[str, str] = {}
+    steps = []
+    for rec in final.get("trace") or []:
+        published = tuple(by_id[c] for c in rec["out"] if c in by_id)
+        for c in rec["out"]:
+            producer[c] = rec["node"]
+        steps.append(
+            Step(
+                node=rec["node"],
+                event=by_id.get(rec["event"], event),
+                depth=rec["depth"],
+                published=published,
+                effects=tuple(EffectCall.from_dict(c) for c in rec["effects"]),
+                error=ErrorInfo.from_dict(rec["error"]),
+                started=rec.get("started", 0.0),
+                duration=rec["duration"],
+            )
+        )
+    errors = final.get("errors") or []
+    error = ErrorInfo.from_dict(errors[0]) if errors else None
+    state = (final.get("sagas") or {}).get(event.saga_key) or None
+    return Dispatch(
+        root=event,
+        emitted=tuple(emitted),
+        emitted_by=tuple(producer.get(e.id, "?") for e in emitted),
+        steps=tuple(steps),
+        error=error,
+        state=state,
+        duration=duration,
+        exception=None if error is None else HandlerError(f"{error.type}: {error.message}"),
+    )

@@ -1,0 +1,314 @@
+"""Stateful sagas through cutover and rollback: which side holds each saga, and handing it over.
+
+A saga is the chain of events sharing one ``correlation_id``. Its state lives
+on exactly one side at a time:
+
+* **legacy**: the bus's ``ctx.state`` store (``EventBus.state_store``; an
+  ``InMemoryStateStore`` or a ``RedisStateStore`` shared by processes);
+* **candidate**: the graph's ``sagas`` channel on the saga's long-lived thread
+  ``<migration>:saga:<correlation id>`` in the store's checkpointer.
+
+When routing sends a saga's event to the other side (a promotion, a canary
+step, a rollback), the saga is handed over first, under its lock, so an event
+arriving during a handover waits and then goes one consistent way.
+
+A handover is atomic per saga and survives ``kill -9`` at any instant. It is
+journaled in the migration's store before anything moves:
+
+1. count the saga in the ``sagas`` counters hint (over-counting is harmless:
+   it only turns off the fast path) and append it to the ``sagas:journal``
+   list (what sweeps and recovery walk);
+2. write the intent, with a copy of the state, into the saga's record
+   ``saga:<correlation id>`` (a versioned document: compare-and-set, so two
+   processes never hand one saga over at once);
+3. clear the source side (the legacy key, or the graph thread);
+4. commit: the record names the new side; a state handed to the candidate is
+   kept in the record as its ``seed`` until the saga's first event there
+   writes it into a checkpoint (a thread with a checkpoint wins over a seed);
+5. append an audit entry to ``sagas:audit``.
+
+``recover()`` finishes every handover whose intent is written but whose commit
+is not: the intent's copy of the state is written to the destination again
+(idempotent), the source cleared again, and the record committed. After a
+restart each saga is therefore on exactly one side, with its full state.
+
+A graph run cut off mid-event (a crash inside the graph) is settled before its
+saga leaves the candidate: resumed to completion from its checkpoint, or
+rewound to the checkpoint before the event (then the event is returned to the
+caller to deliver on legacy), as ``Policy.cutoff`` says; never run on both.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from legacy_bus import StateStore
+from migration_errors import MigrationKitError
+
+from migration_kit.store import VersionConflict
+
+if TYPE_CHECKING:
+    from migration_kit.migration import Migration
+
+__all__ = ["Handover", "SagaLedger", "Side", "saga_thread"]
+
+Side = Literal["legacy", "candidate"]
+SIDES: tuple[Side, ...] = ("legacy", "candidate")
+JOURNAL = "sagas:journal"
+AUDIT = "sagas:audit"
+HINT = "sagas"
+_STRIPES = 256
+
+
+def saga_thread(migration: str, correlation_id: str) -> str:
+    """The graph thread of a saga served by the candidate."""
+    return f"{migration}:saga:{correlation_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """One saga changing sides: from where to where, why, and what happened to a cut-off run."""
+
+    saga: str
+    source: Side
+    to: Side
+    reason: str
+    by: str
+    at: float
+    keys: int  # top-level keys of the state handed over
+    cutoff: str | None = None  # "resumed" / "rewound": a run cut off mid-event, settled first
+    cutoff_event: dict[str, Any] | None = field(default=None, compare=False)  # a rewound event, to deliver on legacy
+    recovered: bool = False  # finished by recover() after a crash
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "saga": self.saga,
+            "from": self.source,
+            "to": self.to,
+            "reason": self.reason,
+            "by": self.by,
+            "at": self.at,
+            "keys": self.keys,
+        }
+        if self.cutoff:
+            doc["cutoff"] = self.cutoff
+            doc["cutoff_event"] = (self.cutoff_event or {}).get("id")
+        if self.recovered:
+            doc["recovered"] = True
+        if self.claim:
+            doc["claim"] = True
+        return doc
+
+    @property
+    def claim(self) -> bool:
+        """A new saga (no state on legacy) taken by the candidate: nothing actually moved."""
+        return self.source == "legacy" and self.to == "candidate" and self.keys == 0
+
+
+class SagaLedger:
+    """Which side holds each saga's state, and the journaled handover between them.
+
+    Args:
+        migration: the migration (its store keeps the records, its graph the
+            candidate side's threads, its policy the cut-off rule).
+        states: the legacy side's saga state store (the live bus's own).
+    """
+
+    def __init__(self, migration: Migration, states: StateStore) -> None:
+        self.migration = migration
+        self.states = states
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def records(self) -> Any:
+        return self.migration.store.records
+
+    @staticmethod
+    def _key(saga: str) -> str:
+        return f"saga:{saga}"
+
+    def lock(self, saga: str) -> threading.Lock:
+        """The in-process lock a saga's events and handovers take (striped; not re-entrant)."""
+        return self._stripes[zlib.crc32(saga.encode()) % _STRIPES]
+
+    def record(self, saga: str) -> tuple[dict[str, Any] | None, int]:
+        return self.records.get(self._key(saga))
+
+    def side(self, saga: str) -> Side:
+        """The side holding ``saga`` now (legacy for a saga never handed over)."""
+        doc, _ = self.record(saga)
+        return _side_of(doc)
+
+    def may_have_candidate_sagas(self) -> bool:
+        """False only when no saga can be on the candidate side (the fast path's test)."""
+        return self.records.counters(HINT).get("candidate", 0) > 0
+
+    def config(self, saga: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": saga_thread(self.migration.name, saga)}}
+
+    def state(self, saga: str) -> tuple[Side, dict[str, Any]]:
+        """The side holding ``saga`` and a copy of its state there."""
+        doc, _ = self.record(saga)
+        if doc and doc.get("moving"):
+            return _side_of(doc), dict(doc["moving"].get("state") or {})
+        side = _side_of(doc)
+        if side == "legacy":
+            return side, dict(self.states.peek(saga) or {})
+        return side, self.candidate_state(saga, doc)
+
+    def candidate_state(self, saga: str, doc: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The saga's state on the candidate side: its thread's, else the seed handed over."""
+        graph = self.migration.graph
+        snap = graph.get_state(self.config(saga))
+        if snap.values:
+            return dict((snap.values.get("sagas") or {}).get(saga) or {})
+        if doc is None:
+            doc, _ = self.record(saga)
+        return dict((doc or {}).get("seed") or {})
+
+    def known(self) -> list[str]:
+        """Every saga ever handed to the candidate (the journal, deduplicated, oldest first)."""
+        return list(dict.fromkeys(self.records.items(JOURNAL)))
+
+    def audit(self) -> list[dict[str, Any]]:
+        """Every handover, oldest first."""
+        return self.records.items(AUDIT)
+
+    # -- handing over --------------------------------------------------------------------------
+
+    def ensure(self, saga: str, to: Side, *, reason: str, by: str = "router") -> Handover | None:
+        """Make ``to`` hold ``saga`` (handing it over when the other side does); None if it already does.
+
+        The caller holds ``lock(saga)``; across processes the record's
+        compare-and-set keeps two handovers of one saga from interleaving.
+        """
+        for _ in range(20):
+            doc, version = self.record(saga)
+            if doc and doc.get("moving"):
+                try:
+                    self._finish(saga, doc, version, recovered=True)
+                except VersionConflict:
+                    pass
+                continue
+            source = _side_of(doc)
+            if source == to:
+                return None
+            try:
+                return self._handover(saga, doc, version, source, to, reason=reason, by=by)
+            except VersionConflict:
+                continue  # another process moved it first: look again
+        raise MigrationKitError(f"saga {saga!r}: could not hand it over to {to}: its record kept changing (20 tries)")
+
+    def _handover(
+        self, saga: str, doc: dict[str, Any] | None, version: int, source: Side, to: Side, *, reason: str, by: str
+    ) -> Handover:
+        cutoff: str | None = None
+        cutoff_event: dict[str, Any] | None = None
+        if source == "candidate":
+            cutoff, cutoff_event, state = self._settle_cutoff(saga, doc)
+        else:
+            state = dict(self.states.peek(saga) or {})
+        if to == "candidate":
+            self.records.incr(HINT, {"candidate": 1})
+            self.records.append(JOURNAL, saga)
+        moving = {"to": to, "state": state, "reason": reason, "by": by, "at": time.time(), "cutoff": cutoff,
+                  "cutoff_event": cutoff_event}
+        intent = {**(doc or {}), "side": source, "moving": moving}
+        version = self.records.put(self._key(saga), intent, version=version)
+        return self._finish(saga, intent, version)
+
+    def _finish(self, saga: str, doc: dict[str, Any], version: int, *, recovered: bool = False) -> Handover:
+        """Carry out a journaled intent (idempotent): clear the source, commit, audit."""
+        moving = doc["moving"]
+        source: Side = _side_of(doc)
+        to: Side = moving["to"]
+        state = dict(moving.get("state") or {})
+        if to == "legacy":
+            self.states.save(saga, dict(state))  # write the destination (an empty state is no key)
+            self._drop_thread(saga)  # clear the source
+            committed = {k: v for k, v in doc.items() if k not in ("moving", "seed")} | {"side": "legacy"}
+        else:
+            self._drop_thread(saga)  # a stale thread must not win over the seed
+            self.states.save(saga, {})  # clear the source
+            committed = {k: v for k, v in doc.items() if k != "moving"} | {"side": "candidate", "seed": state}
+        committed["handovers"] = int(doc.get("handovers", 0)) + 1
+        self.records.put(self._key(saga), committed, version=version)  # VersionConflict: someone else finished it
+        if to == "legacy":
+            self.records.incr(HINT, {"candidate": -1})
+        h = Handover(
+            saga, source, to, moving.get("reason", ""), moving.get("by", ""), moving.get("at", time.time()), len(state),
+            moving.get("cutoff"), moving.get("cutoff_event"), recovered,
+        )
+        self.records.append(AUDIT, h.to_dict())
+        return h
+
+    def _drop_thread(self, saga: str) -> None:
+        saver = getattr(self.migration.graph, "checkpointer", None)
+        if saver is not None and saver is not True and saver is not False:
+            saver.delete_thread(saga_thread(self.migration.name, saga))
+
+    def _settle_cutoff(self, saga: str, doc: dict[str, Any] | None) -> tuple[str | None, dict[str, Any] | None, dict[str, Any]]:
+        """The candidate-side state to hand back; a run cut off mid-event is resumed or rewound first."""
+        graph = self.migration.graph
+        config = self.config(saga)
+        snap = graph.get_state(config)
+        if not snap.next:
+            return None, None, self.candidate_state(saga, doc)
+        event = dict(snap.values.get("event") or {})
+        if self.migration.policy.cutoff == "resume":
+            final = graph.invoke(None, config)  # authoritative: the rest of the run's effects are real
+            return "resumed", event, dict((final.get("sagas") or {}).get(saga) or {})
+        # rewind: the state from the checkpoint before the event (the previous event's end, or the seed)
+        for past in graph.get_state_history(config):
+            values = past.values or {}
+            if values and (values.get("event") or {}).get("id") != event.get("id"):
+                return "rewound", event, dict((values.get("sagas") or {}).get(saga) or {})
+        return "rewound", event, dict((doc or {}).get("seed") or {})
+
+    def seed_taken(self, saga: str) -> None:
+        """The saga's thread now holds its state: drop the seed kept in the record."""
+        for _ in range(5):
+            doc, version = self.record(saga)
+            if not doc or "seed" not in doc or doc.get("moving"):
+                return
+            try:
+                self.records.put(self._key(saga), {k: v for k, v in doc.items() if k != "seed"}, version=version)
+                return
+            except VersionConflict:
+                continue
+
+    # -- sweeps ---------------------------------------------------------------------------------
+
+    def recover(self) -> list[Handover]:
+        """Finish every handover a crash cut off between its intent and its commit."""
+        done = []
+        for saga in self.known():
+            with self.lock(saga):
+                doc, version = self.record(saga)
+                if doc and doc.get("moving"):
+                    try:
+                        done.append(self._finish(saga, doc, version, recovered=True))
+                    except VersionConflict:
+                        pass  # finished by another process meanwhile
+        return done
+
+    def settle(self, side_for: Any, *, reason: str, by: str = "sweep", sagas: Any = None) -> list[Handover]:
+        """Hand sagas to ``side_for(saga)``: every known one (e.g. all back to legacy after a rollback), or ``sagas``."""
+        moved = list(self.recover())
+        for saga in self.known() if sagas is None else sagas:
+            with self.lock(saga):
+                h = self.ensure(saga, side_for(saga), reason=reason, by=by)
+            if h is not None:
+                moved.append(h)
+        return moved
+
+
+def _side_of(doc: dict[str, Any] | None) -> Side:
+    side = (doc or {}).get("side", "legacy")
+    return side if side in SIDES else "legacy"

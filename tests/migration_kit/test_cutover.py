@@ -1,0 +1,210 @@
+"""Issue 8: routing by phase, sagas handed over on promotion and rollback, mid-flight."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+from graph_flows import flow_from_bus
+from migration_kit import Migration
+
+sys.path.insert(0, str(Path(__file__).parent))
+import saga_app  # noqa: E402
+
+
+def run_pure(events):
+    shop = saga_app.build()
+    for e in events:
+        shop.bus.dispatch(e.model_copy(deep=True))
+    return shop
+
+
+def final_states(bus, orders):
+    return {o: bus.state_for(o) for o in orders}
+
+
+def test_promote_to_primary_then_roll_back_mid_flight_ends_exactly_as_pure_legacy(redis_url):
+    events = saga_app.events(1000)
+    orders = sorted({e.correlation_id for e in events})
+    pure = run_pure(events)
+    assert not pure.violations
+
+    shop = saga_app.build()
+    m = Migration("saga-cutover", legacy=shop.bus, candidate=flow_from_bus(shop.bus), store="memory://")
+    handle = m.attach(redis_url)
+    try:
+        a, b = len(events) // 3, 2 * len(events) // 3
+        for e in events[:a]:
+            shop.bus.dispatch(e.model_copy(deep=True))
+        m.promote(to="primary")
+        for e in events[a:b]:
+            shop.bus.dispatch(e.model_copy(deep=True))
+        served_mid = dict(handle.stats()["served"])
+        m.rollback("test: roll back mid-flight")
+        for e in events[b:]:
+            shop.bus.dispatch(e.model_copy(deep=True))
+        m.settle()
+    finally:
+        handle.close()
+
+    assert served_mid["candidate"] == b - a  # primary: the candidate served every event
+    assert not shop.violations  # no payment found its order in the wrong state
+    assert final_states(shop.bus, orders) == final_states(pure.bus, orders)
+    assert Counter(shop.ledger) == Counter(pure.ledger)  # every real side effect exactly once
+    # no event handled twice: each root event once, and as many cascaded events of each type
+    roots = {e.id for e in events}
+    assert Counter(h for h in shop.handled if h[1] in roots) == Counter(h for h in pure.handled if h[1] in roots)
+    assert max(Counter(h for h in shop.handled if h[1] in roots).values()) == 1
+    assert Counter(t for t, _ in shop.handled) == Counter(t for t, _ in pure.handled)
+    # sagas in flight at each switch were handed over, and every one is back on legacy
+    audit = m.handovers()
+    to_candidate = {h["saga"] for h in audit if h["to"] == "candidate"}
+    to_legacy = {h["saga"] for h in audit if h["to"] == "legacy"}
+    assert to_candidate and to_candidate == to_legacy
+    assert all(m.saga(o)["side"] == "legacy" for o in orders)
+
+
+# -- kill -9 during a handover --------------------------------------------------------------
+
+DRIVER = Path(__file__).parent / "saga_driver.py"
+
+
+def drive(mode, url, n, kill_at=0):
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(DRIVER), mode, url, str(n), str(kill_at)],
+        capture_output=True, text=True, timeout=300,
+    )
+    return proc
+
+
+def recovered(url, n):
+    import json
+
+    proc = drive("recover", url, n)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def assert_one_side_each(report, expected):
+    for order, saga in report["sagas"].items():
+        assert not saga["moving"], order
+        assert saga["legacy_has"] != saga["candidate_has"], f"{order} is on both sides or neither: {saga}"
+        assert saga["side"] == ("legacy" if saga["legacy_has"] else "candidate"), order
+        assert saga["state"] == expected[order], order
+
+
+def test_kill_9_during_a_handover_leaves_each_saga_on_exactly_one_side_with_its_full_state(redis_url):
+    import signal
+
+    n = 60
+    events = saga_app.events(n)
+    pure = run_pure([e for e in events if e.type != "OrderShipped"])
+    before_ship = {o: pure.bus.state_for(o) for o in sorted({e.correlation_id for e in events})}
+    assert drive("legacy", redis_url, n).returncode == 0
+
+    # promote and hand every saga to the candidate; die in the middle of the 25th handover
+    proc = drive("promote", redis_url, n, kill_at=25)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    report = recovered(redis_url, n)
+    assert report["recovered"] == 1  # the one cut between intent and commit
+    assert_one_side_each(report, before_ship)
+    sides = Counter(s["side"] for s in report["sagas"].values())
+    assert sides == {"candidate": 25, "legacy": n - 25}
+
+    # finish the promotion, then roll back and die in the middle of handing them back
+    assert drive("promote", redis_url, n).returncode == 0
+    assert all(s["side"] == "candidate" for s in recovered(redis_url, n)["sagas"].values())
+    proc = drive("rollback", redis_url, n, kill_at=40)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    report = recovered(redis_url, n)
+    assert report["recovered"] == 1
+    assert_one_side_each(report, before_ship)
+
+    # the rest of the saga runs where each one now is, and ends as on pure legacy
+    assert drive("rollback", redis_url, n).returncode == 0
+    assert drive("ship", redis_url, n).returncode == 0
+    final = recovered(redis_url, n)
+    pure_final = run_pure(events)
+    assert_one_side_each(final, {o: pure_final.bus.state_for(o) for o in final["sagas"]})
+    assert all(s["side"] == "legacy" for s in final["sagas"].values())
+
+
+# -- sticky canary ---------------------------------------------------------------------------
+
+
+def test_canary_routes_every_event_of_a_saga_one_way_and_the_share_matches_the_percentage(redis_url):
+    import math
+
+    events = saga_app.events(600, seed=3)
+    pure = run_pure(events)
+    shop = saga_app.build()
+    m = Migration("saga-canary", legacy=shop.bus, candidate=flow_from_bus(shop.bus), store="memory://")
+    m.promote(to="canary", percent=30)
+    routes: dict[str, set[str]] = {}
+    with m.attach(redis_url) as handle:
+        for e in events:
+            routes.setdefault(e.correlation_id, set()).add(m.route(e))
+            shop.bus.dispatch(e.model_copy(deep=True))
+        served = handle.stats()["served"]
+    assert all(len(r) == 1 for r in routes.values())  # sticky: one path per saga
+    on_candidate = sum(1 for r in routes.values() if r == {"candidate"})
+    assert served["candidate"] == 3 * on_candidate and served["legacy"] == 3 * (600 - on_candidate)
+    # no saga changed sides: the candidate's sagas were claimed new, no state moved
+    audit = m.handovers()
+    assert len(audit) == on_candidate and all(h["claim"] and h["keys"] == 0 for h in audit)
+    assert not shop.violations
+    assert {o: shop.bus.state_for(o) for o in routes if routes[o] == {"legacy"}} == {
+        o: pure.bus.state_for(o) for o in routes if routes[o] == {"legacy"}
+    }
+    assert {o: m.saga(o)["state"] for o in routes if routes[o] == {"candidate"}} == {
+        o: pure.bus.state_for(o) for o in routes if routes[o] == {"candidate"}
+    }
+    # the share within sampling error: 10,000 correlation ids, 4 standard deviations
+    ids = [f"order-{i}" for i in range(10_000)]
+    from legacy_bus import Event
+
+    share = sum(m.route(Event(type="OrderPlaced", correlation_id=i)) == "candidate" for i in ids) / len(ids)
+    assert abs(share - 0.30) < 4 * math.sqrt(0.3 * 0.7 / len(ids))
+    assert abs(on_candidate / 600 - 0.30) < 4 * math.sqrt(0.3 * 0.7 / 600)
+
+
+# -- primary: the candidate serves for real, legacy shadows it --------------------------------
+
+
+def test_in_primary_the_candidate_serves_for_real_and_the_legacy_shadow_is_compared_against_it(redis_url):
+    from migration_kit.worker import Worker
+
+    shop = saga_app.build()
+
+    def send_receipt_v2(e, ctx):  # the new receipt template: a visible behaviour change
+        shop.bus.ports["mail.send"](f"{e.payload['order']}@example.com", "receipt-v2")
+        ctx.state["receipts"] = ctx.state.get("receipts", 0) + 1
+
+    flow = flow_from_bus(shop.bus).replace("send_receipt", send_receipt_v2)
+    m = Migration("saga-primary", legacy=shop.bus, candidate=flow, store=redis_url)
+    m.promote(to="primary")
+    events = saga_app.events(30, seed=5)
+    with m.attach() as handle:
+        for e in events:
+            shop.bus.dispatch(e.model_copy(deep=True))
+        assert handle.flush(10)
+        assert handle.stats()["served"] == {"legacy": 0, "candidate": 90}
+    # real side effects are the candidate's only: the legacy shadow sent no mail
+    mails = [x for x in shop.ledger if x[0] == "mail"]
+    assert len(mails) == 30 and {x[2] for x in mails} == {"receipt-v2"}
+    assert sum(1 for x in shop.ledger if x[0] == "charge") == 30
+
+    w = Worker(m, max_events=90, block_ms=100, evidence_every=0.0)
+    w.run()
+    assert (w.stats.recorded, w.stats.divergent, w.stats.errors) == (90, 30, 0)
+    # the policy saw a proven divergence in primary: rolled back automatically, and says why
+    assert m.phase_state.phase == "rolled_back" and m.history()[-1]["by"] == "automatic"
+    groups = m.shadow_status()["groups"]
+    assert len(groups) == 1
+    ex = groups[0]["example"]
+    assert ex["kind"].startswith("effect") and ex["node"] == "send_receipt"
+    assert "receipt" in str(ex["legacy"]) and "receipt-v2" in str(ex["candidate"])
+    m.close()
