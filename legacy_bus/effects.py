@@ -53,9 +53,14 @@ class Sandbox:
             of the first unused answer with the same port and arguments.
     """
 
-    __slots__ = ("_answers", "_token", "calls")
+    __slots__ = ("_answers", "_token", "calls", "otherwise")
 
-    def __init__(self, answers: Iterable[EffectCall] = ()) -> None:
+    def __init__(self, answers: Iterable[EffectCall] = (), *, otherwise: str = "stub") -> None:
+        if otherwise not in ("stub", "real"):
+            raise ValueError(f"Sandbox(otherwise=...) is 'stub' or 'real', not {otherwise!r}")
+        #: what a call without a matching answer gets: the port's stub, or (``real``)
+        #: the real function: finishing work another run began, whose calls are answered.
+        self.otherwise = otherwise
         self._answers: dict[str, deque[EffectCall]] = defaultdict(deque)
         for call in answers:
             self._answers[call.key].append(call)
@@ -119,6 +124,8 @@ class EffectPort:
         if sandbox is None:
             return self._real(args, kwargs)
         call, answer = self._sandboxed(sandbox, args, kwargs)
+        if answer is _REAL:
+            return self._real(args, kwargs)
         if isinstance(answer, _Raise):
             raise answer.exc
         if call.mode == "stub" and callable(self.stub):
@@ -133,15 +140,10 @@ class EffectPort:
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         sandbox = _SANDBOX.get()
         if sandbox is None:
-            active = _ACTIVE.get()
-            try:
-                response = await self.__wrapped__(*args, **kwargs)
-            except Exception as exc:
-                self._record_real(active, args, kwargs, None, ErrorInfo.of(exc))
-                raise
-            self._record_real(active, args, kwargs, response, None)
-            return response
+            return await self._acall_real(args, kwargs)
         call, answer = self._sandboxed(sandbox, args, kwargs)
+        if answer is _REAL:
+            return await self._acall_real(args, kwargs)
         if isinstance(answer, _Raise):
             raise answer.exc
         if call.mode == "stub" and callable(self.stub):
@@ -154,6 +156,16 @@ class EffectPort:
                 raise
         self._record(sandbox, call, response=answer)
         return answer
+
+    async def _acall_real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        active = _ACTIVE.get()
+        try:
+            response = await self.__wrapped__(*args, **kwargs)
+        except Exception as exc:
+            self._record_real(active, args, kwargs, None, ErrorInfo.of(exc))
+            raise
+        self._record_real(active, args, kwargs, response, None)
+        return response
 
     def _real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         active = _ACTIVE.get()
@@ -183,6 +195,8 @@ class EffectPort:
                 self._record(sandbox, call, error=recorded.error)
                 return call, _Raise(RecordedEffectError(recorded.error))
             return call, copy.deepcopy(recorded.response)
+        if sandbox.otherwise == "real":
+            return EffectCall(self.name, largs, dkwargs), _REAL
         call = EffectCall(self.name, largs, dkwargs, None, None, "stub")
         return call, None if callable(self.stub) else _stub_answer(self.stub, args, kwargs)
 
@@ -194,6 +208,9 @@ class EffectPort:
         sandbox.calls.append(done)
         if active is not None:
             active.effects.append(done)
+
+
+_REAL = object()  # no answer, and the sandbox lets such calls run for real
 
 
 class _Raise:

@@ -15,7 +15,9 @@ rolled_back    legacy                                 none
 =============  =====================================  ============================
 
 The candidate, when authoritative, runs the graph without a sandbox (its
-effect ports are real) on the saga's long-lived thread
+effect ports are real) with ``durability="sync"`` (each node's checkpoint is
+written before the next node starts, so a crash never makes a finished
+node's real effects run again on resume) on the saga's long-lived thread
 ``<migration>:saga:<correlation id>`` with the store's checkpointer, and the
 caller gets a ``Dispatch`` built from the graph's final state, as the bus
 would have returned. Its outcome, with the real effect responses, goes to the
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from legacy_bus import Dispatch, Event, EventBus
+from legacy_bus import Dispatch, Event, EventBus, Sandbox
 from legacy_bus.records import EffectCall, ErrorInfo, Step
 from migration_errors import HandlerError
 
@@ -82,7 +84,7 @@ class Cutover:
         self._count_lock = threading.Lock()
         self.served = {"legacy": 0, "candidate": 0}
         self.handovers = 0
-        self.rewound: list[dict[str, Any]] = []  # events a rollback rewound, not yet delivered on legacy
+        self.rewound: list[Handover] = []  # handovers that rewound a cut-off event, not yet delivered on legacy
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -109,7 +111,7 @@ class Cutover:
             if handover is not None:
                 self.handovers += 1
                 if handover.cutoff == "rewound" and handover.cutoff_event:
-                    self.rewound.append(handover.cutoff_event)
+                    self.rewound.append(handover)
         if handover is not None and handover.to == "candidate":
             self._hint, self._hint_at = True, time.monotonic()
 
@@ -149,9 +151,9 @@ class Cutover:
         started = perf_counter()
         try:
             if isinstance(inp, _Resume):
-                graph.invoke(None, config)
+                graph.invoke(None, config, durability="sync")
                 config, inp, before, done = self._start(event)
-            final = done if done is not None else graph.invoke(inp, config)
+            final = done if done is not None else graph.invoke(inp, config, durability="sync")
         except Exception as exc:  # the graph machinery failed: as a crashed handler would
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
@@ -165,9 +167,9 @@ class Cutover:
         started = perf_counter()
         try:
             if isinstance(inp, _Resume):
-                await graph.ainvoke(None, config)
+                await graph.ainvoke(None, config, durability="sync")
                 config, inp, before, done = await asyncio.to_thread(self._start, event)
-            final = done if done is not None else await graph.ainvoke(inp, config)
+            final = done if done is not None else await graph.ainvoke(inp, config, durability="sync")
         except Exception as exc:
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
@@ -203,17 +205,23 @@ class Cutover:
         moved = self.ledger.settle(self.migration._side_for, reason=reason, by=by, sagas=sagas)
         with self._count_lock:
             self.handovers += len(moved)
-            self.rewound.extend(h.cutoff_event for h in moved if h.cutoff == "rewound" and h.cutoff_event)
+            self.rewound.extend(h for h in moved if h.cutoff == "rewound" and h.cutoff_event)
         self.redeliver()
         return moved
 
     def redeliver(self) -> int:
-        """Deliver rewound events on the live bus (they now route to legacy); returns how many."""
+        """Deliver rewound events on legacy; returns how many.
+
+        Each runs on the live bus's state, its effect calls answered with the
+        real calls the cut-off candidate run already made (so none happens
+        twice) and real for the rest.
+        """
         with self._count_lock:
-            events, self.rewound = self.rewound, []
-        for doc in events:
-            self.bus.dispatch(Event.from_dict(doc), capture=True)
-        return len(events)
+            handovers, self.rewound = self.rewound, []
+        for h in handovers:
+            answers = [EffectCall.from_dict(c) for c in h.cutoff_effects]
+            self.bus.dispatch(Event.from_dict(h.cutoff_event or {}), sandbox=Sandbox(answers, otherwise="real"), capture=True)
+        return len(handovers)
 
 
 class _Resume:

@@ -83,6 +83,7 @@ class Handover:
     cutoff: str | None = None  # "resumed" / "rewound": a run cut off mid-event, settled first
     cutoff_event: dict[str, Any] | None = field(default=None, compare=False)  # a rewound event, to deliver on legacy
     recovered: bool = False  # finished by recover() after a crash
+    cutoff_effects: tuple[dict[str, Any], ...] = field(default=(), compare=False)  # real calls the cut-off run made
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -210,15 +211,16 @@ class SagaLedger:
     ) -> Handover:
         cutoff: str | None = None
         cutoff_event: dict[str, Any] | None = None
+        cutoff_effects: list[dict[str, Any]] = []
         if source == "candidate":
-            cutoff, cutoff_event, state = self._settle_cutoff(saga, doc)
+            cutoff, cutoff_event, cutoff_effects, state = self._settle_cutoff(saga, doc)
         else:
             state = dict(self.states.peek(saga) or {})
         if to == "candidate":
             self.records.incr(HINT, {"candidate": 1})
             self.records.append(JOURNAL, saga)
         moving = {"to": to, "state": state, "reason": reason, "by": by, "at": time.time(), "cutoff": cutoff,
-                  "cutoff_event": cutoff_event}
+                  "cutoff_event": cutoff_event, "cutoff_effects": cutoff_effects}
         intent = {**(doc or {}), "side": source, "moving": moving}
         version = self.records.put(self._key(saga), intent, version=version)
         return self._finish(saga, intent, version)
@@ -243,7 +245,7 @@ class SagaLedger:
             self.records.incr(HINT, {"candidate": -1})
         h = Handover(
             saga, source, to, moving.get("reason", ""), moving.get("by", ""), moving.get("at", time.time()), len(state),
-            moving.get("cutoff"), moving.get("cutoff_event"), recovered,
+            moving.get("cutoff"), moving.get("cutoff_event"), recovered, tuple(moving.get("cutoff_effects") or ()),
         )
         self.records.append(AUDIT, h.to_dict())
         return h
@@ -253,23 +255,32 @@ class SagaLedger:
         if saver is not None and saver is not True and saver is not False:
             saver.delete_thread(saga_thread(self.migration.name, saga))
 
-    def _settle_cutoff(self, saga: str, doc: dict[str, Any] | None) -> tuple[str | None, dict[str, Any] | None, dict[str, Any]]:
-        """The candidate-side state to hand back; a run cut off mid-event is resumed or rewound first."""
+    def _settle_cutoff(
+        self, saga: str, doc: dict[str, Any] | None
+    ) -> tuple[str | None, dict[str, Any] | None, list[dict[str, Any]], dict[str, Any]]:
+        """The candidate-side state to hand back; a run cut off mid-event is resumed or rewound first.
+
+        Returns (what was done, the cut-off event, the real effect calls it
+        made before it was cut off, the state to hand over).
+        """
         graph = self.migration.graph
         config = self.config(saga)
         snap = graph.get_state(config)
         if not snap.next:
-            return None, None, self.candidate_state(saga, doc)
+            return None, None, [], self.candidate_state(saga, doc)
         event = dict(snap.values.get("event") or {})
         if self.migration.policy.cutoff == "resume":
-            final = graph.invoke(None, config)  # authoritative: the rest of the run's effects are real
-            return "resumed", event, dict((final.get("sagas") or {}).get(saga) or {})
-        # rewind: the state from the checkpoint before the event (the previous event's end, or the seed)
+            final = graph.invoke(None, config, durability="sync")  # authoritative: the rest of the run's effects are real
+            return "resumed", event, [], dict((final.get("sagas") or {}).get(saga) or {})
+        # rewind: the state from the checkpoint before the event (the previous event's end, or the
+        # seed). The calls the cut-off nodes made for real are kept: legacy, delivering the event
+        # again, is answered with them instead of making them a second time.
+        made = [c for rec in snap.values.get("trace") or [] for c in rec.get("effects") or [] if c.get("mode") == "real"]
         for past in graph.get_state_history(config):
             values = past.values or {}
             if values and (values.get("event") or {}).get("id") != event.get("id"):
-                return "rewound", event, dict((values.get("sagas") or {}).get(saga) or {})
-        return "rewound", event, dict((doc or {}).get("seed") or {})
+                return "rewound", event, made, dict((values.get("sagas") or {}).get(saga) or {})
+        return "rewound", event, made, dict((doc or {}).get("seed") or {})
 
     def seed_taken(self, saga: str) -> None:
         """The saga's thread now holds its state: drop the seed kept in the record."""

@@ -15,6 +15,7 @@ a migrated run can sit side by side in one process.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +31,18 @@ class Shop:
     violations: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def build(state_store: StateStore | None = None) -> Shop:
+def build(state_store: StateStore | None = None, ledger_path: str | None = None) -> Shop:
+    """A fresh shop; ``ledger_path`` also appends every real effect to that file (survives a kill -9)."""
     bus = EventBus("saga-shop", state_store=state_store)
     shop = Shop(bus)
+    if ledger_path:
+        class FileLedger(list):
+            def append(self, item: tuple[Any, ...]) -> None:
+                super().append(item)
+                with open(ledger_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(item) + "\n")
+
+        shop.ledger = FileLedger()
 
     @bus.effect("payments.charge", stub=lambda order, amount: {"status": "stub"})
     def charge(order: str, amount: int) -> dict:

@@ -6,6 +6,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from graph_flows import flow_from_bus
 from migration_kit import Migration
 
@@ -70,12 +72,13 @@ def test_promote_to_primary_then_roll_back_mid_flight_ends_exactly_as_pure_legac
 DRIVER = Path(__file__).parent / "saga_driver.py"
 
 
-def drive(mode, url, n, kill_at=0):
+def drive(mode, url, n, kill_at=0, **env):
+    import os
     import subprocess
 
     proc = subprocess.run(
         [sys.executable, str(DRIVER), mode, url, str(n), str(kill_at)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env={**os.environ, **{k: str(v) for k, v in env.items()}},
     )
     return proc
 
@@ -91,6 +94,9 @@ def recovered(url, n):
 def assert_one_side_each(report, expected):
     for order, saga in report["sagas"].items():
         assert not saga["moving"], order
+        if not expected[order]:  # a saga not begun yet has no state on either side
+            assert not saga["legacy_has"] and not saga["candidate_has"] and saga["state"] == {}, order
+            continue
         assert saga["legacy_has"] != saga["candidate_has"], f"{order} is on both sides or neither: {saga}"
         assert saga["side"] == ("legacy" if saga["legacy_has"] else "candidate"), order
         assert saga["state"] == expected[order], order
@@ -130,6 +136,34 @@ def test_kill_9_during_a_handover_leaves_each_saga_on_exactly_one_side_with_its_
     pure_final = run_pure(events)
     assert_one_side_each(final, {o: pure_final.bus.state_for(o) for o in final["sagas"]})
     assert all(s["side"] == "legacy" for s in final["sagas"].values())
+
+
+@pytest.mark.parametrize("cutoff", ["resume", "rewind"])
+def test_a_run_cut_off_mid_event_is_resumed_or_rewound_on_rollback_and_no_effect_runs_twice(redis_url, tmp_path, cutoff):
+    import json
+    import signal
+
+    n = 8
+    ledger = tmp_path / "effects.jsonl"
+    events = [e for e in saga_app.events(n) if e.type != "OrderShipped"]
+    cut = next(i for i, e in enumerate(events) if e.id == "o00003-1")  # o00003's payment dies in send_receipt
+
+    proc = drive("pay", redis_url, n, SAGA_KILL_ORDER="o00003", SAGA_LEDGER=ledger)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    made = [tuple(json.loads(line)) for line in ledger.read_text().splitlines()]
+    assert ("charge", "o00003", 103) in made and ("mail", "o00003@example.com", "receipt") not in made
+
+    proc = drive("rollback", redis_url, n, SAGA_CUTOFF=cutoff, SAGA_LEDGER=ledger)
+    assert proc.returncode == 0, proc.stderr
+    report = recovered(redis_url, n)
+    pure = run_pure(events[: cut + 1])  # every event up to the cut one, handled once, on legacy
+    assert_one_side_each(report, {o: pure.bus.state_for(o) for o in report["sagas"]})
+    assert all(s["side"] == "legacy" for s in report["sagas"].values())
+    made = [tuple(json.loads(line)) for line in ledger.read_text().splitlines()]
+    assert Counter(made) == Counter(tuple(x) for x in pure.ledger)  # each real effect exactly once, across both sides
+    audit = [h for h in report["audit"] if h.get("cutoff")]
+    done = {"resume": "resumed", "rewind": "rewound"}[cutoff]
+    assert [(h["saga"], h["to"], h["cutoff"], h["cutoff_event"]) for h in audit] == [("o00003", "legacy", done, "o00003-1")]
 
 
 # -- sticky canary ---------------------------------------------------------------------------
