@@ -12,7 +12,14 @@ from legacy_bus.effects import EffectPort, RecordedEffectError, Sandbox, current
 from legacy_bus.event import Event
 from legacy_bus.log import EventLog, LogEntry, SkippedLine
 from legacy_bus.records import EffectCall, ErrorInfo, Step
-from legacy_bus.state import BoundedStateStore, InMemoryStateStore, OverlayStateStore, StateStore
+from legacy_bus.state import (
+    BoundedStateStore,
+    InMemoryStateStore,
+    OverlayStateStore,
+    RedisStateStore,
+    StateSerializationError,
+    StateStore,
+)
 from legacy_bus.subscription import Subscription
 
 __all__ = [
@@ -34,8 +41,10 @@ __all__ = [
     "OnError",
     "OverlayStateStore",
     "RecordedEffectError",
+    "RedisStateStore",
     "Sandbox",
     "SkippedLine",
+    "StateSerializationError",
     "StateStore",
     "Step",
     "Subscription",
