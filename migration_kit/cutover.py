@@ -41,6 +41,7 @@ a side that may not hold its saga's state.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 from legacy_bus import Dispatch, Event, EventBus, Sandbox
 from legacy_bus.records import EffectCall, ErrorInfo, Step
-from migration_errors import HandlerError
+from migration_errors import HandlerError, StoreUnavailable
+from redis.exceptions import RedisError
 
 from migration_kit.outcome import Outcome
 from migration_kit.sagas import Handover, SagaLedger, Side
@@ -98,9 +100,21 @@ class Cutover:
     def plan(self, event: Event) -> Plan:
         """The side serving ``event`` now, and whether the other path shadows it."""
         m = self.migration
-        state = m._read_phase(fresh=False)[0]
-        phase = state.phase
-        if phase == "shadow" and not self._candidate_sagas():
+        try:
+            phase = m._read_phase(fresh=False)[0].phase
+            fast = phase == "shadow" and not self._candidate_sagas()
+        except (RedisError, OSError, sqlite3.Error) as exc:
+            # The store is down. Legacy alone is safe while it served alone
+            # (shadow, rolled back; shadow work is shed); past that, unknown.
+            seen = m._seen[0].phase if m._seen is not None else "shadow"
+            if seen in ("shadow", "rolled_back"):
+                return Plan("legacy", seen == "shadow", seen, fast=True)
+            raise StoreUnavailable(
+                f"migration {m.name!r} ({seen}): cannot read the phase from the store {m.store.display_url} "
+                f"({type(exc).__name__}); event {event.id} ({event.type}) was not run on either side. "
+                "Check that the store is up and reachable, or roll back (then legacy serves alone)"
+            ) from None
+        if fast:
             return Plan("legacy", True, phase, fast=True)
         side: Side = m.route(event)  # type: ignore[assignment]
         return Plan(side, phase not in ("retired", "rolled_back"), phase)
@@ -116,8 +130,21 @@ class Cutover:
             self._hint, self._hint_at = True, time.monotonic()
 
     def prepare(self, event: Event, plan: Plan) -> None:
-        """Hand the event's saga to the serving side (the caller holds the saga's lock)."""
-        h = self.ledger.ensure(event.saga_key, plan.side, reason=f"routed to {plan.side} in phase {plan.phase}")
+        """Hand the event's saga to the serving side (the caller holds the saga's lock).
+
+        Raises:
+            StoreUnavailable: the store cannot be read or written; the event
+                was not run (on either side).
+        """
+        try:
+            h = self.ledger.ensure(event.saga_key, plan.side, reason=f"routed to {plan.side} in phase {plan.phase}")
+        except (RedisError, OSError, sqlite3.Error) as exc:
+            m = self.migration
+            raise StoreUnavailable(
+                f"migration {m.name!r} ({plan.phase}): cannot read which side holds saga {event.saga_key!r} from the store "
+                f"{m.store.display_url} ({type(exc).__name__}); event {event.id} ({event.type}) was not run on either side. "
+                "Check that the store is up and reachable, or roll back (then legacy serves alone)"
+            ) from None
         self._count(plan.side, h)
 
     # -- the candidate, authoritative -----------------------------------------------------------

@@ -59,7 +59,7 @@ from legacy_bus.effects import _ACTIVE, _SANDBOX
 from checkpoints.urls import mask_url
 from migration_errors import BadEventLog, ConfigurationError
 
-from migration_kit.cutover import Cutover, Plan
+from migration_kit.cutover import Cutover
 from migration_kit.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -351,14 +351,8 @@ class ShadowHandle:
 
         cutover = self.cutover
 
-        def planned(event: Event) -> Plan:
-            try:
-                return cutover.plan(event)
-            except Exception:  # noqa: BLE001 - the phase cannot be read: as last seen
-                seen = handle._last_plan_phase
-                if seen in ("shadow", "rolled_back"):
-                    return Plan("legacy", seen == "shadow", seen, fast=True)
-                raise
+        planned = cutover.plan
+        count_served = cutover._count
 
         def shadow(item: tuple[Any, ...]) -> None:
             try:
@@ -387,7 +381,9 @@ class ShadowHandle:
                     handle._count(shed=1)
                     return original_dispatch(event, capture=capture)
                 result = original_dispatch(event, capture=True)
-                shadow((result, before, tp, time.time()))
+                count_served("legacy", None)
+                if plan.shadow:
+                    shadow((result, before, tp, time.time()))
             else:
                 with cutover.ledger.lock(event.saga_key):
                     cutover.prepare(event, plan)
@@ -420,7 +416,9 @@ class ShadowHandle:
                     handle._count(shed=1)
                     return await original_adispatch(event, capture=capture)
                 result = await original_adispatch(event, capture=True)
-                shadow((result, before, tp, time.time()))
+                count_served("legacy", None)
+                if plan.shadow:
+                    shadow((result, before, tp, time.time()))
             else:
                 lock = cutover.ledger.lock(event.saga_key)
                 await asyncio.to_thread(lock.acquire)  # a plain Lock: released below on the loop's thread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -242,3 +243,58 @@ def test_in_primary_the_candidate_serves_for_real_and_the_legacy_shadow_is_compa
     assert ex["kind"].startswith("effect") and ex["node"] == "send_receipt"
     assert "receipt" in str(ex["legacy"]) and "receipt-v2" in str(ex["candidate"])
     m.close()
+
+
+def test_once_the_candidate_serves_a_dead_store_fails_the_event_clearly_and_runs_it_nowhere():
+    from servers import RedisServer
+
+    from migration_errors import StoreUnavailable
+
+    server = RedisServer.start()
+    try:
+        shop = saga_app.build()
+        m = Migration("saga-dead-store", legacy=shop.bus, candidate=flow_from_bus(shop.bus), store=server.url)
+        m.promote(to="primary")
+        events = saga_app.events(2)
+        with m.attach() as handle:
+            shop.bus.dispatch(events[0])
+            assert handle.stats()["served"]["candidate"] == 1
+            handled = list(shop.handled)
+            server.stop()
+            with pytest.raises(StoreUnavailable) as err:
+                shop.bus.dispatch(events[1])
+            time.sleep(m.phase_ttl + 0.1)  # the phase itself is read again now, and cannot be
+            with pytest.raises(StoreUnavailable, match="cannot read the phase") as err2:
+                shop.bus.dispatch(events[1])
+        assert shop.handled == handled  # not run on either side
+        for e in (err, err2):
+            message = str(e.value)
+            assert "was not run on either side" in message and "roll back" in message and events[1].id in message
+    finally:
+        server.stop()
+
+
+def test_async_publishes_are_routed_and_handed_over_like_sync_ones(redis_url):
+    import asyncio
+
+    events = saga_app.events(40, seed=11)
+    pure = run_pure(events)
+    shop = saga_app.build()
+    m = Migration("saga-async", legacy=shop.bus, candidate=flow_from_bus(shop.bus), store="memory://")
+
+    async def main():
+        with m.attach(redis_url) as handle:
+            for i, e in enumerate(events):
+                if i == 40:
+                    m.promote(to="primary")
+                if i == 80:
+                    m.rollback("test: async rollback")
+                await shop.bus.adispatch(e.model_copy(deep=True))
+            return handle.stats()["served"]
+
+    served = asyncio.run(main())
+    m.settle()
+    assert served == {"legacy": 80, "candidate": 40}
+    assert not shop.violations
+    assert {o: shop.bus.state_for(o) for o in pure.bus.state_store._states} == dict(pure.bus.state_store._states)
+    assert Counter(shop.ledger) == Counter(pure.ledger)
