@@ -203,7 +203,7 @@ class RedisStateStore:
 
     Args:
         url_or_client: a ``redis://`` / ``rediss://`` URL (credentials and TLS
-            options as ``checkpoints`` reads them: from the URL or the
+            options as ``redis_connect`` reads them: from the URL or the
             ``MIGRATION_KIT_REDIS_*`` environment; Redis Cluster detected, or
             forced with ``?cluster=true``), or an open sync redis-py client
             (``redis.Redis`` or ``redis.cluster.RedisCluster``), which stays
@@ -248,13 +248,13 @@ class RedisStateStore:
         self._url: str | None = None
         if isinstance(url_or_client, str):
             if not url_or_client.lower().startswith(("redis://", "rediss://")):
-                from checkpoints.urls import mask_url  # checkpoints only when Redis is wanted
+                from redis_connect.urls import mask_url
 
                 raise ConfigurationError(
                     f"RedisStateStore({mask_url(url_or_client)!r}): expected a redis://host:port/db "
                     "or rediss:// URL, or a redis client"
                 )
-            from checkpoints.connection import connect
+            from redis_connect.connection import connect
 
             try:
                 self._client = connect(url_or_client)
@@ -396,14 +396,14 @@ class RedisStateStore:
         from redis.exceptions import NoPermissionError, RedisClusterException
 
         if isinstance(error, (redis.ConnectionError, redis.TimeoutError, RedisClusterException, NoPermissionError, OSError)):
-            from checkpoints.connection import unavailable
+            from redis_connect.connection import unavailable
 
             raise StoreUnavailable(_reword(str(unavailable(self._url or self._where(), error)))) from None
 
     def _where(self) -> str:
         """The store's URL with its password masked (for a client passed in: its host, port and db)."""
         if self._url is not None:
-            from checkpoints.urls import mask_url
+            from redis_connect.urls import mask_url
 
             return mask_url(self._url)
         client = self._client
@@ -421,5 +421,5 @@ class RedisStateStore:
 
 
 def _reword(message: str) -> str:
-    """``checkpoints.connection``'s wording, for this store."""
+    """``redis_connect.connection``'s wording, for this store."""
     return message.replace("Redis checkpoint store", "Redis saga-state store (legacy_bus.RedisStateStore)", 1)
