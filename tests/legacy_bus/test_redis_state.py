@@ -365,3 +365,22 @@ def test_redis_going_away_later_is_store_unavailable() -> None:
         store_url.close()
         client.close()
         server.stop()
+
+
+def test_legacy_bus_with_redis_state_never_loads_langgraph_or_the_checkpoints_package(redis_url):
+    """The package boundary: legacy_bus knows neither LangGraph nor checkpoints (DESIGN's one-way rule)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from legacy_bus import EventBus, RedisStateStore\n"
+        f"bus = EventBus('b', state_store=RedisStateStore({redis_url!r}, namespace='boundary'))\n"
+        "bus.subscribe('Go', lambda e, ctx: ctx.state.update(n=1))\n"
+        "bus.publish('Go', {}, correlation_id='s1')\n"
+        "assert bus.state_for('s1') == {'n': 1}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('langgraph', 'checkpoints', 'migration_kit', 'graph_flows')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
