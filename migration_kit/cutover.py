@@ -224,11 +224,18 @@ class Cutover:
     # -- sweeps -----------------------------------------------------------------------------------
 
     def settle(self, *, reason: str, by: str = "sweep", sagas: Any = None) -> list[Handover]:
-        """Hand every known saga (or ``sagas``) to the side that serves it now (all to legacy after a rollback).
+        """Hand every saga (or ``sagas``) to the side that serves it now (all to legacy after a rollback).
+
+        "Every saga": those ever handed to the candidate, and in canary,
+        primary and retired also those the legacy state store lists (when it
+        can list them: ``keys()``), so retiring can empty the legacy store.
 
         Events a rollback rewound (``Policy.cutoff = "rewind"``) are then
         delivered on the live bus, so none is lost and none runs on both sides.
         """
+        if sagas is None and self.migration.phase not in ("shadow", "rolled_back") and hasattr(self.ledger.states, "keys"):
+            # the candidate serves some sagas: those only legacy knows are candidates to move too
+            sagas = list(dict.fromkeys([*self.ledger.known(), *self.ledger.states.keys()]))
         moved = self.ledger.settle(self.migration._side_for, reason=reason, by=by, sagas=sagas)
         with self._count_lock:
             self.handovers += len(moved)

@@ -298,3 +298,34 @@ def test_async_publishes_are_routed_and_handed_over_like_sync_ones(redis_url):
     assert not shop.violations
     assert {o: shop.bus.state_for(o) for o in pure.bus.state_store._states} == dict(pure.bus.state_store._states)
     assert Counter(shop.ledger) == Counter(pure.ledger)
+
+
+def test_raising_the_canary_moves_sagas_mid_flight_and_retired_serves_the_candidate_alone(redis_url):
+    events = saga_app.events(300, seed=13)
+    pure = run_pure(events)
+    shop = saga_app.build()
+    m = Migration("saga-steps", legacy=shop.bus, candidate=flow_from_bus(shop.bus), store="memory://")
+    m.promote(to="canary", percent=20)
+    with m.attach(redis_url) as handle:
+        for i, e in enumerate(events):
+            if i == 300:
+                m.promote(percent=60)  # sagas between 20 and 60 move to the candidate mid-flight
+            if i == 600:
+                m.promote(to="retired")
+                assert handle.flush(10)
+                sent_before_retired = handle.stats()["sent"]
+            shop.bus.dispatch(e.model_copy(deep=True))
+        assert handle.flush(10)
+        stats = handle.stats()
+    assert stats["sent"] == sent_before_retired == 600  # retired: the candidate alone, nothing shadowed
+    assert stats["served"] == {"legacy": stats["served"]["legacy"], "candidate": 900 - stats["served"]["legacy"]}
+    moved = [h for h in m.handovers() if not h.get("claim")]
+    assert moved and all(h["to"] == "candidate" for h in moved)  # forward steps only move sagas forward
+    assert not shop.violations
+    orders = sorted(pure.bus.state_store._states)
+    assert {o: m.saga(o)["state"] for o in orders} == {o: pure.bus.state_for(o) for o in orders}
+    assert not all(m.saga(o)["side"] == "candidate" for o in orders)  # sagas finished on legacy stay there...
+    m.settle("retired: move the rest")  # ...until the legacy store is emptied
+    assert all(m.saga(o)["side"] == "candidate" for o in orders) and len(shop.bus.state_store) == 0
+    assert {o: m.saga(o)["state"] for o in orders} == {o: pure.bus.state_for(o) for o in orders}
+    assert Counter(shop.ledger) == Counter(pure.ledger)
