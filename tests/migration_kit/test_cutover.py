@@ -329,3 +329,40 @@ def test_raising_the_canary_moves_sagas_mid_flight_and_retired_serves_the_candid
     assert all(m.saga(o)["side"] == "candidate" for o in orders) and len(shop.bus.state_store) == 0
     assert {o: m.saga(o)["state"] for o in orders} == {o: pure.bus.state_for(o) for o in orders}
     assert Counter(shop.ledger) == Counter(pure.ledger)
+
+
+def test_an_event_arriving_during_a_handover_waits_for_it_and_then_goes_one_way(redis_url):
+    import threading
+
+    from legacy_bus import InMemoryStateStore
+
+    class SlowStore(InMemoryStateStore):
+        slow = threading.Event()
+
+        def save(self, key, state):
+            if self.slow.is_set() and not state:  # the handover clearing legacy: hold it open
+                time.sleep(0.3)
+            super().save(key, state)
+
+    store = SlowStore()
+    shop = saga_app.build(store)
+    pure = saga_app.build()
+    events = saga_app.events(1)
+    for e in events[:2]:
+        shop.bus.dispatch(e.model_copy(deep=True))
+    m = Migration("saga-race", legacy=shop.bus, candidate=flow_from_bus(shop.bus), store="memory://")
+    with m.attach(redis_url) as handle:
+        m.promote(to="primary")
+        store.slow.set()
+        mover = threading.Thread(target=m.settle, args=("promoted",), kwargs={"sagas": ["o00000"]})
+        mover.start()
+        time.sleep(0.1)  # the handover is under way
+        shop.bus.dispatch(events[2].model_copy(deep=True))  # waits for it, then runs on the candidate
+        mover.join()
+        served = handle.stats()["served"]
+    for e in events:
+        pure.bus.dispatch(e.model_copy(deep=True))
+    assert served == {"legacy": 0, "candidate": 1}
+    assert not shop.violations
+    assert m.saga("o00000") == {"side": "candidate", "state": pure.bus.state_for("o00000"), "handovers": 1}
+    assert [(h["from"], h["to"]) for h in m.handovers()] == [("legacy", "candidate")]
