@@ -5,6 +5,11 @@ Exit codes: 0 when the decision lets the migration go on (``continue`` or
 policy holds on any divergence, as parity did before policies existed), 2 on
 usage or input errors, an invalid phase transition or a phase conflict,
 which print one line to stderr and no traceback.
+
+Output is redacted: reports and status are masked by the app's redactor
+(``migration_kit.redaction``), and everything else the CLI writes to stdout
+and stderr (messages, errors, worker logs) passes a line filter that masks
+card numbers.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,9 +96,52 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
     from migration_kit.app import load_app
+    from migration_kit.redaction import redactor_for
     from migration_kit.store import CLI_DEFAULT_STORE
 
-    return load_app(args.app, store=args.store, default_store=CLI_DEFAULT_STORE)
+    migration = load_app(args.app, store=args.store, default_store=CLI_DEFAULT_STORE)
+    redactor_for(migration)  # registered by name: traces and reports of this migration apply its rules
+    return migration
+
+
+class _MaskedStream:
+    """A text stream that masks card numbers line by line before they reach ``inner``."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._buf = ""
+        self._lock = threading.Lock()  # worker threads log through it too
+
+    @staticmethod
+    def _mask(text: str) -> str:
+        from migration_kit.redaction import default_redactor
+
+        return default_redactor().text(text)
+
+    def write(self, s: Any) -> int:
+        if not isinstance(s, str):
+            return self._inner.write(s)
+        with self._lock:
+            self._buf += s
+            if "\n" in self._buf:  # whole lines only: a number is never split across two writes
+                head, _, self._buf = self._buf.rpartition("\n")
+                self._inner.write(self._mask(head + "\n"))
+        return len(s)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._buf:
+                self._inner.write(self._mask(self._buf))
+                self._buf = ""
+        self._inner.flush()
+
+    def write_unfiltered(self, s: str) -> int:
+        """Write output already masked by structure (JSON): the line filter would mangle its numbers."""
+        self.flush()
+        return self._inner.write(s)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def _check_writable(path: str | None, flag: str) -> None:
@@ -203,10 +252,14 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
+    from migration_kit.redaction import redactor_for
+
     with _load(args) as migration:
-        status = migration.status()
+        status = redactor_for(migration).value(migration.status())
     if args.json:
-        sys.stdout.write(json.dumps(status, indent=2, default=str) + "\n")
+        # Masked by structure above; the text filter could take a float's digits for a card number.
+        text = json.dumps(status, indent=2, default=str) + "\n"
+        getattr(sys.stdout, "write_unfiltered", sys.stdout.write)(text)
     else:
         print_status(status)
     return EXIT_OK
@@ -291,6 +344,20 @@ COMMANDS = {"replay": cmd_replay, "resume": cmd_resume, "record": cmd_record, "r
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _MaskedStream(out), _MaskedStream(err)
+    try:
+        return _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001, S110 - a closed stream: nothing more to write
+                pass
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         from migration_kit.telemetry import configure_from_env

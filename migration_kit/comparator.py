@@ -98,11 +98,23 @@ class Comparison:
 
 
 def _glob(pattern: str) -> re.Pattern[str]:
-    # "*" matches within one path segment; "**" across segments; "[*]" any index.
+    return re.compile(glob_source(pattern) + r"\Z")
+
+
+def glob_source(pattern: str, *, zero_segments: bool = False) -> str:
+    """The regex source of a path glob: ``*`` one segment, ``**`` across segments, ``[*]`` any index.
+
+    With ``zero_segments`` a whole ``**.`` segment may also match nothing
+    (``**.token`` matches ``token`` as well as ``a.b.token``), as redaction
+    rules want.
+    """
     out = []
     i = 0
     while i < len(pattern):
-        if pattern.startswith("**", i):
+        if zero_segments and pattern.startswith("**.", i) and (i == 0 or pattern[i - 1] == "."):
+            out.append(r"(?:.*\.)?")
+            i += 3
+        elif pattern.startswith("**", i):
             out.append(".*")
             i += 2
         elif pattern.startswith("[*]", i):
@@ -114,7 +126,7 @@ def _glob(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out) + r"\Z")
+    return "".join(out)
 
 
 Ordering = Literal["handler", "strict"]

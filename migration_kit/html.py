@@ -5,8 +5,9 @@ JSON report renders the same page later (``migration-kit report``). The page
 leads with the decision and its reasons, then the divergence groups with both
 values side by side, the divergence rate over time with its bound and the
 policy's threshold, latency per path and per node, the derived graph, and the
-noise the migration learned. Every value that came from an event is escaped,
-and a Content Security Policy forbids scripts and remote loads.
+noise the migration learned. Every value that came from an event is masked
+by the migration's redactor (``migration_kit.redaction``) and escaped, and a
+Content Security Policy forbids scripts and remote loads.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import html
 import json
 import math
 from typing import Any
+
+from migration_kit.redaction import Redactor, default_redactor, redactor_named
 
 __all__ = ["render_report"]
 
@@ -29,7 +32,8 @@ def _e(value: Any) -> str:
 
 def _short(value: Any, n: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
-    return text if len(text) <= n else text[: n - 1] + "…"
+    # Cutting a long digit run can leave a card-shaped prefix: mask what is shown.
+    return text if len(text) <= n else default_redactor().text(text[: n - 1]) + "…"
 
 
 def _fmt_s(seconds: float) -> str:
@@ -256,8 +260,9 @@ def _example_row(ex: dict[str, Any]) -> str:
     )
 
 
-def render_report(data: dict[str, Any]) -> str:
-    """The whole page for a report's ``to_dict()``."""
+def render_report(data: dict[str, Any], *, redactor: Redactor | None = None) -> str:
+    """The whole page for a report's ``to_dict()``, masked by ``redactor`` (default: the report's migration's)."""
+    data = (redactor or redactor_named(data.get("migration"))).report(data)
     d = data.get("decision") or {}
     action = str(d.get("action", "?"))
     ok = action in ("continue", "promote")

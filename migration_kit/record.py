@@ -5,6 +5,10 @@ effect calls the live dispatch made (arguments and real responses), so a
 replay answers both paths' sandboxed calls with what really happened, not
 with stubs. Reading the stream does not consume it (``XRANGE``/``XREAD``,
 no consumer group): shadow workers see the same entries.
+
+The log leaves the process, so every line is masked by the migration's
+redactor (``migration_kit.redaction``); stream entries were masked by the tap
+already, and masking a masked value changes nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from legacy_bus import EventLog
+from legacy_bus import EffectCall, Event, EventLog
 from migration_errors import ConfigurationError
 
+from migration_kit.redaction import redactor_for
 from migration_kit.shadow import FIELD, BadShadowEntry, ShadowKeys, decode_entry
 
 __all__ = ["record_stream"]
@@ -48,6 +53,7 @@ def record_stream(
         raise ConfigurationError("record reads the live shadow stream, which lives in Redis: pass --store redis://host:port/db")
     client = connect(url)
     keys = ShadowKeys(migration.name)
+    redactor = redactor_for(migration)
     stop = stop or threading.Event()
     previous = _install_sigterm(stop) if follow else None
     written = bad = 0
@@ -71,7 +77,10 @@ def record_stream(
                         continue
                     served = tapped.legacy if tapped.legacy is not None else tapped.candidate
                     authoritative = [c for c in served.effects if c.mode == "real"] if served is not None else []
-                    writer.append(tapped.event, authoritative)
+                    secrets = redactor.event_secrets(tapped.event)
+                    event = Event.from_dict(redactor.event(tapped.event, secrets=secrets))
+                    calls = [EffectCall.from_dict(redactor.call(c.to_dict(), i, secrets=secrets)) for i, c in enumerate(authoritative)]
+                    writer.append(event, calls)
                     written += 1
                     if on_line is not None:
                         on_line(written)

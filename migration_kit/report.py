@@ -1,4 +1,10 @@
-"""Replay reports: counts, where divergence starts, grouped findings, the decision."""
+"""Replay reports: counts, where divergence starts, grouped findings, the decision.
+
+Comparisons hold real values in memory; what a report keeps of them (group
+and event examples) is masked as it is taken, and again on the way out
+(``to_dict``, ``to_json``, HTML), by the migration's redactor
+(``migration_kit.redaction``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from legacy_bus import SkippedLine
 from migration_kit.comparator import Comparison, Difference
 from migration_kit.decision import Decision
 from migration_kit.evidence import Evidence
+from migration_kit.redaction import Redactor, redactor_named
 from migration_kit.statistics import rate_bounds
 
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
@@ -23,9 +30,10 @@ MAX_GROUPS = 1000
 MAX_TIMELINE = 400
 
 
-def signature(node: str | None, diff: Difference) -> tuple[str, str, str]:
-    """How findings are grouped: the node, the kind, and the path with indices collapsed."""
-    return (node or diff.node or "?", diff.kind, _INDEX.sub("[*]", diff.path))
+def signature(node: str | None, diff: Difference, redactor: Redactor | None = None) -> tuple[str, str, str]:
+    """How findings are grouped: the node, the kind, and the path with indices collapsed (masked by ``redactor``)."""
+    path = diff.path if redactor is None else redactor.text(diff.path)
+    return (node or diff.node or "?", diff.kind, _INDEX.sub("[*]", path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,12 @@ class ReplayTally:
     timeline_stride: int = 1
     # node -> event types it was seen publishing (to draw the graph)
     observed: dict[str, set[str]] = field(default_factory=dict)
+    # masks the examples as they are taken (default: card numbers only; the report applies the rules again)
+    redactor: Redactor | None = field(default=None, compare=False, repr=False)
+    # Without a redactor the rules are not known yet: the root events of the examples are kept
+    # (in memory only, at most MAX_EXAMPLES + MAX_GROUPS) so freeze() can scrub the values its
+    # rules mask wherever an example quotes them (an e-mail address in an effect's arguments).
+    _sources: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def add(self, comparison: Comparison, line: int = 0) -> None:
         self.total += 1
@@ -94,11 +108,15 @@ class ReplayTally:
         node = comparison.first_divergent_node or "(unlocated)"
         self.by_node[node] = self.by_node.get(node, 0) + 1
         eid = comparison.event.id
+        red = self.redactor or redactor_named(None)
         if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append({**comparison.to_dict(), "line": line})
+            self.examples.append({**red.comparison(comparison), "line": line})
+            if self.redactor is None:
+                self._sources[eid] = comparison.event
         seen: set[tuple[str, str, str]] = set()
+        secrets: tuple[str, ...] | None = None
         for diff in comparison.differences:
-            sig = signature(comparison.first_divergent_node, diff)
+            sig = signature(comparison.first_divergent_node, diff, red)
             if sig in seen:
                 continue
             seen.add(sig)
@@ -106,7 +124,12 @@ class ReplayTally:
             if group is None:
                 if len(self.groups) >= MAX_GROUPS:
                     continue
-                self.groups[sig] = {"count": 1, "first_event": eid, "last_event": eid, "example": {"event": eid, **diff.to_dict()}}
+                if secrets is None:
+                    secrets = tuple(red.comparison_secrets(comparison))
+                example = {"event": eid, **red.difference(diff, secrets).to_dict()}
+                self.groups[sig] = {"count": 1, "first_event": eid, "last_event": eid, "example": example}
+                if self.redactor is None:
+                    self._sources[eid] = comparison.event
             else:
                 group["count"] += 1
                 group["last_event"] = eid
@@ -154,13 +177,27 @@ class ReplayTally:
         noise: tuple[dict[str, Any], ...] = (),
         graph: dict[str, Any] | None = None,
         policy: dict[str, Any] | None = None,
+        redactor: Redactor | None = None,
     ) -> ReplayReport:
+        red = redactor or self.redactor or redactor_named(migration)
+        sources = self._sources
+
+        def secrets(event_id: Any) -> tuple[str, ...]:
+            event = sources.get(event_id) if isinstance(event_id, str) else None
+            return tuple(red.event_secrets(event)) if event is not None else ()
+
         groups = tuple(
             sorted(
-                (DivergenceGroup(n, k, p, g["count"], g["first_event"], g["last_event"], g["example"]) for (n, k, p), g in self.groups.items()),
+                (
+                    DivergenceGroup(
+                        n, k, red.text(p), g["count"], g["first_event"], g["last_event"], red.example(g["example"], secrets(g["first_event"]))
+                    )
+                    for (n, k, p), g in self.groups.items()
+                ),
                 key=lambda g: (-g.count, g.node, g.path),
             )
         )
+        examples = tuple(red.example(x, secrets((x.get("event") or {}).get("id"))) for x in self.examples)
         return ReplayReport(
             migration=migration,
             source=source,
@@ -170,14 +207,15 @@ class ReplayTally:
             by_node=dict(sorted(self.by_node.items(), key=lambda kv: (-kv[1], kv[0]))),
             decision=decision,
             groups=groups,
-            examples=tuple(self.examples),
+            examples=examples,
             skipped=tuple(skipped),
             duration=duration,
-            noise=noise,
+            noise=tuple(red.report({"noise": list(noise)})["noise"]),
             evidence=self.evidence,
             timeline=tuple(self.timeline if self.timeline and self.timeline[-1][0] == self.total else [*self.timeline, (self.total, self.divergent)]),
             graph=graph,
             policy=policy,
+            redactor=redactor or self.redactor,
         )
 
 
@@ -206,6 +244,7 @@ class ReplayReport:
     timeline: tuple[tuple[int, int], ...] = ()  # (events, divergent so far), at most MAX_TIMELINE points
     graph: dict[str, Any] | None = None  # the derived graph as data (graph_flows.BusFlow.graph_data)
     policy: dict[str, Any] | None = None  # limits worth drawing, e.g. {"divergence_limit": 0.001}
+    redactor: Redactor | None = field(default=None, compare=False, repr=False)  # default: the migration's, by name
 
     @property
     def parity(self) -> bool:
@@ -216,6 +255,10 @@ class ReplayReport:
         return self.total / self.duration if self.duration > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data, masked by the migration's redactor."""
+        return (self.redactor or redactor_named(self.migration)).report(self._data())
+
+    def _data(self) -> dict[str, Any]:
         return {
             "migration": self.migration,
             "source": self.source,
@@ -248,7 +291,7 @@ class ReplayReport:
         """A self-contained HTML page of the report (inline CSS and SVG plots; no script, no network)."""
         from migration_kit.html import render_report
 
-        Path(path).write_text(render_report(self.to_dict()), encoding="utf-8")
+        Path(path).write_text(render_report(self.to_dict(), redactor=self.redactor or redactor_named(self.migration)), encoding="utf-8")
 
 
 def timeline_view(points: tuple[tuple[int, int], ...], alpha: float = 0.05) -> list[dict[str, Any]]:

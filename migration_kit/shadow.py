@@ -168,12 +168,25 @@ class Tapped:
         return "legacy" if self.legacy is not None else "candidate"
 
 
-def encode_entry(migration: str, dispatch: Dispatch | Outcome, state_before: dict[str, Any] | None, traceparent: str | None, tapped_at: float) -> bytes:
-    """One stream entry as JSON bytes (run in the sender thread, off the live path).
+def encode_entry(
+    migration: str,
+    dispatch: Dispatch | Outcome,
+    state_before: dict[str, Any] | None,
+    traceparent: str | None,
+    tapped_at: float,
+    *,
+    redactor: Any = None,
+) -> bytes:
+    """One stream entry as JSON bytes, redacted (run in the sender thread, off the live path).
 
     ``dispatch`` is the legacy path's ``Dispatch`` when it served, or the
-    candidate's ``Outcome`` when the candidate served for real.
+    candidate's ``Outcome`` when the candidate served for real. The entry
+    leaves the process, so it is masked by ``redactor`` (default: the
+    redactor of the attached migration of that name, see
+    ``migration_kit.redaction``): workers compare masked values.
     """
+    from migration_kit.redaction import redactor_for, redactor_named
+
     outcome = dispatch if isinstance(dispatch, Outcome) else Outcome.from_dispatch(dispatch)
     doc = {
         "v": ENTRY_VERSION,
@@ -185,7 +198,11 @@ def encode_entry(migration: str, dispatch: Dispatch | Outcome, state_before: dic
         "traceparent": traceparent,
         "tapped_at": tapped_at,
     }
-    return json.dumps(doc, separators=(",", ":"), default=str).encode()
+    if redactor is None:  # the attached migration of this name (its rules), else the one registered by name
+        owners = (getattr(getattr(h, "cutover", None), "migration", None) for h in list(_LIVE) if h.migration_name == migration)
+        owner = next((m for m in owners if m is not None), None)
+        redactor = redactor_for(owner) if owner is not None else redactor_named(migration)
+    return json.dumps(redactor.entry(doc), separators=(",", ":"), default=str).encode()
 
 
 def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:

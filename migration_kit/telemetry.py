@@ -15,6 +15,12 @@ Metrics: counters ``migration.compared``, ``migration.divergent``,
 ``migration.node.duration`` (``path``, ``node``), in seconds; an observable
 gauge ``migration.phase`` (one series per phase, 1 for the current one).
 
+Nothing from an event's payload is put on a span or a label: attributes hold
+types, ids, node names and difference paths; error messages (span statuses)
+and paths are masked by the migration's redactor (``migration_kit.redaction``:
+card numbers, and values its rules mask wherever they are quoted), node
+labels too.
+
 Exporters are configured the standard OpenTelemetry way: install an SDK
 provider yourself, or let ``configure_from_env()`` do it from ``OTEL_*``
 variables (OTLP needs the ``otlp`` extra). With nothing configured the API's
@@ -34,6 +40,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 if TYPE_CHECKING:
     from migration_kit.comparator import Comparison
     from migration_kit.outcome import Outcome
+    from migration_kit.redaction import Redactor
 
 __all__ = ["Telemetry", "configure_from_env", "current_traceparent"]
 
@@ -64,7 +71,12 @@ def current_traceparent() -> str | None:
 
 
 class Telemetry:
-    """Traces and metrics for one migration's comparisons."""
+    """Traces and metrics for one migration's comparisons.
+
+    ``redactor`` masks what could quote event data (error messages, paths,
+    node labels); by default the one registered for the migration's name
+    (``migration_kit.redaction.redactor_named``), looked up at each use.
+    """
 
     def __init__(
         self,
@@ -73,8 +85,10 @@ class Telemetry:
         *,
         tracer_provider: Any = None,
         meter_provider: Any = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.migration = migration
+        self.redactor = redactor
         self._phase = phase or (lambda: "shadow")
         self._provider = tracer_provider
         self._tracer = trace.get_tracer("migration_kit", tracer_provider=tracer_provider)
@@ -99,9 +113,15 @@ class Telemetry:
         """Count shadow work shed (queue full, store down)."""
         self._shed.add(n, self._attrs)
 
+    def _redactor(self) -> Redactor:
+        from migration_kit.redaction import redactor_named
+
+        return self.redactor or redactor_named(self.migration)
+
     def record(self, comparison: Comparison, *, traceparent: str | None = None) -> str | None:
         """Count one comparison and, when tracing is on, emit its trace; returns the trace id (hex)."""
         attrs = self._attrs
+        red = self._redactor()
         self._compared.add(1, attrs)
         if comparison.divergent:
             self._divergent.add(1, attrs)
@@ -111,17 +131,20 @@ class Telemetry:
             path_attrs = {**attrs, "path": outcome.path}
             self._path_duration.record(outcome.duration, path_attrs)
             for node, seconds in outcome.node_durations.items():
-                self._node_duration.record(seconds, {**path_attrs, "node": node})
+                self._node_duration.record(seconds, {**path_attrs, "node": red.text(node)})
         if not _tracing_enabled(self._provider):
             return None
-        return self._trace(comparison, traceparent)
+        return self._trace(comparison, traceparent, red)
 
-    def _trace(self, c: Comparison, traceparent: str | None) -> str:
+    def _trace(self, c: Comparison, traceparent: str | None, red: Redactor) -> str:
         parent = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
         legacy, candidate = c.legacy, c.candidate
         start = min(o.started for o in (legacy, candidate) if o.started) if (legacy.started or candidate.started) else time.perf_counter()
         end = max(legacy.started + legacy.duration, candidate.started + candidate.duration, start)
         ev = c.event
+        secrets: tuple[str, ...] = ()
+        if red.rules and (c.divergent or legacy.errors or candidate.errors):
+            secrets = tuple(red.comparison_secrets(c))  # rule-masked values an error message or path may quote
         root = self._tracer.start_span(
             "migration.compare",
             context=parent,
@@ -135,20 +158,20 @@ class Telemetry:
                 "event.correlation_id": ev.saga_key,
                 "migration.divergent": c.divergent,
                 "migration.differences": len(c.differences),
-                "migration.first_divergent_node": c.first_divergent_node or "",
+                "migration.first_divergent_node": red.text(c.first_divergent_node or ""),
             },
         )
         ctx = trace.set_span_in_context(root)
         for outcome in (legacy, candidate):
-            self._path_span(outcome, ctx)
+            self._path_span(outcome, ctx, red, secrets)
         if c.divergent:
             root.set_status(Status(StatusCode.ERROR, f"{len(c.differences)} differences"))
             for d in c.differences[:20]:
-                root.add_event("difference", {"path": d.path, "kind": d.kind, "node": d.node or ""})
+                root.add_event("difference", {"path": red.text(d.path, secrets), "kind": d.kind, "node": red.text(d.node or "")})
         root.end(end_time=_ns(end))
         return format(root.get_span_context().trace_id, "032x")
 
-    def _path_span(self, outcome: Outcome, ctx: Any) -> None:
+    def _path_span(self, outcome: Outcome, ctx: Any, red: Redactor, secrets: tuple[str, ...]) -> None:
         start = outcome.started or (outcome.trace[0].started if outcome.trace else time.perf_counter())
         span = self._tracer.start_span(
             outcome.path,
@@ -157,19 +180,20 @@ class Telemetry:
             attributes={"migration.path": outcome.path, "migration.crashed": outcome.crashed},
         )
         if outcome.error is not None:
-            span.set_status(Status(StatusCode.ERROR, f"{outcome.error.type}: {outcome.error.message}"))
+            span.set_status(Status(StatusCode.ERROR, red.text(f"{outcome.error.type}: {outcome.error.message}", secrets)))
         inner = trace.set_span_in_context(span)
         for run in outcome.trace:
+            name = red.text(run.node)
             node = self._tracer.start_span(
-                run.node,
+                name,
                 context=inner,
                 start_time=_ns(run.started or start),
-                attributes={"migration.node": run.node, "migration.path": outcome.path, "event.depth": run.depth},
+                attributes={"migration.node": name, "migration.path": outcome.path, "event.depth": run.depth},
             )
             for call in run.effects:
                 node.add_event("effect", {"effect.port": call.port, "effect.mode": call.mode})
             if run.error is not None:
-                node.set_status(Status(StatusCode.ERROR, f"{run.error.type}: {run.error.message}"))
+                node.set_status(Status(StatusCode.ERROR, red.text(f"{run.error.type}: {run.error.message}", secrets)))
             node.end(end_time=_ns((run.started or start) + run.duration))
         span.end(end_time=_ns(start + outcome.duration))
 
