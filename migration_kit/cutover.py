@@ -31,8 +31,9 @@ candidate thread whose last checkpoint is this very event is not run again:
 finished, its result is returned; cut off mid-run, it is resumed to
 completion.
 
-In the shadow phase, while no saga was ever handed to the candidate, none of
-this runs: the tap's fast path is the legacy dispatch plus one queue put. Once
+In the shadow phase (and after a rollback), while no saga is on the
+candidate, none of this runs: the tap's fast path is the legacy dispatch plus
+one queue put (none after a rollback). Once
 the candidate serves (canary and on), the store is on the serving path: if it
 cannot be read, the event fails with ``StoreUnavailable`` rather than run on
 a side that may not hold its saga's state.
@@ -86,7 +87,7 @@ class Cutover:
         self._count_lock = threading.Lock()
         self.served = {"legacy": 0, "candidate": 0}
         self.handovers = 0
-        self.rewound: list[Handover] = []  # handovers that rewound a cut-off event, not yet delivered on legacy
+        self.redelivered = 0  # rewound events delivered on legacy
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -102,7 +103,7 @@ class Cutover:
         m = self.migration
         try:
             phase = m._read_phase(fresh=False)[0].phase
-            fast = phase == "shadow" and not self._candidate_sagas()
+            fast = phase in ("shadow", "rolled_back") and not self._candidate_sagas()
         except (RedisError, OSError, sqlite3.Error) as exc:
             # The store is down. Legacy alone is safe while it served alone
             # (shadow, rolled back; shadow work is shed); past that, unknown.
@@ -115,7 +116,7 @@ class Cutover:
                 "Check that the store is up and reachable, or roll back (then legacy serves alone)"
             ) from None
         if fast:
-            return Plan("legacy", True, phase, fast=True)
+            return Plan("legacy", phase == "shadow", phase, fast=True)
         side: Side = m.route(event)  # type: ignore[assignment]
         return Plan(side, phase not in ("retired", "rolled_back"), phase)
 
@@ -124,8 +125,6 @@ class Cutover:
             self.served[side] += 1
             if handover is not None:
                 self.handovers += 1
-                if handover.cutoff == "rewound" and handover.cutoff_event:
-                    self.rewound.append(handover)
         if handover is not None and handover.to == "candidate":
             self._hint, self._hint_at = True, time.monotonic()
 
@@ -138,6 +137,8 @@ class Cutover:
         """
         try:
             h = self.ledger.ensure(event.saga_key, plan.side, reason=f"routed to {plan.side} in phase {plan.phase}")
+            if plan.side == "legacy":
+                self.deliver_owed(event.saga_key)
         except (RedisError, OSError, sqlite3.Error) as exc:
             m = self.migration
             raise StoreUnavailable(
@@ -236,26 +237,36 @@ class Cutover:
         if sagas is None and self.migration.phase not in ("shadow", "rolled_back") and hasattr(self.ledger.states, "keys"):
             # the candidate serves some sagas: those only legacy knows are candidates to move too
             sagas = list(dict.fromkeys([*self.ledger.known(), *self.ledger.states.keys()]))
-        moved = self.ledger.settle(self.migration._side_for, reason=reason, by=by, sagas=sagas)
+        moved = self.ledger.settle(self.migration._side_for, reason=reason, by=by, sagas=sagas, after=self.deliver_owed)
         with self._count_lock:
             self.handovers += len(moved)
-            self.rewound.extend(h for h in moved if h.cutoff == "rewound" and h.cutoff_event)
-        self.redeliver()
         return moved
 
-    def redeliver(self) -> int:
-        """Deliver rewound events on legacy; returns how many.
+    def recover(self) -> list[Handover]:
+        """After a restart: finish the handovers a crash cut off, and deliver the rewound events still owed."""
+        moved = self.ledger.recover()
+        for saga in self.ledger.known():
+            with self.ledger.lock(saga):
+                self.deliver_owed(saga)
+        return moved
 
-        Each runs on the live bus's state, its effect calls answered with the
+    def deliver_owed(self, saga: str) -> bool:
+        """Deliver on legacy the event a rollback rewound for ``saga``, if one is owed (caller holds the lock).
+
+        It runs on the live bus's state, its effect calls answered with the
         real calls the cut-off candidate run already made (so none happens
-        twice) and real for the rest.
+        twice) and real for the rest. Between delivering and forgetting it
+        a crash would deliver it again: at least once, in that one window.
         """
+        owed = self.ledger.owed(saga)
+        if not owed:
+            return False
+        answers = [EffectCall.from_dict(c) for c in owed.get("effects") or []]
+        self.bus.dispatch(Event.from_dict(owed["event"]), sandbox=Sandbox(answers, otherwise="real"), capture=True)
+        self.ledger.delivered(saga)
         with self._count_lock:
-            handovers, self.rewound = self.rewound, []
-        for h in handovers:
-            answers = [EffectCall.from_dict(c) for c in h.cutoff_effects]
-            self.bus.dispatch(Event.from_dict(h.cutoff_event or {}), sandbox=Sandbox(answers, otherwise="real"), capture=True)
-        return len(handovers)
+            self.redelivered += 1
+        return True
 
 
 class _Resume:

@@ -30,6 +30,7 @@ from migration_kit.comparator import Comparator, Comparison, Difference
 from migration_kit.decision import Decision
 from migration_kit.evidence import Evidence
 from migration_kit.phases import PhaseMachine, PhaseState, Transition
+from migration_kit.redaction import redactor_for
 from migration_kit.policy import Monitor, Policy, load_policy
 from migration_kit.noise import NoiseModel
 from migration_kit.outcome import Outcome
@@ -109,6 +110,7 @@ class Migration:
         self._noise: NoiseModel | None = None
         self._noise_loaded: dict[str, Any] | None = None
         self._noise_dirty = False
+        self.redactor = redactor_for(self)  # what leaves the process is masked by it
 
     def __repr__(self) -> str:
         return f"<Migration {self.name!r} store={self.store.display_url!r}>"
@@ -360,7 +362,7 @@ class Migration:
         log = events_or_path if isinstance(events_or_path, EventLog) else (
             EventLog(events_or_path) if isinstance(events_or_path, (str, Path)) else None
         )
-        tally = ReplayTally()
+        tally = ReplayTally(redactor=self.redactor)
         state = self._read_phase()[0]
         monitor = Monitor(self.policy, phase=state.phase, percent=state.percent)
         legacy_states = BoundedStateStore(self.saga_capacity)
@@ -376,6 +378,7 @@ class Migration:
                 identity = LogIdentity.from_dict(saved["log"])
                 identity.verify()
                 tally = ReplayTally.from_dict(saved["tally"])
+                tally.redactor = self.redactor
                 monitor.restore(saved.get("monitor"))
                 legacy_states.restore(saved.get("legacy_states"))
                 candidate_states.restore(saved.get("candidate_states"))

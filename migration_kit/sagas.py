@@ -34,8 +34,11 @@ restart each saga is therefore on exactly one side, with its full state.
 
 A graph run cut off mid-event (a crash inside the graph) is settled before its
 saga leaves the candidate: resumed to completion from its checkpoint, or
-rewound to the checkpoint before the event (then the event is returned to the
-caller to deliver on legacy), as ``Policy.cutoff`` says; never run on both.
+rewound to the checkpoint before the event, as ``Policy.cutoff`` says. A
+rewound event is owed to legacy: the commit records it in the saga's record
+(``redeliver``: the event and the real effect calls the cut-off run made),
+and it is delivered on legacy, answered with those calls, before the saga's
+next event (``owed`` / ``delivered``).
 """
 
 from __future__ import annotations
@@ -235,6 +238,9 @@ class SagaLedger:
             self.states.save(saga, dict(state))  # write the destination (an empty state is no key)
             self._drop_thread(saga)  # clear the source
             committed = {k: v for k, v in doc.items() if k not in ("moving", "seed")} | {"side": "legacy"}
+            if moving.get("cutoff") == "rewound" and moving.get("cutoff_event"):
+                # the rewound event is owed to legacy: kept until delivered (see take_redelivery)
+                committed["redeliver"] = {"event": moving["cutoff_event"], "effects": moving.get("cutoff_effects") or []}
         else:
             self._drop_thread(saga)  # a stale thread must not win over the seed
             self.states.save(saga, {})  # clear the source
@@ -282,6 +288,23 @@ class SagaLedger:
                 return "rewound", event, made, dict((values.get("sagas") or {}).get(saga) or {})
         return "rewound", event, made, dict((doc or {}).get("seed") or {})
 
+    def owed(self, saga: str) -> dict[str, Any] | None:
+        """The rewound event owed to legacy for this saga (``{"event", "effects"}``), if any."""
+        doc, _ = self.record(saga)
+        return (doc or {}).get("redeliver") if _side_of(doc) == "legacy" else None
+
+    def delivered(self, saga: str) -> None:
+        """The owed event was delivered on legacy: forget it."""
+        for _ in range(20):
+            doc, version = self.record(saga)
+            if not doc or "redeliver" not in doc:
+                return
+            try:
+                self.records.put(self._key(saga), {k: v for k, v in doc.items() if k != "redeliver"}, version=version)
+                return
+            except VersionConflict:
+                continue
+
     def seed_taken(self, saga: str) -> None:
         """The saga's thread now holds its state: drop the seed kept in the record."""
         for _ in range(5):
@@ -309,12 +332,20 @@ class SagaLedger:
                         pass  # finished by another process meanwhile
         return done
 
-    def settle(self, side_for: Any, *, reason: str, by: str = "sweep", sagas: Any = None) -> list[Handover]:
-        """Hand sagas to ``side_for(saga)``: every known one (e.g. all back to legacy after a rollback), or ``sagas``."""
+    def settle(
+        self, side_for: Any, *, reason: str, by: str = "sweep", sagas: Any = None, after: Any = None
+    ) -> list[Handover]:
+        """Hand sagas to ``side_for(saga)``: every known one (e.g. all back to legacy after a rollback), or ``sagas``.
+
+        ``after(saga)`` runs under the saga's lock once it is where it belongs
+        (the cutover delivers a rewound event there, before any newer one).
+        """
         moved = list(self.recover())
         for saga in self.known() if sagas is None else sagas:
             with self.lock(saga):
                 h = self.ensure(saga, side_for(saga), reason=reason, by=by)
+                if after is not None:
+                    after(saga)
             if h is not None:
                 moved.append(h)
         return moved

@@ -61,6 +61,7 @@ from migration_errors import BadEventLog, ConfigurationError
 
 from migration_kit.cutover import Cutover
 from migration_kit.outcome import Outcome
+from migration_kit.redaction import redactor_for, redactor_named
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
@@ -181,12 +182,10 @@ def encode_entry(
 
     ``dispatch`` is the legacy path's ``Dispatch`` when it served, or the
     candidate's ``Outcome`` when the candidate served for real. The entry
-    leaves the process, so it is masked by ``redactor`` (default: the
-    redactor of the attached migration of that name, see
+    leaves the process, so it is masked by ``redactor`` (default: the one
+    registered for the migration of that name, see
     ``migration_kit.redaction``): workers compare masked values.
     """
-    from migration_kit.redaction import redactor_for, redactor_named
-
     outcome = dispatch if isinstance(dispatch, Outcome) else Outcome.from_dispatch(dispatch)
     doc = {
         "v": ENTRY_VERSION,
@@ -198,10 +197,8 @@ def encode_entry(
         "traceparent": traceparent,
         "tapped_at": tapped_at,
     }
-    if redactor is None:  # the attached migration of this name (its rules), else the one registered by name
-        owners = (getattr(getattr(h, "cutover", None), "migration", None) for h in list(_LIVE) if h.migration_name == migration)
-        owner = next((m for m in owners if m is not None), None)
-        redactor = redactor_for(owner) if owner is not None else redactor_named(migration)
+    if redactor is None:
+        redactor = redactor_named(migration)
     return json.dumps(redactor.entry(doc), separators=(",", ":"), default=str).encode()
 
 
@@ -315,8 +312,10 @@ class ShadowHandle:
         self._drain_deadline = 0.0
         self._unsent = 0
         self.cutover = Cutover(migration, self.bus)
+        self.redactor = redactor_for(migration)
         self._last_plan_phase: str | None = None
         self._settle_at = 0.0
+        self._recovered = False
 
     def __repr__(self) -> str:
         state = "active" if self._on else "closed"
@@ -569,6 +568,10 @@ class ShadowHandle:
         self._settle_at = now + SETTLE_EVERY
         c = self.cutover
         try:
+            if not self._recovered:  # once, on attach: what a crashed process left half done
+                if c.migration.phase != "shadow" or c.ledger.may_have_candidate_sagas():
+                    c.recover()
+                self._recovered = True
             if self._last_plan_phase == "rolled_back" or c.migration.phase == "rolled_back":
                 if c.ledger.may_have_candidate_sagas():
                     c.settle(reason="rolled back: handed back to legacy", by="rollback")
@@ -614,7 +617,7 @@ class ShadowHandle:
         payloads = []
         for dispatch, before, tp, at in items:
             try:
-                payloads.append(encode_entry(self.migration_name, dispatch, before, tp, at))
+                payloads.append(encode_entry(self.migration_name, dispatch, before, tp, at, redactor=self.redactor))
             except Exception as exc:  # noqa: BLE001 - an unserializable outcome is shed, not fatal
                 self._count(shed=1)
                 root = dispatch.event if isinstance(dispatch, Outcome) else dispatch.root
