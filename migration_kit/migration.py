@@ -267,13 +267,23 @@ class Migration:
             merged = NoiseModel.from_dict(stored)
             merged.merge(_delta(self._noise.to_dict(), self._noise_loaded))
             try:
-                records.put("noise", merged.to_dict(), version=version)
+                records.put("noise", self._masked_noise(copy.deepcopy(merged.to_dict())), version=version)
             except VersionConflict:
                 continue
             self._noise_loaded = copy.deepcopy(merged.to_dict())
             self._noise = merged
             self._noise_dirty = False
             return
+
+    def _masked_noise(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The noise model as stored: its example values masked (they are shown, never compared)."""
+        for paths in (doc.get("paths") or {}).values():
+            for key, entry in paths.items():
+                ex = entry.get("example")
+                if isinstance(ex, dict) and ("first" in ex or "second" in ex):
+                    m = self.redactor.difference_dict({"path": key, "legacy": ex.get("first"), "candidate": ex.get("second")})
+                    entry["example"] = {**ex, "first": m["legacy"], "second": m["candidate"]}
+        return doc
 
     def _run_legacy(self, event: Event, answers: tuple[EffectCall, ...], states: StateStore) -> Outcome:
         # A private copy: legacy handlers may mutate payloads in place.

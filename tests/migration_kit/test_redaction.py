@@ -431,3 +431,37 @@ def test_a_recorded_log_holds_no_card_number_or_email_and_replays(project, redis
     assert [c.port for c in entries[0].effects] == ["gateway.charge", "mail.send"]
     assert entries[0].effects[0].response == {"status": "approved", "card": red.token(CARD), "amount": 10}
     assert redact_app.migration().replay(project / "recorded.jsonl").total == 2  # the masked log replays
+
+
+def test_learned_noise_is_stored_with_its_examples_masked():
+    import json
+    import random
+
+    from graph_flows import flow_from_bus
+    from legacy_bus import EventBus
+    from migration_kit import Migration
+    from migration_kit.redaction import luhn
+
+    issued: list[str] = []
+
+    def new_card() -> str:  # a fresh Luhn-valid number on every run: noise on the card path
+        while True:
+            digits = "4" + "".join(random.choice("0123456789") for _ in range(15))
+            if luhn(digits):
+                issued.append(digits)
+                return digits
+
+    bus = EventBus("cards")
+
+    @bus.on("CardRequested")
+    def issue(e, ctx):
+        ctx.publish("CardIssued", {"card": {"number": new_card()}, "holder": e.payload["holder"]})
+
+    m = Migration("noise-mask", legacy=bus, candidate=flow_from_bus(bus), store="memory://", redact=["payload.card.number"])
+    for i in range(3):
+        m.compare(Event(type="CardRequested", payload={"holder": f"h{i}"}))
+    assert any("card.number" in row["path"] for row in m.noise.summary())  # learned as noise, not reported
+    m.save_noise()
+    stored = json.dumps(m.store.records.get("noise")[0])
+    assert "card.number" in stored and issued
+    assert not any(number in stored for number in issued)
