@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import hashlib
@@ -390,8 +391,8 @@ class Migration:
                 tally = ReplayTally.from_dict(saved["tally"])
                 tally.redactor = self.redactor
                 monitor.restore(saved.get("monitor"))
-                legacy_states.restore(saved.get("legacy_states"))
-                candidate_states.restore(saved.get("candidate_states"))
+                legacy_states.restore(self._unseal(saved.get("legacy_states")))
+                candidate_states.restore(self._unseal(saved.get("candidate_states")))
                 self._noise = NoiseModel.from_dict(saved.get("noise"))
                 skipped.extend(SkippedLine(int(x["line"]), x["reason"]) for x in saved.get("skipped", []))
                 elapsed_before = float(saved.get("elapsed", 0.0))
@@ -412,8 +413,8 @@ class Migration:
                     "source": source,
                     "tally": tally.to_dict(),
                     "monitor": monitor.state(),
-                    "legacy_states": legacy_states.snapshot(),
-                    "candidate_states": candidate_states.snapshot(),
+                    "legacy_states": self._seal(legacy_states.snapshot()),
+                    "candidate_states": self._seal(candidate_states.snapshot()),
                     "noise": self.noise.to_dict(),
                     "skipped": [{"line": x.line, "reason": x.reason} for x in skipped],
                     "elapsed": elapsed_before + perf_counter() - started,
@@ -814,6 +815,17 @@ class Migration:
         finally:
             self._forget(graph, thread)
         return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+
+    def _seal(self, value: Any) -> dict[str, str]:
+        """Saga state for the store's records, through the checkpointer's serializer: encrypted at
+        rest exactly when checkpoints are (``MIGRATION_KIT_CHECKPOINT_KEY``), never pickled."""
+        kind, data = self.store.checkpointer.serde.dumps_typed(value)
+        return {"sealed": kind, "data": base64.b64encode(data).decode()}
+
+    def _unseal(self, doc: Any) -> Any:
+        if isinstance(doc, dict) and "sealed" in doc:
+            return self.store.checkpointer.serde.loads_typed((doc["sealed"], base64.b64decode(doc["data"])))
+        return doc  # saved before sealing existed
 
     def _progress(self, path: str | Path) -> dict[str, Any] | None:
         """The saved progress of this migration's replay of ``path``, if any."""
