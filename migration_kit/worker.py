@@ -4,17 +4,29 @@ A worker is one consumer of the group ``mk-workers`` on the migration's
 shadow stream (key scheme in ``migration_kit.shadow``). For each entry it
 runs the candidate sandboxed, its effect calls answered with the responses
 the live legacy path recorded and its saga state seeded with the state from
-before the event (the legacy side effects are never run again), compares it
-with the recorded legacy outcome, and records the result and acknowledges
-the entry in one Lua script: a ``SET NX`` on the event's done marker decides
-whether the counters move, so an entry delivered twice (a worker died after
-comparing, a reclaim raced a slow worker) is counted once.
+before the event (the legacy side effects are never run again), and compares
+it with the recorded legacy outcome. The results of one read batch are recorded
+and the batch's entries acknowledged in one Lua script: per event a ``SET NX``
+on its done marker decides whether the counters move, so an entry delivered
+twice (a worker died after comparing, a reclaim raced a slow worker, the same
+event twice in one batch) is counted once.
+
+Hot path: when the candidate would use the store's Redis checkpointer, the
+worker runs it on a written-behind one (``_BatchingSaver``): the checkpoints
+LangGraph writes under ``durability="async"`` go out as pipelined round trips
+from one writer thread, and dropping a finished event's thread is queued
+behind them; the writer is flushed before a batch is recorded, so an
+acknowledged entry leaves no thread behind. The run of an entry delivered for
+the first time skips LangGraph's opening checkpoint lookup (it has none).
 
 Crashes: entries a dead worker had read stay pending in the group; every
 worker reclaims entries idle for longer than ``claim_idle_ms`` with
 ``XAUTOCLAIM`` and processes them. The candidate's graph thread for an event
 is ``<migration>:<event id>`` in the store's checkpointer, so a reclaimed
-event whose run was cut off mid-graph resumes from its last checkpoint.
+event whose run was cut off mid-graph resumes from its last checkpoint (a
+kill loses at most the writes still queued, milliseconds' worth: the run
+resumes from the last checkpoint that reached Redis, or runs whole). A batch
+cut off before it was recorded is compared again by whoever reclaims it.
 
 Outages: when Redis goes away the worker keeps what it computed, backs off,
 reconnects, and carries on where it left off (the group's position and the
@@ -42,9 +54,13 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from checkpoints import RedisSaver
+from checkpoints import scripts as checkpoint_scripts
+from graph_flows import BusFlow
 from migration_errors import ConfigurationError, StoreUnavailable
 
 from migration_kit.evidence import Evidence
@@ -63,29 +79,47 @@ DONE_TTL = 7 * 24 * 3600  # seconds a done marker is kept: longer than any entry
 MAX_GROUPS = 1000
 STOP_GRACE = 30.0  # seconds a stopping worker keeps trying to record what it computed while Redis is away
 MAX_DEAD = 1000
+FLUSH_TIMEOUT = 10.0  # seconds to wait for queued checkpoint writes before recording a batch
 
-# Record one compared event once: the done marker decides; the counters, the
-# divergence groups and the acknowledgement go together, atomically.
-# KEYS: done, counters, groups, examples, stream
-# ARGV: consumer, ttl, entry id, group, divergent, errored, max groups, then (signature, example) pairs
+# Record the compared events of one read batch, each once, and acknowledge them,
+# atomically: per event a SET NX on its done marker decides whether the
+# counters and the divergence groups move (an entry delivered twice is counted
+# once), then one XACK takes every entry of the batch.
+# KEYS: counters, groups, examples, stream, then one done marker per event
+# ARGV: consumer, ttl, group, max groups, then per event (in KEYS order):
+#       entry id, divergent, errored, n, then n (signature, example) pairs
+# Returns one 1 (first time) or 0 (already counted) per event.
 _RECORD = """
-local first = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2]))
-if first then
-  redis.call('HINCRBY', KEYS[2], 'compared', 1)
-  if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'divergent', 1) end
-  if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[2], 'errors', 1) end
-  local cap = tonumber(ARGV[7])
-  for i = 8, #ARGV, 2 do
-    if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 1 or redis.call('HLEN', KEYS[3]) < cap then
-      redis.call('HINCRBY', KEYS[3], ARGV[i], 1)
-      redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1])
+local ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[4])
+local compared, divergent, errors = 0, 0, 0
+local out, ids = {}, {}
+local a = 5
+for k = 5, #KEYS do
+  local n = tonumber(ARGV[a + 3])
+  ids[#ids + 1] = ARGV[a]
+  if redis.call('SET', KEYS[k], ARGV[1], 'NX', 'EX', ttl) then
+    compared = compared + 1
+    if ARGV[a + 1] == '1' then divergent = divergent + 1 end
+    if ARGV[a + 2] == '1' then errors = errors + 1 end
+    for i = a + 4, a + 3 + 2 * n, 2 do
+      if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 or redis.call('HLEN', KEYS[2]) < cap then
+        redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
+        redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1])
+      end
     end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
   end
+  a = a + 4 + 2 * n
 end
-redis.call('XACK', KEYS[5], ARGV[4], ARGV[3])
-if first then return 1 end
-return 0
+if compared > 0 then redis.call('HINCRBY', KEYS[1], 'compared', compared) end
+if divergent > 0 then redis.call('HINCRBY', KEYS[1], 'divergent', divergent) end
+if errors > 0 then redis.call('HINCRBY', KEYS[1], 'errors', errors) end
+if #ids > 0 then redis.call('XACK', KEYS[4], ARGV[3], unpack(ids)) end
+return out
 """
+RECORD_CHUNK = 200  # events per record call (well under Lua's unpack limit)
 
 # Dead-letter one malformed entry once. KEYS: mark, counters, dead list, stream
 # ARGV: ttl, entry id, group, record (JSON), max list length
@@ -110,6 +144,52 @@ _INFRA_ERRORS = (
     "ConnectionResetError",
     "BrokenPipeError",
 )
+
+
+_COMPARING: ContextVar[bool] = ContextVar("mk_worker_comparing", default=False)
+# The graph thread of an entry delivered for the first time, while its comparison runs: its run's
+# opening checkpoint lookup is answered "none" without a round trip (once; a list, so copies of the
+# context share it).
+_FIRST_RUN: ContextVar[list[str] | None] = ContextVar("mk_worker_first_run", default=None)
+
+
+class _BatchingSaver(RedisSaver):
+    """The store's Redis checkpointer as a shadow worker runs the candidate: written behind.
+
+    Under LangGraph's ``durability="async"`` (its default) every checkpoint
+    and pending write of a run is queued to one ordered background writer
+    that sends whatever queued meanwhile as one pipelined round trip
+    (``RedisSaver(write_behind=True)``), instead of each ``put`` waiting for
+    Redis in a pool thread. ``delete_thread`` (the migration dropping a
+    finished event's thread) is queued behind that thread's writes instead of
+    flushing the queue and waiting for its own round trip.
+
+    The worker flushes the writer before it records a batch, so when an entry
+    is acknowledged its thread's checkpoints are gone from Redis. A worker
+    killed mid-run loses at most what was still queued (milliseconds of
+    writes): the reclaimed event resumes from the last checkpoint that reached
+    Redis, or runs whole when none did. Reads of a thread (a resume's
+    ``get_state``) wait for that thread's queued writes first. Deletes are
+    deferred only inside the worker's own comparisons (``_COMPARING``);
+    anything else in the process (a saga handover) deletes as ``RedisSaver`` does.
+    """
+
+    def get_tuple(self, config: Any) -> Any:
+        first = _FIRST_RUN.get()
+        if first:
+            conf = config.get("configurable") or {}
+            if conf.get("thread_id") == first[0] and not conf.get("checkpoint_id") and not conf.get("checkpoint_ns"):
+                first.clear()
+                return None
+        return super().get_tuple(config)
+
+    def delete_thread(self, thread_id: str) -> None:
+        writer = self._writer
+        if writer is None or not _COMPARING.get():  # not one of the worker's own comparisons: as RedisSaver does
+            super().delete_thread(thread_id)
+            return
+        base = self.keys.base(str(thread_id))
+        writer.submit(base, checkpoint_scripts.DELETE_THREAD, [base + "nss"], [base])
 
 
 class _Retry(Exception):
@@ -197,6 +277,7 @@ class Worker:
         self._claim_cursor = "0-0"
         self._fresh: set[bytes] = set()
         self._claimed_at = 0.0
+        self._saver: _BatchingSaver | None = None
 
     def __repr__(self) -> str:
         return f"<Worker {self.consumer!r} of {self.migration.name!r} handled={self.stats.handled}>"
@@ -267,6 +348,13 @@ class Worker:
 
     def run(self) -> WorkerStats:
         """Consume until stopped (or ``max_events`` handled); returns the stats."""
+        self._saver = self._install_saver()
+        try:
+            return self._run()
+        finally:
+            self._uninstall_saver()
+
+    def _run(self) -> WorkerStats:
         m = self.migration
         _ = m.graph, m.noise  # compile and load once, before threads share them
         self._with_redis(lambda: None)
@@ -299,6 +387,45 @@ class Worker:
                 self._client.close()
         return self.stats
 
+    def _install_saver(self) -> _BatchingSaver | None:
+        """Run the candidate on a written-behind Redis saver when it would use the store's.
+
+        Only when the store is Redis, the candidate has no checkpointer of its
+        own and nothing has opened the store's checkpointer or compiled the
+        graph yet; ``run`` puts things back as they were when it returns.
+        """
+        m = self.migration
+        store = m.store
+        if store.scheme not in ("redis", "rediss") or m._graph is not None or store._checkpointer is not None:
+            return None
+        if not isinstance(m.candidate, BusFlow) and getattr(m.candidate, "checkpointer", None) is not None:
+            return None
+        saver = _BatchingSaver.from_url(store.url, write_behind=True)
+        store._checkpointer = saver
+        return saver
+
+    def _uninstall_saver(self) -> None:
+        saver, self._saver = self._saver, None
+        if saver is None:
+            return
+        m = self.migration
+        if m.store._checkpointer is saver:
+            m.store._checkpointer = None
+            m._graph = None
+        try:
+            saver.close()  # flushes what is queued
+        except Exception as exc:  # noqa: BLE001 - the results are recorded; only cleanup is at stake
+            log.warning("shadow worker %s: closing the checkpointer: %s", self.consumer, exc)
+
+    def _settle_checkpoints(self) -> None:
+        """Wait for the queued checkpoint writes and deletes of the runs just finished."""
+        if self._saver is None:
+            return
+        try:
+            self._saver.flush(FLUSH_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - the comparisons stand; at worst a finished thread is left behind
+            log.warning("shadow worker %s: checkpoint writes not acknowledged: %s", self.consumer, exc)
+
     def _enough(self) -> bool:
         return self.max_events is not None and self.stats.handled >= self.max_events
 
@@ -327,15 +454,33 @@ class Worker:
         return found
 
     def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]], pool: ThreadPoolExecutor | None) -> None:
+        """Compare a read batch, then record and acknowledge all of it in one round trip."""
         if pool is None:
-            for entry in entries:
-                self._handle(entry)
+            results = [self._compute(entry) for entry in entries]
         else:
-            list(pool.map(self._handle, entries))
+            results = list(pool.map(self._compute, entries))
+        done = [r for r in results if r is not None]
+        if not done:
+            return
+        self._settle_checkpoints()
+        firsts = self._with_redis(self._record_batch, done, persist=True)
+        with self._lock:
+            self.stats.handled += len(done)
+            if firsts is None:  # stopping during an outage: the entries stay pending for another worker
+                return
+            for (_, _, comparison), first in zip(done, firsts):
+                if first:
+                    self.stats.recorded += 1
+                    self.stats.divergent += comparison.divergent
+                    self.stats.errors += comparison.errored
+                    self._add_evidence(comparison)
+                else:
+                    self.stats.duplicates += 1
 
     # -- one entry -----------------------------------------------------------------------------
 
-    def _handle(self, entry: tuple[bytes, dict[bytes, bytes]]) -> None:
+    def _compute(self, entry: tuple[bytes, dict[bytes, bytes]]) -> tuple[str, Tapped, Comparison] | None:
+        """Compare one entry; None when it was dead-lettered or is to be retried (nothing to record)."""
         eid_raw, fields = entry
         eid = eid_raw.decode() if isinstance(eid_raw, bytes) else str(eid_raw)
         try:
@@ -346,27 +491,24 @@ class Worker:
             with self._lock:
                 self.stats.handled += 1
                 self.stats.dead += 1
-            return
+            return None
         with self._lock:
             fresh = eid_raw in self._fresh
             self._fresh.discard(eid_raw)
+        token = _COMPARING.set(True)
+        # The thread name is the one Migration._run_candidate gives the event's run.
+        first = _FIRST_RUN.set([f"{self.migration.name}:{tapped.event.id}"] if fresh else None)
         try:
             comparison = self._compare(tapped, resume=not fresh)
         except _Retry:
             with self._lock:
                 self._retry.append(entry)
             time.sleep(0.2)  # the store is down: give it a moment before the retry
-            return
-        first = self._with_redis(self._record_result, eid, tapped, comparison, persist=True)
-        with self._lock:
-            self.stats.handled += 1
-            if first:
-                self.stats.recorded += 1
-                self.stats.divergent += comparison.divergent
-                self.stats.errors += comparison.errored
-                self._add_evidence(comparison)
-            else:
-                self.stats.duplicates += 1
+            return None
+        finally:
+            _FIRST_RUN.reset(first)
+            _COMPARING.reset(token)
+        return eid, tapped, comparison
 
     def _compare(self, tapped: Tapped, *, resume: bool = True) -> Comparison:
         comparison = self.migration.compare_recorded(
@@ -378,27 +520,42 @@ class Worker:
             raise _Retry(cand.errors[0].message)
         return comparison
 
-    def _record_result(self, eid: str, tapped: Tapped, comparison: Comparison) -> bool:
-        args: list[Any] = [
-            self.consumer,
-            DONE_TTL,
-            eid,
-            GROUP,
-            int(comparison.divergent),
-            int(comparison.errored),
-            MAX_GROUPS,
-        ]
+    def _record_batch(self, done: list[tuple[str, Tapped, Comparison]]) -> list[bool]:
+        """Record compared events once each and acknowledge their entries (one script call per chunk)."""
+        k = self.keys
+        firsts: list[bool] = []
+        for at in range(0, len(done), RECORD_CHUNK):
+            keys: list[str] = [k.counters, k.groups, k.examples, k.stream]
+            args: list[Any] = [self.consumer, DONE_TTL, GROUP, MAX_GROUPS]
+            for eid, tapped, comparison in done[at : at + RECORD_CHUNK]:
+                keys.append(k.done(tapped.event.id))
+                groups = self._record_result(tapped, comparison)
+                args += [eid, int(comparison.divergent), int(comparison.errored), len(groups) // 2, *groups]
+            firsts += [bool(x) for x in self._record(keys=keys, args=args)]
+        return firsts
+
+    def _record_result(self, tapped: Tapped, comparison: Comparison) -> list[str]:
+        """The divergence groups of one comparison: (signature, example) JSON pairs, flattened, masked.
+
+        They are stored in Redis, so paths and both values go through the
+        migration's redactor (``migration_kit.redaction``).
+        """
+        from migration_kit.redaction import redactor_for
+
+        args: list[str] = []
+        if not comparison.differences:
+            return args
+        red = redactor_for(self.migration)
+        secrets = tuple(red.comparison_secrets(comparison))
         seen: set[tuple[str, str, str]] = set()
         for diff in comparison.differences:
-            sig = signature(comparison.first_divergent_node, diff)
+            sig = signature(comparison.first_divergent_node, diff, red)
             if sig in seen:
                 continue
             seen.add(sig)
-            example = {"event": tapped.event.id, "event_type": tapped.event.type, **diff.to_dict()}
+            example = {"event": tapped.event.id, "event_type": tapped.event.type, **red.difference(diff, secrets).to_dict()}
             args += [json.dumps(list(sig)), json.dumps(example, default=str)]
-        k = self.keys
-        keys = [k.done(tapped.event.id), k.counters, k.groups, k.examples, k.stream]
-        return bool(self._record(keys=keys, args=args))
+        return args
 
     def _dead_letter(self, eid: str, error: str) -> None:
         k = self.keys

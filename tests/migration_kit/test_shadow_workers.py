@@ -1,4 +1,4 @@
-"""Shadow workers as real processes: SIGKILL mid-way, a Redis restart, SIGTERM draining."""
+"""Shadow workers as real processes (SIGKILL mid-way, a Redis restart, SIGTERM draining), and the worker's batching."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from migration_kit.shadow import ShadowKeys
+from graph_flows import flow_from_bus
+from legacy_bus import Event, EventBus
+from migration_kit import Migration, Worker
+from migration_kit.shadow import GROUP, ShadowKeys, decode_entry
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -74,6 +77,10 @@ def done_markers(r: redis.Redis) -> int:
     return sum(1 for _ in r.scan_iter(KEYS.done_pattern, count=1000))
 
 
+def checkpoint_keys(r: redis.Redis) -> list[bytes]:
+    return list(r.scan_iter("lgcp:*", count=1000))
+
+
 def test_two_workers_one_killed_mid_way_compare_all_1000_events_exactly_once(redis_url):
     r = redis.Redis.from_url(redis_url)
     tap(redis_url, 1000)
@@ -99,6 +106,7 @@ def test_two_workers_one_killed_mid_way_compare_all_1000_events_exactly_once(red
     assert (c["compared"], c.get("divergent", 0), c.get("errors", 0)) == (1000, 0, 0)
     assert done_markers(r) == 1000
     assert r.xinfo_groups(KEYS.stream)[0]["lag"] == 0
+    assert checkpoint_keys(r) == []  # every compared event's graph thread was dropped, the killed run's too
 
 
 def test_sigterm_drains_in_flight_work_and_exits_0(redis_url):
@@ -167,3 +175,61 @@ def test_a_worker_that_outlives_a_redis_restart_continues_where_it_left_off(aof_
     assert counters(r)["compared"] == 400 == done_markers(r)
     stats = stats_of(out)
     assert stats["reconnects"] + stats["retried"] > 0  # it did see the outage, and rode it out
+
+
+# -- in one process: the batch a worker reads is recorded and acknowledged together ------------------
+
+
+def test_an_event_twice_in_one_read_batch_is_counted_once_and_both_entries_are_acknowledged(redis_url):
+    r = redis.Redis.from_url(redis_url)
+    tap(redis_url, 3)
+    first = r.xrange(KEYS.stream)[0][1]
+    r.xadd(KEYS.stream, first)  # the same event again, in the same batch
+    m = shadow_app.migration(store=redis_url)
+    w = Worker(m, max_events=4, block_ms=100, evidence_every=0.0)
+    w.run()
+    assert (w.stats.handled, w.stats.recorded, w.stats.duplicates) == (4, 3, 1)
+    assert counters(r)["compared"] == 3 == done_markers(r)
+    assert r.xpending(KEYS.stream, GROUP)["pending"] == 0
+    # The worker leaves the migration as it found it, and no graph thread behind.
+    assert m._graph is None and m.store._checkpointer is None
+    assert checkpoint_keys(r) == []
+
+
+def test_a_reclaimed_entry_resumes_its_graph_thread_through_the_worker(redis_url):
+    bus = EventBus("resume")
+    runs: list[str] = []
+
+    @bus.on("A")
+    def first(e):
+        runs.append("first")
+        return Event(type="B", payload={"x": e.payload["x"] + 1})
+
+    @bus.on("B")
+    def second(e):
+        runs.append("second")
+        return Event(type="C", payload={"x": e.payload["x"] * 2})
+
+    def migration() -> Migration:
+        return Migration("resume", legacy=bus, candidate=flow_from_bus(bus), store=redis_url)
+
+    r = redis.Redis.from_url(redis_url)
+    keys = ShadowKeys("resume")
+    with migration() as m0, m0.attach() as handle:
+        bus.publish(Event(type="A", payload={"x": 1}))
+        assert handle.flush(10)
+        # A worker read the entry and died after the first node: its checkpoint has the second one pending.
+        r.xgroup_create(keys.stream, GROUP, id="0")
+        [(_, [(eid, fields)])] = r.xreadgroup(GROUP, "dead", {keys.stream: ">"}, count=1)
+        event = decode_entry(fields[b"d"], eid.decode()).event
+        config = {"configurable": {"thread_id": f"resume:{event.id}"}}
+        m0.graph.invoke({"event": event}, config, interrupt_before=["second"])
+        assert m0.graph.get_state(config).next == ("second",)
+    runs.clear()
+    m = migration()
+    w = Worker(m, max_events=1, block_ms=100, claim_idle_ms=1, evidence_every=0.0)
+    w.run()
+    assert runs == ["second"]  # resumed from the checkpoint: the first node did not run again
+    assert (w.stats.reclaimed, w.stats.recorded, w.stats.divergent) == (1, 1, 0)
+    assert r.xpending(keys.stream, GROUP)["pending"] == 0
+    assert checkpoint_keys(r) == []
