@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from migration_errors import MigrationKitError
+from migration_errors import ConfigurationError, MigrationKitError
 
 __all__ = ["main"]
 
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--block-ms", type=int, default=1000, metavar="MS", help="how long one read waits for new entries (default 1000)")
     w.add_argument("--claim-idle-ms", type=int, default=30_000, metavar="MS", help="reclaim entries pending longer than this from dead workers (default 30000)")
     w.add_argument("--max-events", type=int, metavar="N", help="stop after handling N entries (for tests)")
+    w.add_argument("--cpus", metavar="LIST", help="pin the worker to these CPUs, e.g. 0 or 0,1 or 2-3 (one worker per core scales best)")
     return p
 
 
@@ -279,6 +281,26 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def pin_cpus(spec: str) -> set[int]:
+    """Pin this process to the CPUs in ``spec`` (``0``, ``0,2``, ``1-3``); returns them.
+
+    Raises:
+        ConfigurationError: the list is malformed, or names a CPU this machine does not offer.
+    """
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d+)(?:-(\d+))?\s*", part)
+        if m is None:
+            raise ConfigurationError(f"--cpus {spec!r}: expected CPU numbers like 0 or 0,1 or 2-3")
+        cpus.update(range(int(m[1]), int(m[2] or m[1]) + 1))
+    offered = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    if not cpus or not cpus <= offered:
+        raise ConfigurationError(f"--cpus {spec!r}: this machine offers CPUs {sorted(offered)}")
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+    return cpus
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import signal
@@ -288,6 +310,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not args.store:
         raise MigrationKitError("worker: --store redis://host:port/db is required (the shadow stream and the results live in Redis)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.cpus:
+        pin_cpus(args.cpus)  # before any thread starts: they all inherit it
     with _load(args) as migration:
         worker = Worker(
             migration,

@@ -125,3 +125,14 @@ def test_the_console_script_and_python_m_run_the_same_cli(project):
         proc = subprocess.run([*exe, "replay", "log.jsonl", "--app", "nosuch:app"], capture_output=True, text=True, cwd=project)
         assert proc.returncode == 2 and proc.stderr.startswith("migration-kit: error: --app nosuch:app")
         assert "Traceback" not in proc.stderr
+
+
+def test_worker_cpus_pins_the_process_and_a_bad_list_is_a_usage_error(project, capsys):
+    code = "import os; from migration_kit.cli import pin_cpus; print(sorted(pin_cpus('0')), sorted(os.sched_getaffinity(0)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[0]", "[0]"]
+    for bad in ("x", "0-", "4096"):
+        assert main(["worker", "--app", "tinyapp:migration", "--store", "redis://127.0.0.1:1/0", "--cpus", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--cpus" in err[0], err
