@@ -368,6 +368,10 @@ class ShadowHandle:
         cutover = self.cutover
 
         planned = cutover.plan
+
+        def state_before(event: Event) -> dict[str, Any] | None:
+            before = bus.state_store.peek(event.saga_key)
+            return _snapshot(before) if before else None
         count_served = cutover._count
 
         def shadow(item: tuple[Any, ...]) -> None:
@@ -390,9 +394,7 @@ class ShadowHandle:
             handle._last_plan_phase = plan.phase
             if plan.fast:
                 try:
-                    before = bus.state_store.peek(event.saga_key)
-                    before = _snapshot(before) if before else None
-                    tp = _traceparent()
+                    before, tp = state_before(event), _traceparent()
                 except Exception:  # noqa: BLE001 - the tap must never break the live path
                     handle._count(shed=1)
                     return original_dispatch(event, capture=capture)
@@ -405,8 +407,7 @@ class ShadowHandle:
                     cutover.prepare(event, plan)
                     tp = _traceparent()
                     if plan.side == "legacy":
-                        before = bus.state_store.peek(event.saga_key)
-                        before = _snapshot(before) if before else None
+                        before = state_before(event)
                         result = original_dispatch(event, capture=True)
                         item: tuple[Any, ...] = (result, before, tp, time.time())
                     else:
@@ -425,9 +426,7 @@ class ShadowHandle:
             handle._last_plan_phase = plan.phase
             if plan.fast:
                 try:
-                    before = bus.state_store.peek(event.saga_key)
-                    before = _snapshot(before) if before else None
-                    tp = _traceparent()
+                    before, tp = state_before(event), _traceparent()
                 except Exception:  # noqa: BLE001
                     handle._count(shed=1)
                     return await original_adispatch(event, capture=capture)
@@ -442,8 +441,7 @@ class ShadowHandle:
                     await asyncio.to_thread(cutover.prepare, event, plan)
                     tp = _traceparent()
                     if plan.side == "legacy":
-                        before = bus.state_store.peek(event.saga_key)
-                        before = _snapshot(before) if before else None
+                        before = state_before(event)
                         result = await original_adispatch(event, capture=True)
                         item: tuple[Any, ...] = (result, before, tp, time.time())
                     else:
