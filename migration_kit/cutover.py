@@ -137,7 +137,7 @@ class Cutover:
         """
         try:
             h = self.ledger.ensure(event.saga_key, plan.side, reason=f"routed to {plan.side} in phase {plan.phase}")
-            if plan.side == "legacy":
+            if h is not None and h.cutoff == "rewound":  # owed to legacy now, before this newer event
                 self.deliver_owed(event.saga_key)
         except (RedisError, OSError, sqlite3.Error) as exc:
             m = self.migration

@@ -300,7 +300,7 @@ class Migration:
         self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None, *, resume: bool = False
     ) -> Outcome:
         graph = self.graph
-        thread = f"{self.name}:{event.id}"
+        thread = self.thread_for(event)
         config = {"configurable": {"thread_id": thread}}
         inp: dict[str, Any] | None = {"event": event.to_dict()}
         if seed:
@@ -316,6 +316,10 @@ class Migration:
         finally:
             self._forget(graph, thread)
         return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+
+    def thread_for(self, event: Event) -> str:
+        """The graph thread of one event's comparison run (replay, shadow worker): ``<name>:<event id>``."""
+        return f"{self.name}:{event.id}"
 
     @staticmethod
     def _resumed(graph: Any, event: Event, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -781,7 +785,7 @@ class Migration:
 
     def _run_recorded_candidate(self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None) -> Outcome:
         graph = self.graph
-        thread = f"{self.name}:{event.id}"
+        thread = self.thread_for(event)
         config = {"configurable": {"thread_id": thread}}
         snapshot = None
         if getattr(graph, "checkpointer", None) not in (None, True, False):

@@ -187,22 +187,23 @@ class SagaLedger:
     # -- handing over --------------------------------------------------------------------------
 
     def ensure(self, saga: str, to: Side, *, reason: str, by: str = "router") -> Handover | None:
-        """Make ``to`` hold ``saga`` (handing it over when the other side does); None if it already does.
+        """Make ``to`` hold ``saga`` (handing it over when the other side does); None if it already did.
 
         The caller holds ``lock(saga)``; across processes the record's
         compare-and-set keeps two handovers of one saga from interleaving.
         """
+        finished: Handover | None = None  # a handover a crash left half done, finished here
         for _ in range(20):
             doc, version = self.record(saga)
             if doc and doc.get("moving"):
                 try:
-                    self._finish(saga, doc, version, recovered=True)
+                    finished = self._finish(saga, doc, version, recovered=True)
                 except VersionConflict:
                     pass
                 continue
             source = _side_of(doc)
             if source == to:
-                return None
+                return finished
             try:
                 return self._handover(saga, doc, version, source, to, reason=reason, by=by)
             except VersionConflict:
@@ -295,27 +296,23 @@ class SagaLedger:
 
     def delivered(self, saga: str) -> None:
         """The owed event was delivered on legacy: forget it."""
+        self._forget_field(saga, "redeliver")
+
+    def _forget_field(self, saga: str, name: str) -> None:
+        """Drop one field of the saga's record (compare-and-set; a record in mid-handover is left alone)."""
         for _ in range(20):
             doc, version = self.record(saga)
-            if not doc or "redeliver" not in doc:
+            if not doc or name not in doc or doc.get("moving"):
                 return
             try:
-                self.records.put(self._key(saga), {k: v for k, v in doc.items() if k != "redeliver"}, version=version)
+                self.records.put(self._key(saga), {k: v for k, v in doc.items() if k != name}, version=version)
                 return
             except VersionConflict:
                 continue
 
     def seed_taken(self, saga: str) -> None:
         """The saga's thread now holds its state: drop the seed kept in the record."""
-        for _ in range(5):
-            doc, version = self.record(saga)
-            if not doc or "seed" not in doc or doc.get("moving"):
-                return
-            try:
-                self.records.put(self._key(saga), {k: v for k, v in doc.items() if k != "seed"}, version=version)
-                return
-            except VersionConflict:
-                continue
+        self._forget_field(saga, "seed")
 
     # -- sweeps ---------------------------------------------------------------------------------
 

@@ -497,7 +497,7 @@ class Worker:
             self._fresh.discard(eid_raw)
         token = _COMPARING.set(True)
         # The thread name is the one Migration._run_candidate gives the event's run.
-        first = _FIRST_RUN.set([f"{self.migration.name}:{tapped.event.id}"] if fresh else None)
+        first = _FIRST_RUN.set([self.migration.thread_for(tapped.event)] if fresh else None)
         try:
             comparison = self._compare(tapped, resume=not fresh)
         except _Retry:

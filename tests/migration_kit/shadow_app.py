@@ -84,3 +84,21 @@ def migration_v2(store: str | None = None) -> Migration:
 def migration_crash(store: str | None = None) -> Migration:
     """The candidate's ``ship`` raises on every event."""
     return Migration("shop", legacy=bus, candidate=flow_from_bus(bus).replace("ship", crash_v2), store=store)
+
+
+def two_step_bus() -> tuple[EventBus, list[str]]:
+    """A fresh bus of two chained nodes (``A`` -> first -> ``B`` -> second), and the list of nodes run, in order."""
+    bus = EventBus("resume")
+    runs: list[str] = []
+
+    @bus.on("A")
+    def first(e):
+        runs.append("first")
+        return Event(type="B", payload={"x": e.payload["x"] + 1})
+
+    @bus.on("B")
+    def second(e):
+        runs.append("second")
+        return Event(type="C", payload={"x": e.payload["x"] * 2})
+
+    return bus, runs

@@ -245,18 +245,7 @@ def test_malformed_entries_are_dead_lettered_and_the_worker_carries_on(redis_url
 
 
 def test_a_reclaimed_event_resumes_its_graph_thread_from_the_checkpoint(redis_url):
-    bus = EventBus("resume")
-    runs: list[str] = []
-
-    @bus.on("A")
-    def first(e):
-        runs.append("first")
-        return Event(type="B", payload={"x": e.payload["x"] + 1})
-
-    @bus.on("B")
-    def second(e):
-        runs.append("second")
-        return Event(type="C", payload={"x": e.payload["x"] * 2})
+    bus, runs = shadow_app.two_step_bus()
 
     m = Migration("resume", legacy=bus, candidate=flow_from_bus(bus), store=redis_url)
     event = Event(type="A", payload={"x": 1})

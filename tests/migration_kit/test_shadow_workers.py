@@ -197,18 +197,7 @@ def test_an_event_twice_in_one_read_batch_is_counted_once_and_both_entries_are_a
 
 
 def test_a_reclaimed_entry_resumes_its_graph_thread_through_the_worker(redis_url):
-    bus = EventBus("resume")
-    runs: list[str] = []
-
-    @bus.on("A")
-    def first(e):
-        runs.append("first")
-        return Event(type="B", payload={"x": e.payload["x"] + 1})
-
-    @bus.on("B")
-    def second(e):
-        runs.append("second")
-        return Event(type="C", payload={"x": e.payload["x"] * 2})
+    bus, runs = shadow_app.two_step_bus()
 
     def migration() -> Migration:
         return Migration("resume", legacy=bus, candidate=flow_from_bus(bus), store=redis_url)
