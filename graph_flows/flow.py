@@ -1,17 +1,26 @@
-"""Deriving a LangGraph ``StateGraph`` from an event bus: wrap, don't weld.
+"""Deriving a LangGraph ``StateGraph`` from any ``LegacyBus``: wrap, don't weld.
 
 The derived graph has one node per handler, named as the handler's node
-name. Routing mirrors the bus: a dispatcher (the conditional edges leaving
-``START``'s ``__begin__`` node and every handler node) walks the cascade
-breadth-first, exactly as ``EventBus.dispatch`` does, and sends each event to
-its subscribers with ``Send(node, NodeInput)``. Wrapped handlers run one at a
-time in subscription order (legacy code is rarely thread-safe); consecutive
-native nodes subscribed to the same event are sent together and may run
-concurrently (a fan-out).
+name. Routing mirrors the bus and keeps its cascade discipline: a dispatcher
+(the conditional edges leaving ``START``'s ``__begin__`` node and every
+handler node) walks the cascade breadth-first for a queueing bus, exactly as
+``EventBus.dispatch`` does, or depth-first for a bus whose nested emit runs to
+completion before the next listener (pyee, blinker, Django signals), and sends
+each event to its subscribers with ``Send(node, NodeInput)``. Wrapped
+handlers run one at a time in subscription order (legacy code is rarely
+thread-safe); on a breadth-first bus consecutive native nodes subscribed to
+the same event are sent together and may run concurrently (a fan-out).
 
 Because the wrapped node runs the very same ``Subscription.invoke`` as the
 bus, a handler behaves identically on both paths: the same publishing styles,
-the same effect-port sandboxing, the same error capture and depth bound.
+the same effect-port sandboxing, the same error capture. The bus's own
+bounds apply (``max_depth`` / ``max_fanout``); a bus without them gets none.
+
+On a depth-first bus a handler's nested emit is recorded as a child and its
+listeners run as the next nodes, after the handler returns; the emitted
+events, the steps and each step's effects come out in the bus's own order,
+but code a handler runs *after* its nested emit sees the listeners' work only
+on the bus (the graph cannot pause a handler mid-call).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
+import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,10 +37,12 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Overwrite, Send
 
-from legacy_bus import Event, EventBus, Step, Subscription
+from legacy_bus import Event, LegacyBus, Step, Subscription
+from legacy_bus.protocol import require_legacy_bus
 from legacy_bus.bus import cut_at_depth
 from migration_errors import ConfigurationError
 
+from graph_flows.errors import error_data, remember
 from graph_flows.state import FlowState, NodeInput
 
 try:  # the node wrapper LangGraph itself uses; RunnableLambda is the public fallback
@@ -38,10 +50,11 @@ try:  # the node wrapper LangGraph itself uses; RunnableLambda is the public fal
 except ImportError:  # pragma: no cover - depends on the installed LangGraph
     from langchain_core.runnables import RunnableLambda as _Runnable  # type: ignore[assignment]
 
-__all__ = ["BEGIN", "JOIN", "BusFlow", "FlowNode", "flow_from_bus"]
+__all__ = ["BEGIN", "FINISH", "JOIN", "BusFlow", "FlowNode", "flow_from_bus"]
 
 BEGIN = "__begin__"
 JOIN = "__join__"
+FINISH = "__finish__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +101,9 @@ def _native_shim(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
 
 
 class BusFlow:
-    """A LangGraph flow derived from an ``EventBus``; build it with ``flow_from_bus``."""
+    """A LangGraph flow derived from a ``LegacyBus``; build it with ``flow_from_bus``."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: LegacyBus) -> None:
         self.bus = bus
         self.nodes: dict[str, FlowNode] = {
             sub.name: FlowNode(sub.name, sub.event_type, sub, False, sub) for sub in bus.subscriptions
@@ -149,16 +162,20 @@ class BusFlow:
         """The uncompiled ``StateGraph`` (to add your own nodes or edges before compiling)."""
         routes = self.routes()
         bus = self.bus
+        depth_first = bus.discipline == "depth_first"
         graph = StateGraph(FlowState)
-        graph.add_node(BEGIN, _begin)
+        graph.add_node(BEGIN, _Begin(bus, list(self.nodes)))
         graph.add_edge(START, BEGIN)
-        router = _Router(routes, bus)
-        targets = [*self.nodes, END]
+        router: Any = _DepthFirstRouter(routes, bus) if depth_first else _Router(routes, bus)
+        targets = [*self.nodes, FINISH if depth_first else END]
+        if depth_first:
+            graph.add_node(FINISH, _finish_depth_first)
+            graph.add_edge(FINISH, END)
         graph.add_conditional_edges(BEGIN, router, targets)
         natives = False
         for node in self.nodes.values():
             graph.add_node(node.name, _node_runnable(bus, node))
-            if node.native:
+            if node.native and not depth_first:
                 # Native nodes may run several in one superstep; each branch
                 # would see only its own writes, so they meet at one join
                 # node and the cascade is routed once, from the whole state.
@@ -287,34 +304,58 @@ def published_types(fn: Callable[..., Any]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _begin(state: FlowState) -> dict[str, Any]:
-    # A new invocation: per-invocation channels start empty, even on a saga's
-    # long-lived thread whose last checkpoint holds the previous event's.
-    return {
-        "emitted": Overwrite([]),
-        "depths": Overwrite([]),
-        "trace": Overwrite([]),
-        "delivered": Overwrite(0),
-        "errors": Overwrite([]),
-    }
+class _Begin:
+    """The first node: per-invocation channels start empty; a changed topology is refused."""
+
+    __slots__ = ("bus", "names")
+
+    def __init__(self, bus: LegacyBus, names: list[str]) -> None:
+        self.bus = bus
+        self.names = set(names)
+
+    def __call__(self, state: FlowState) -> dict[str, Any]:
+        now = {sub.name for sub in self.bus.subscriptions}
+        if now != self.names:
+            added, gone = sorted(now - self.names), sorted(self.names - now)
+            raise ConfigurationError(
+                f"bus {self.bus.name!r} changed after flow_from_bus(): "
+                + ", ".join(p for p in (f"handlers added: {added}" if added else "", f"handlers removed: {gone}" if gone else "") if p)
+                + "; build the flow again with flow_from_bus(bus) so the graph runs what the bus runs"
+            )
+        # A new invocation: per-invocation channels start empty, even on a saga's
+        # long-lived thread whose last checkpoint holds the previous event's.
+        return {
+            "emitted": Overwrite([]),
+            "depths": Overwrite([]),
+            "trace": Overwrite([]),
+            "delivered": Overwrite(0),
+            "errors": Overwrite([]),
+        }
 
 
 def _join(state: FlowState) -> dict[str, Any]:
     return {}
 
 
+def _stopped(state: FlowState) -> bool:
+    return any(e.get("stop", True) for e in state.get("errors") or ())
+
+
+def _saga_of(state: FlowState, event: dict[str, Any]) -> dict[str, Any]:
+    return (state.get("sagas") or {}).get(event.get("correlation_id") or event["id"], {})
+
+
 class _Router:
-    """The dispatcher: which node(s) handle the next event of the cascade."""
+    """The breadth-first dispatcher: which node(s) handle the next event of the cascade."""
 
-    __slots__ = ("bus", "routes", "stop_on_error")
+    __slots__ = ("bus", "routes")
 
-    def __init__(self, routes: dict[str, list[FlowNode]], bus: EventBus) -> None:
+    def __init__(self, routes: dict[str, list[FlowNode]], bus: LegacyBus) -> None:
         self.routes = routes
         self.bus = bus
-        self.stop_on_error = bus.on_error == "raise"
 
     def __call__(self, state: FlowState) -> Sequence[Send] | str:
-        if self.stop_on_error and state.get("errors"):
+        if _stopped(state):
             return END
         root = state["event"]
         emitted = state.get("emitted") or []
@@ -331,8 +372,9 @@ class _Router:
             return END
         event = root if index == 0 else emitted[index - 1]
         depth = 0 if index == 0 else state["depths"][index - 1]
-        saga = (state.get("sagas") or {}).get(event.get("correlation_id") or event["id"], {})
-        chain = _chain(root, emitted, index) if depth + 1 > self.bus.max_depth else None
+        saga = _saga_of(state, event)
+        max_depth = self.bus.max_depth
+        chain = _chain(root, emitted, index) if max_depth is not None and depth + 1 > max_depth else None
         batch = [nodes[k]]
         if nodes[k].native:
             for more in nodes[k + 1 :]:
@@ -343,6 +385,77 @@ class _Router:
             Send(n.name, {"event": event, "state": saga, "depth": depth, "node": n.name, "chain": chain})
             for n in batch
         ]
+
+
+class _DepthFirstRouter:
+    """The depth-first dispatcher: a listener's nested emits are handled before the next listener runs.
+
+    The next delivery is the first (event, handler) pair not yet run in a
+    pre-order walk of the cascade: an event's handlers in order, and after
+    each handler the events it emitted, each with its whole subtree.
+    """
+
+    __slots__ = ("bus", "names_for", "routes")
+
+    def __init__(self, routes: dict[str, list[FlowNode]], bus: LegacyBus) -> None:
+        self.routes = routes
+        self.bus = bus
+        self.names_for = getattr(bus, "handler_names_for", None)
+
+    def _names(self, event: dict[str, Any]) -> list[str]:
+        if self.names_for is not None:
+            names = self.names_for(event)
+            if names is not None:
+                return list(names)
+        return [n.name for n in self.routes.get(event["type"], ())]
+
+    def __call__(self, state: FlowState) -> Sequence[Send] | str:
+        if _stopped(state):
+            return FINISH
+        root = state["event"]
+        by_id = {root["id"]: root, **{e["id"]: e for e in state.get("emitted") or ()}}
+        done = {(r["event"], r["node"]): r for r in state.get("trace") or ()}
+        # (event, its depth, its handler names, index of the next handler)
+        stack: list[tuple[dict[str, Any], int, list[str], int]] = [(root, 0, self._names(root), 0)]
+        while stack:
+            event, depth, names, i = stack.pop()
+            if i >= len(names):
+                continue
+            rec = done.get((event["id"], names[i]))
+            if rec is None:
+                return self._send(state, event, depth, names[i])
+            stack.append((event, depth, names, i + 1))
+            for cid in reversed(rec["out"]):
+                child = by_id[cid]
+                stack.append((child, depth + 1, self._names(child), 0))
+        return FINISH
+
+    def _send(self, state: FlowState, event: dict[str, Any], depth: int, name: str) -> list[Send]:
+        max_depth = self.bus.max_depth
+        chain = None
+        if max_depth is not None and depth + 1 > max_depth:
+            emitted = state.get("emitted") or []
+            index = next((i + 1 for i, e in enumerate(emitted) if e["id"] == event["id"]), 0)
+            chain = _chain(state["event"], emitted, index)
+        return [Send(name, {"event": event, "state": _saga_of(state, event), "depth": depth, "node": name, "chain": chain})]
+
+
+def _finish_depth_first(state: FlowState) -> dict[str, Any]:
+    """Put ``emitted`` in the order a depth-first bus emits: each event, then everything it caused."""
+    root = state["event"]
+    by_id = {e["id"]: e for e in state.get("emitted") or ()}
+    out_of: dict[str, list[list[str]]] = {}
+    for rec in state.get("trace") or ():
+        out_of.setdefault(rec["event"], []).append(rec["out"])
+    order: list[tuple[dict[str, Any], int]] = []
+    stack: list[tuple[str, int]] = [(root["id"], 0)]
+    while stack:
+        eid, depth = stack.pop()
+        if eid != root["id"]:
+            order.append((by_id[eid], depth))
+        kids = [c for outs in out_of.get(eid, ()) for c in outs]
+        stack.extend((c, depth + 1) for c in reversed(kids))
+    return {"emitted": Overwrite([e for e, _ in order]), "depths": Overwrite([d for _, d in order])}
 
 
 def _chain(root: dict[str, Any], emitted: list[dict[str, Any]], index: int) -> list[str]:
@@ -356,8 +469,9 @@ def _chain(root: dict[str, Any], emitted: list[dict[str, Any]], index: int) -> l
     return out[::-1]
 
 
-def _update(bus: EventBus, step: Step, state: dict[str, Any], chain: list[str] | None) -> dict[str, Any]:
-    step = cut_at_depth(step, bus.max_depth, lambda: list(chain or [step.event.type]), bus.max_fanout)
+def _update(bus: LegacyBus, step: Step, state: dict[str, Any], chain: list[str] | None) -> dict[str, Any]:
+    max_depth = bus.max_depth if bus.max_depth is not None else sys.maxsize
+    step = cut_at_depth(step, max_depth, lambda: list(chain or [step.event.type]), bus.max_fanout)
     children = step.published
     error = None if step.error is None else step.error.to_dict()
     update: dict[str, Any] = {
@@ -380,11 +494,14 @@ def _update(bus: EventBus, step: Step, state: dict[str, Any], chain: list[str] |
         update["emitted"] = [c.to_dict() for c in children]
         update["depths"] = [step.depth + 1] * len(children)
     if error is not None:
-        update["errors"] = [{"node": step.node, **error}]
+        stop = bus.stops_on_error(step.event.type)
+        update["errors"] = [{"node": step.node, **error, "stop": stop, **error_data(step.exception)}]
+        if step.exception is not None:
+            remember(step.event.id, step.node, step.exception)
     return update
 
 
-def _node_runnable(bus: EventBus, node: FlowNode) -> Any:
+def _node_runnable(bus: LegacyBus, node: FlowNode) -> Any:
     sub = node.sub
 
     def run(inp: dict[str, Any]) -> dict[str, Any]:
@@ -401,8 +518,7 @@ def _node_runnable(bus: EventBus, node: FlowNode) -> Any:
     return _Runnable(run, arun, name=node.name)
 
 
-def flow_from_bus(bus: EventBus) -> BusFlow:
-    """Derive a LangGraph flow from an event bus's subscriptions (the handlers are not changed)."""
-    if not isinstance(bus, EventBus):
-        raise ConfigurationError(f"flow_from_bus() takes an EventBus, not {type(bus).__name__}")
+def flow_from_bus(bus: LegacyBus) -> BusFlow:
+    """Derive a LangGraph flow from any ``LegacyBus``'s subscriptions (the handlers are not changed)."""
+    require_legacy_bus(bus, "flow_from_bus()")
     return BusFlow(bus)

@@ -10,6 +10,7 @@ from legacy_bus.bus import Dispatch, EventBus, OnError
 from legacy_bus.context import HandlerContext
 from legacy_bus.effects import EffectPort, RecordedEffectError, Sandbox, current_sandbox, sandboxed
 from legacy_bus.event import Event
+from legacy_bus.protocol import Discipline, LegacyBus, MessageCodec
 from legacy_bus.log import EventLog, LogEntry, SkippedLine
 from legacy_bus.records import EffectCall, ErrorInfo, Step
 from legacy_bus.state import (
@@ -27,6 +28,7 @@ __all__ = [
     "BoundedStateStore",
     "ConfigurationError",
     "CycleError",
+    "Discipline",
     "Dispatch",
     "EffectCall",
     "EffectPort",
@@ -35,8 +37,10 @@ __all__ = [
     "EventBus",
     "EventLog",
     "HandlerContext",
+    "LegacyBus",
     "InMemoryStateStore",
     "LogEntry",
+    "MessageCodec",
     "MigrationKitError",
     "OnError",
     "OverlayStateStore",

@@ -18,8 +18,10 @@ from typing import Any, Literal, TypeVar
 
 from migration_errors import ConfigurationError, CycleError, FanoutError
 
+from legacy_bus.codec import EventCodec
 from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
 from legacy_bus.event import Event, make_event
+from legacy_bus.protocol import Discipline
 from legacy_bus.records import EffectCall, ErrorInfo, Step
 from legacy_bus.state import InMemoryStateStore, StateStore
 from legacy_bus.subscription import Subscription
@@ -42,6 +44,8 @@ class Dispatch:
     state: dict[str, Any] | None = None
     duration: float = 0.0
     exception: BaseException | None = field(default=None, compare=False, repr=False)
+    #: what the bus's own publish call returned (an adapter's ``emit`` / ``send`` result)
+    value: Any = field(default=None, compare=False, repr=False)
 
     @property
     def effects(self) -> tuple[EffectCall, ...]:
@@ -189,6 +193,8 @@ class EventBus:
             raise ConfigurationError(f"EventBus(max_fanout={max_fanout}): must be at least 1")
         self.max_fanout = max_fanout
         self.on_error: OnError = on_error
+        self.discipline: Discipline = "breadth_first"
+        self.codec = EventCodec()
         self.state_store: StateStore = state_store if state_store is not None else InMemoryStateStore()
         self._subscriptions: dict[str, list[Subscription]] = {}
         self._names: dict[str, Subscription] = {}
@@ -267,6 +273,10 @@ class EventBus:
     @property
     def event_types(self) -> list[str]:
         return list(self._subscriptions)
+
+    def stops_on_error(self, event_type: str) -> bool:
+        """Whether a handler error stops the cascade (``on_error='raise'``), for every event type."""
+        return self.on_error == "raise"
 
     @property
     def ports(self) -> dict[str, EffectPort]:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from legacy_bus import Dispatch, Event, EventBus, Sandbox
 from legacy_bus.records import EffectCall, ErrorInfo, Step
+from graph_flows.errors import handler_exception
 from migration_errors import HandlerError, StoreUnavailable
 from redis.exceptions import RedisError
 
@@ -269,6 +270,11 @@ class Cutover:
         return True
 
 
+def _event_of(final: dict[str, Any], error: dict[str, Any]) -> str | None:
+    """The id of the event whose handler raised ``error`` (the last failed run of its node)."""
+    return next((r["event"] for r in reversed(final.get("trace") or []) if r["node"] == error.get("node") and r["error"]), None)
+
+
 class _Resume:
     __slots__ = ("event",)
 
@@ -300,6 +306,7 @@ def dispatch_of(event: Event, final: dict[str, Any], duration: float) -> Dispatc
         )
     errors = final.get("errors") or []
     error = ErrorInfo.from_dict(errors[0]) if errors else None
+    raised = next((e for e in errors if e.get("stop", True)), None)  # a logged error does not reach the caller
     state = (final.get("sagas") or {}).get(event.saga_key) or None
     return Dispatch(
         root=event,
@@ -309,5 +316,5 @@ def dispatch_of(event: Event, final: dict[str, Any], duration: float) -> Dispatc
         error=error,
         state=state,
         duration=duration,
-        exception=None if error is None else HandlerError(f"{error.type}: {error.message}"),
+        exception=None if raised is None else handler_exception(raised, by_id.get(_event_of(final, raised), event).id),
     )

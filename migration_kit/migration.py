@@ -25,6 +25,7 @@ from legacy_bus import (
     SkippedLine,
     StateStore,
 )
+from legacy_bus.protocol import LegacyBus, require_legacy_bus
 from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation
 
 from migration_kit.comparator import Comparator, Comparison, Difference
@@ -78,7 +79,7 @@ class Migration:
         self,
         name: str,
         *,
-        legacy: EventBus,
+        legacy: LegacyBus,
         candidate: Any,
         comparator: Comparator | None = None,
         store: str | None = None,
@@ -88,8 +89,7 @@ class Migration:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError("Migration(name, ...): the name must be a non-empty string")
-        if not isinstance(legacy, EventBus):
-            raise ConfigurationError(f"Migration(legacy=...) takes an EventBus, not {type(legacy).__name__}")
+        require_legacy_bus(legacy, "Migration(legacy=...)")
         if not isinstance(candidate, BusFlow) and not hasattr(candidate, "invoke"):
             raise ConfigurationError(
                 f"Migration(candidate=...) takes a BusFlow or a compiled LangGraph graph, not {type(candidate).__name__}"
