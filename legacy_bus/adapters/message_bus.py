@@ -1,0 +1,342 @@
+"""``message_bus(...)``: the handler-registry bus most teams wrote themselves (Cosmic Python's pattern).
+
+Message classes map to their handlers; a handler's dependencies are injected
+by parameter name; after each handler the follow-up messages are collected
+(``collect``, e.g. a unit of work's new events from the aggregates it saw,
+plus any messages the handler returned) and join the back of the queue; an
+error policy per message kind decides what a handler's exception does:
+``"raise"`` ends the dispatch and reaches the caller unchanged (Cosmic's
+commands), ``"log"`` logs it and the cascade goes on (Cosmic's events).
+
+The app's bootstrap changes one line, from ``MessageBus(uow, EVENT_HANDLERS,
+COMMAND_HANDLERS)`` to ``message_bus("allocation", {**EVENT_HANDLERS,
+**COMMAND_HANDLERS}, dependencies={"uow": uow}, collect=lambda uow:
+uow.collect_new_events(), errors={Event: "log", Command: "raise"})``, and the
+app keeps calling ``bus.handle(message)``. No handler changes. No cascade
+bounds are added (``max_depth`` / ``max_fanout`` only when asked).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from time import perf_counter
+from typing import Any, Literal
+
+from migration_errors import ConfigurationError
+
+from legacy_bus.bus import Dispatch, cut_at_depth
+from legacy_bus.codec import ClassCodec
+from legacy_bus.context import HandlerContext
+from legacy_bus.effects import EffectPort, Sandbox
+from legacy_bus.event import Event
+from legacy_bus.records import ErrorInfo, Step
+from legacy_bus.state import InMemoryStateStore, StateStore
+from legacy_bus.subscription import Subscription
+
+__all__ = ["MessageBus", "message_bus"]
+
+logger = logging.getLogger("legacy_bus.message_bus")
+
+Policy = Literal["raise", "log"]
+# Handler return values of the running root dispatch (what handle() returns).
+_RESULTS: ContextVar[list[Any] | None] = ContextVar("legacy_bus_message_results", default=None)
+
+
+def _injected(fn: Callable[..., Any], dependencies: Mapping[str, Any], first: bool) -> dict[str, Any]:
+    """The dependencies ``fn`` asks for by parameter name (after its message, when ``first``)."""
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return {}
+    if first:
+        params = params[1:]
+    return {name: dependencies[name] for name in params if name in dependencies}
+
+
+class _Loop:
+    """The bookkeeping of one breadth-first dispatch, shared by the sync and async drivers."""
+
+    __slots__ = ("bus", "emitted", "emitted_by", "exception", "queue", "root", "states", "steps")
+
+    def __init__(self, bus: MessageBus, root: Event, states: StateStore) -> None:
+        self.bus, self.root, self.states = bus, root, states
+        self.queue: deque[tuple[Event, int]] = deque([(root, 0)])
+        self.emitted: list[Event] = []
+        self.emitted_by: list[str] = []
+        self.steps: list[Step] = []
+        self.exception: BaseException | None = None
+
+    def deliveries(self) -> Iterator[tuple[Subscription, Event, int, dict[str, Any]]]:
+        while self.queue:
+            event, depth = self.queue.popleft()
+            for sub in self.bus._routes.get(event.type, ()):
+                yield sub, event, depth, self.states.load(event.saga_key)
+                if self.exception is not None:
+                    return
+
+    def record(self, step: Step, state: dict[str, Any]) -> None:
+        self.states.save(step.event.saga_key, state)
+        bus = self.bus
+        if bus.max_depth is not None or bus.max_fanout is not None:
+            step = cut_at_depth(step, bus.max_depth or 1 << 62, lambda: [self.root.type, step.event.type], bus.max_fanout)
+        for child in step.published:
+            self.emitted.append(child)
+            self.emitted_by.append(step.node)
+            self.queue.append((child, step.depth + 1))
+        self.steps.append(step)
+        if step.exception is not None:
+            if bus.stops_on_error(step.event.type):
+                self.exception = step.exception
+            else:
+                logger.error("Exception handling %s with %s", step.event.type, step.node, exc_info=step.exception)
+
+    def result(self, started: float, results: list[Any]) -> Dispatch:
+        error = next((s.error for s in self.steps if s.error is not None), None)
+        state = self.states.peek(self.root.saga_key)
+        return Dispatch(
+            root=self.root,
+            emitted=tuple(self.emitted),
+            emitted_by=tuple(self.emitted_by),
+            steps=tuple(self.steps),
+            error=error,
+            state=copy.deepcopy(state) if state else None,
+            duration=perf_counter() - started,
+            exception=self.exception,
+            value=results,
+        )
+
+
+class MessageBus:
+    """A handler-registry message bus as a breadth-first ``LegacyBus``; made by ``message_bus``."""
+
+    discipline = "breadth_first"
+    on_error = "raise"  # a "raise" kind's exception reaches the caller; "log" kinds never set one
+
+    def __init__(
+        self,
+        name: str,
+        handlers: Mapping[type, Callable[..., Any] | Iterable[Callable[..., Any]]],
+        *,
+        dependencies: Mapping[str, Any] | None = None,
+        collect: Callable[..., Iterable[Any]] | None = None,
+        errors: Mapping[type, Policy] | None = None,
+        state_store: StateStore | None = None,
+        max_depth: int | None = None,
+        max_fanout: int | None = None,
+    ) -> None:
+        if not isinstance(handlers, Mapping) or not handlers:
+            raise ConfigurationError(f"message_bus({name!r}, handlers): handlers maps message classes to their handlers")
+        for cls, policy in (errors or {}).items():
+            if policy not in ("raise", "log"):
+                raise ConfigurationError(f"message_bus(errors={{{cls.__name__}: {policy!r}}}): a policy is 'raise' or 'log'")
+        self.name = name
+        self.dependencies = dict(dependencies or {})
+        self.collect = collect
+        self.errors = dict(errors or {})
+        self.max_depth = max_depth
+        self.max_fanout = max_fanout
+        self.state_store: StateStore = state_store if state_store is not None else InMemoryStateStore()
+        self.codec = ClassCodec(handlers)
+        self._ports: dict[str, EffectPort] = {}
+        self._routes: dict[str, list[Subscription]] = {}
+        self._subs: list[Subscription] = []
+        self._policy: dict[str, Policy] = {}
+        taken: set[str] = set()
+        for cls, hs in handlers.items():
+            if not isinstance(cls, type):
+                raise ConfigurationError(f"message_bus({name!r}): handler keys are message classes, not {cls!r}")
+            for h in [hs] if callable(hs) else list(hs):
+                if not callable(h):
+                    raise ConfigurationError(f"message_bus({name!r}): the handler {h!r} of {cls.__name__} is not callable")
+                node = h.__name__ if h.__name__ not in taken else f"{h.__name__}_{cls.__name__}"
+                if node in taken:
+                    raise ConfigurationError(f"message_bus({name!r}): handler {h.__name__!r} is listed twice for {cls.__name__}")
+                taken.add(node)
+                sub = Subscription.of(cls.__name__, self._handler(h), node)
+                self._routes.setdefault(cls.__name__, []).append(sub)
+                self._subs.append(sub)
+            self._policy[cls.__name__] = self._policy_of(cls)
+
+    def __repr__(self) -> str:
+        return f"<MessageBus {self.name!r}: {len(self._subs)} handlers>"
+
+    def _policy_of(self, cls: type) -> Policy:
+        for base in cls.__mro__:
+            if base in self.errors:
+                return self.errors[base]
+        return "raise"
+
+    def _handler(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """The handler-protocol callable one handler runs as (on the bus and in a graph node)."""
+        codec, bus = self.codec, self
+        deps = _injected(handler, self.dependencies, first=True)
+
+        def follow_ups(event: Event, result: Any) -> list[Event]:
+            items = result if isinstance(result, (list, tuple)) else [result]
+            out = [m for m in items if codec.classes.get(type(m).__name__) is type(m)]
+            if result is not None and not out and (results := _RESULTS.get()) is not None:
+                results.append(result)  # a plain return value (a batch ref): what handle() returns
+            if bus.collect is not None:
+                out.extend(bus.collect(**_injected(bus.collect, bus.dependencies, first=False)))
+            return [codec.to_event(m) for m in out]
+
+        if inspect.iscoroutinefunction(handler):
+
+            async def arun(event: Event, ctx: HandlerContext) -> list[Event]:
+                return follow_ups(event, await handler(codec.from_event(event), **deps))
+
+            arun.__listener__ = handler  # type: ignore[attr-defined]
+            return arun
+
+        def run(event: Event, ctx: HandlerContext) -> list[Event]:
+            return follow_ups(event, handler(codec.from_event(event), **deps))
+
+        run.__listener__ = handler  # type: ignore[attr-defined]
+        return run
+
+    # -- LegacyBus ---------------------------------------------------------------------
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """Every handler, message class by message class, in registration order."""
+        return list(self._subs)
+
+    @property
+    def event_types(self) -> list[str]:
+        """The message kinds (class names) with handlers."""
+        return list(self._routes)
+
+    def handlers_for(self, event_type: str) -> list[Subscription]:
+        """The handlers of one message kind, in order."""
+        return list(self._routes.get(event_type, ()))
+
+    def stops_on_error(self, event_type: str) -> bool:
+        """``errors`` says ``"raise"`` for this message kind (the default) rather than ``"log"``."""
+        return self._policy.get(event_type, "raise") == "raise"
+
+    @property
+    def ports(self) -> dict[str, EffectPort]:
+        """The effect ports declared on this bus."""
+        return dict(self._ports)
+
+    def effect(self, name: str, stub: Any = None) -> Callable[[Callable[..., Any]], EffectPort]:
+        """Mark a function as a side-effect port, as ``EventBus.effect`` does."""
+
+        def decorate(fn: Callable[..., Any]) -> EffectPort:
+            if name in self._ports:
+                raise ConfigurationError(f"an effect port named {name!r} is already declared on bus {self.name!r}")
+            port = EffectPort(name, fn, stub)
+            self._ports[name] = port
+            return port
+
+        return decorate
+
+    def state_for(self, correlation_id: str) -> dict[str, Any]:
+        """A copy of the saga state kept for ``correlation_id`` (empty when none)."""
+        state = self.state_store.peek(correlation_id)
+        return copy.deepcopy(state) if state else {}
+
+    def dispatch(
+        self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
+    ) -> Dispatch:
+        """Handle one root message: its handlers, then every follow-up, breadth-first."""
+        loop = _Loop(self, event, states if states is not None else self.state_store)
+        results: list[Any] = []
+        token = _RESULTS.set(results)
+        started = perf_counter()
+        try:
+            with sandbox if sandbox is not None else _Null():
+                for sub, ev, depth, state in loop.deliveries():
+                    loop.record(sub.invoke(self, ev, depth, state), state)
+        finally:
+            _RESULTS.reset(token)
+        result = loop.result(started, results)
+        if result.exception is not None and not capture:
+            raise result.exception
+        return result
+
+    async def adispatch(
+        self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
+    ) -> Dispatch:
+        """Async twin of ``dispatch``: async handlers are awaited on the running loop."""
+        loop = _Loop(self, event, states if states is not None else self.state_store)
+        results: list[Any] = []
+        token = _RESULTS.set(results)
+        started = perf_counter()
+        try:
+            with sandbox if sandbox is not None else _Null():
+                for sub, ev, depth, state in loop.deliveries():
+                    loop.record(await sub.ainvoke(self, ev, depth, state), state)
+        finally:
+            _RESULTS.reset(token)
+        result = loop.result(started, results)
+        if result.exception is not None and not capture:
+            raise result.exception
+        return result
+
+    # -- the app's entry point -----------------------------------------------------------
+
+    def handle(self, message: Any) -> list[Any]:
+        """Handle ``message`` and everything it leads to; returns what handlers returned besides messages.
+
+        A ``"raise"`` kind's exception reaches the caller unchanged, as in the
+        app's own bus. Goes through ``dispatch`` (so ``attach()`` sees it).
+        """
+        dispatch = self.dispatch(self.codec.to_event(message))
+        return list(dispatch.value or [])
+
+    async def ahandle(self, message: Any) -> list[Any]:
+        """Async twin of ``handle``."""
+        dispatch = await self.adispatch(self.codec.to_event(message))
+        return list(dispatch.value or [])
+
+
+class _Null:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def message_bus(
+    name: str,
+    handlers: Mapping[type, Callable[..., Any] | Iterable[Callable[..., Any]]],
+    *,
+    dependencies: Mapping[str, Any] | None = None,
+    collect: Callable[..., Iterable[Any]] | None = None,
+    errors: Mapping[type, Policy] | None = None,
+    state_store: StateStore | None = None,
+    max_depth: int | None = None,
+    max_fanout: int | None = None,
+) -> MessageBus:
+    """A handler-registry bus: message classes -> handlers, dependencies by parameter name, follow-ups collected.
+
+    Args:
+        name: a label for graphs, traces and reports.
+        handlers: message class -> a handler or a list of handlers (run in order).
+        dependencies: name -> value, injected into each handler (and ``collect``)
+            that has a parameter of that name.
+        collect: called after each handler, with the dependencies it names;
+            returns the follow-up messages (a unit of work's new events).
+            Messages a handler returns are follow-ups too.
+        errors: message class (or base class) -> ``"raise"`` (the default) or ``"log"``.
+        max_depth, max_fanout: cascade bounds, off unless given.
+    """
+    return MessageBus(
+        name,
+        handlers,
+        dependencies=dependencies,
+        collect=collect,
+        errors=errors,
+        state_store=state_store,
+        max_depth=max_depth,
+        max_fanout=max_fanout,
+    )
