@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from legacy_bus.codec import decode, encode
 from legacy_bus.records import EffectCall, ErrorInfo, call_key
 
 if TYPE_CHECKING:
@@ -87,6 +88,14 @@ def current_sandbox() -> Sandbox | None:
 def sandboxed(answers: Iterable[EffectCall] = ()) -> Sandbox:
     """A context manager under which effect calls are recorded and answered, never real."""
     return Sandbox(answers)
+
+
+def _exact(value: Any) -> Any:
+    """An effect argument or response as recorded: exactly encoded (dataclasses, dates...), else as it is."""
+    try:
+        return encode(value)
+    except TypeError:  # not encodable exactly (a session, a socket): kept as the object, as before
+        return value
 
 
 def _stub_answer(stub: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -182,19 +191,20 @@ class EffectPort:
     ) -> None:
         if active is not None:
             active.effects.append(
-                EffectCall(self.name, list(args), dict(kwargs), response, error, "real", active.node)
+                EffectCall(self.name, _exact(list(args)), _exact(dict(kwargs)), _exact(response), error, "real", active.node)
             )
 
     def _sandboxed(self, sandbox: Sandbox, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[EffectCall, Any]:
         """Find the answer for a sandboxed call; the call's record is completed by ``_record``."""
-        largs, dkwargs = list(args), dict(kwargs)
+        # Recorded, streamed and compared in their exact encoding, so every path sees the same values.
+        largs, dkwargs = _exact(list(args)), _exact(dict(kwargs))
         recorded = sandbox.take(call_key(self.name, largs, dkwargs))
         if recorded is not None:
             call = EffectCall(self.name, largs, dkwargs, recorded.response, recorded.error, "recorded")
             if recorded.error is not None:
                 self._record(sandbox, call, error=recorded.error)
                 return call, _Raise(RecordedEffectError(recorded.error))
-            return call, copy.deepcopy(recorded.response)
+            return call, decode(copy.deepcopy(recorded.response))
         if sandbox.otherwise == "real":
             return EffectCall(self.name, largs, dkwargs), _REAL
         call = EffectCall(self.name, largs, dkwargs, None, None, "stub")
@@ -203,7 +213,7 @@ class EffectPort:
     def _record(self, sandbox: Sandbox, call: EffectCall, *, response: Any = None, error: ErrorInfo | None = None) -> None:
         active = _ACTIVE.get()
         done = EffectCall(
-            call.port, call.args, call.kwargs, response, error, call.mode, None if active is None else active.node
+            call.port, call.args, call.kwargs, _exact(response), error, call.mode, None if active is None else active.node
         )
         sandbox.calls.append(done)
         if active is not None:
