@@ -157,7 +157,7 @@ class MessageBus:
                 if node in taken:
                     raise ConfigurationError(f"message_bus({name!r}): handler {h.__name__!r} is listed twice for {cls.__name__}")
                 taken.add(node)
-                sub = Subscription.of(cls.__name__, self._handler(h), node)
+                sub = Subscription.of(cls.__name__, self.wrap(h), node)
                 self._routes.setdefault(cls.__name__, []).append(sub)
                 self._subs.append(sub)
             self._policy[cls.__name__] = self._policy_of(cls)
@@ -171,8 +171,12 @@ class MessageBus:
                 return self.errors[base]
         return "raise"
 
-    def _handler(self, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """The handler-protocol callable one handler runs as (on the bus and in a graph node)."""
+    def wrap(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """The handler-protocol callable a handler runs as, on the bus and in a graph node.
+
+        ``flow.replace(name, bus.wrap(new_handler))`` tries a rewritten handler
+        written in the app's own style (message, dependencies by name).
+        """
         codec, bus = self.codec, self
         deps = _injected(handler, self.dependencies, first=True)
 

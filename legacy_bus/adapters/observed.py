@@ -105,7 +105,7 @@ class ObservedBus:
             key = (etype, id(listener))
             sub = self._subs.get(key)
             if sub is None or sub.handler.__listener__ is not listener or sub.name in taken:  # type: ignore[attr-defined]
-                sub = Subscription.of(etype, self._handler(etype, listener), self._fresh_name(etype, listener, taken, key))
+                sub = Subscription.of(etype, self.wrap(etype, listener), self._fresh_name(etype, listener, taken, key))
                 self._subs[key] = sub
             taken.add(sub.name)
             out.append(sub)
@@ -269,8 +269,12 @@ class ObservedBus:
             sub = self._subs[(etype, id(listener))]
         return sub
 
-    def _handler(self, etype: str, listener: Callable[..., Any]) -> Callable[..., Any]:
-        """The handler-protocol callable a graph node runs: the listener alone, with the decoded message."""
+    def wrap(self, etype: str, listener: Callable[..., Any]) -> Callable[..., Any]:
+        """The handler-protocol callable a graph node runs: the listener alone, with the decoded message.
+
+        ``flow.replace(name, bus.wrap(event_type, new_listener))`` tries a
+        rewritten listener written in the app's own style.
+        """
 
         def handler(event: Event, ctx: HandlerContext) -> None:
             self._invoke(listener, self.codec.from_event(event))

@@ -1,0 +1,36 @@
+"""The three paths an example app's own tests run on, and a live shadow round, shared by the example suites."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from graph_flows import flow_from_bus
+from migration_kit import Migration, Worker
+
+PATHS = ("bus", "graph")
+
+
+@contextmanager
+def served_by(path: str, bus, redis_url: Callable[[], str]) -> Iterator[None]:
+    """``bus``: the app's bus serves, as it always did; ``graph``: the derived graph serves every call (primary)."""
+    if path == "bus":
+        yield
+        return
+    m = Migration(f"serve-{bus.name}", legacy=bus, candidate=flow_from_bus(bus), store="memory://")
+    handle = m.attach(redis_url())
+    m.promote(to="primary")
+    try:
+        yield
+        assert handle.stats()["served"]["candidate"] > 0, "the graph served nothing: the test did not go through it"
+    finally:
+        handle.close()
+
+
+def live_shadow(m: Migration, redis_url: str, traffic: Callable[[], int]) -> dict:
+    """Attach in shadow, run the app's live ``traffic`` (returns how many root publishes), drain with a worker."""
+    with m.attach(redis_url) as handle:
+        n = traffic()
+        handle.flush()
+    Worker(m, max_events=n, block_ms=100, evidence_every=0.0).run()
+    return m.shadow_status()
