@@ -34,3 +34,17 @@ def live_shadow(m: Migration, redis_url: str, traffic: Callable[[], int]) -> dic
         handle.flush()
     Worker(m, max_events=n, block_ms=100, evidence_every=0.0).run()
     return m.shadow_status()
+
+
+def twin_migration(build: Callable[[], object], *, store: str = "memory://", change: Callable[[object, object], None] | None = None):
+    """(the live app, a Migration of its bus onto the graph of a twin instance of the same app).
+
+    In-memory apps keep their state in Python objects; the candidate runs on a
+    twin built the same way, so each side keeps its own state, as two
+    deployments would. ``change(flow, twin)`` edits the candidate's flow.
+    """
+    live, twin = build(), build()
+    flow = flow_from_bus(twin.bus)
+    if change is not None:
+        change(flow, twin)
+    return live, Migration(f"example-{live.bus.name}", legacy=live.bus, candidate=flow, store=store)

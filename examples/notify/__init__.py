@@ -1,0 +1,1 @@
+"""A notification flow on blinker signals, wrapped by ``blinker_bus`` unchanged (``app``)."""
