@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from contextlib import contextmanager
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -29,12 +30,13 @@ from typing import Any, Literal
 
 from migration_errors import ConfigurationError
 
+from legacy_bus.adapters.ports import PortsMixin
 from legacy_bus.bus import Dispatch, cut_at_depth
 from legacy_bus.codec import ClassCodec
 from legacy_bus.context import HandlerContext
 from legacy_bus.effects import EffectPort, Sandbox
 from legacy_bus.event import Event
-from legacy_bus.records import ErrorInfo, Step
+from legacy_bus.records import Step
 from legacy_bus.state import InMemoryStateStore, StateStore
 from legacy_bus.subscription import Subscription
 
@@ -61,7 +63,7 @@ def _injected(fn: Callable[..., Any], dependencies: Mapping[str, Any], first: bo
 class _Loop:
     """The bookkeeping of one breadth-first dispatch, shared by the sync and async drivers."""
 
-    __slots__ = ("bus", "emitted", "emitted_by", "exception", "queue", "root", "states", "steps")
+    __slots__ = ("bus", "emitted", "emitted_by", "exception", "queue", "results", "root", "started", "states", "steps")
 
     def __init__(self, bus: MessageBus, root: Event, states: StateStore) -> None:
         self.bus, self.root, self.states = bus, root, states
@@ -70,6 +72,8 @@ class _Loop:
         self.emitted_by: list[str] = []
         self.steps: list[Step] = []
         self.exception: BaseException | None = None
+        self.results: list[Any] = []
+        self.started = perf_counter()
 
     def deliveries(self) -> Iterator[tuple[Subscription, Event, int, dict[str, Any]]]:
         while self.queue:
@@ -95,7 +99,24 @@ class _Loop:
             else:
                 logger.error("Exception handling %s with %s", step.event.type, step.node, exc_info=step.exception)
 
-    def result(self, started: float, results: list[Any]) -> Dispatch:
+    @contextmanager
+    def running(self, sandbox: Sandbox | None) -> Iterator[None]:
+        """While the handlers run: their plain return values are collected, effects sandboxed if asked."""
+        token = _RESULTS.set(self.results)
+        self.started = perf_counter()
+        try:
+            if sandbox is None:
+                yield
+            else:
+                with sandbox:
+                    yield
+        finally:
+            _RESULTS.reset(token)
+
+    def result(self, capture: bool) -> Dispatch:
+        """The dispatch; a "raise" kind's exception is raised unless ``capture``."""
+        if self.exception is not None and not capture:
+            raise self.exception
         error = next((s.error for s in self.steps if s.error is not None), None)
         state = self.states.peek(self.root.saga_key)
         return Dispatch(
@@ -105,13 +126,13 @@ class _Loop:
             steps=tuple(self.steps),
             error=error,
             state=copy.deepcopy(state) if state else None,
-            duration=perf_counter() - started,
+            duration=perf_counter() - self.started,
             exception=self.exception,
-            value=results,
+            value=self.results,
         )
 
 
-class MessageBus:
+class MessageBus(PortsMixin):
     """A handler-registry message bus as a breadth-first ``LegacyBus``; made by ``message_bus``."""
 
     discipline = "breadth_first"
@@ -223,65 +244,25 @@ class MessageBus:
         """``errors`` says ``"raise"`` for this message kind (the default) rather than ``"log"``."""
         return self._policy.get(event_type, "raise") == "raise"
 
-    @property
-    def ports(self) -> dict[str, EffectPort]:
-        """The effect ports declared on this bus."""
-        return dict(self._ports)
-
-    def effect(self, name: str, stub: Any = None) -> Callable[[Callable[..., Any]], EffectPort]:
-        """Mark a function as a side-effect port, as ``EventBus.effect`` does."""
-
-        def decorate(fn: Callable[..., Any]) -> EffectPort:
-            if name in self._ports:
-                raise ConfigurationError(f"an effect port named {name!r} is already declared on bus {self.name!r}")
-            port = EffectPort(name, fn, stub)
-            self._ports[name] = port
-            return port
-
-        return decorate
-
-    def state_for(self, correlation_id: str) -> dict[str, Any]:
-        """A copy of the saga state kept for ``correlation_id`` (empty when none)."""
-        state = self.state_store.peek(correlation_id)
-        return copy.deepcopy(state) if state else {}
-
     def dispatch(
         self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Handle one root message: its handlers, then every follow-up, breadth-first."""
         loop = _Loop(self, event, states if states is not None else self.state_store)
-        results: list[Any] = []
-        token = _RESULTS.set(results)
-        started = perf_counter()
-        try:
-            with sandbox if sandbox is not None else _Null():
-                for sub, ev, depth, state in loop.deliveries():
-                    loop.record(sub.invoke(self, ev, depth, state), state)
-        finally:
-            _RESULTS.reset(token)
-        result = loop.result(started, results)
-        if result.exception is not None and not capture:
-            raise result.exception
-        return result
+        with loop.running(sandbox):
+            for sub, ev, depth, state in loop.deliveries():
+                loop.record(sub.invoke(self, ev, depth, state), state)
+        return loop.result(capture)
 
     async def adispatch(
         self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Async twin of ``dispatch``: async handlers are awaited on the running loop."""
         loop = _Loop(self, event, states if states is not None else self.state_store)
-        results: list[Any] = []
-        token = _RESULTS.set(results)
-        started = perf_counter()
-        try:
-            with sandbox if sandbox is not None else _Null():
-                for sub, ev, depth, state in loop.deliveries():
-                    loop.record(await sub.ainvoke(self, ev, depth, state), state)
-        finally:
-            _RESULTS.reset(token)
-        result = loop.result(started, results)
-        if result.exception is not None and not capture:
-            raise result.exception
-        return result
+        with loop.running(sandbox):
+            for sub, ev, depth, state in loop.deliveries():
+                loop.record(await sub.ainvoke(self, ev, depth, state), state)
+        return loop.result(capture)
 
     # -- the app's entry point -----------------------------------------------------------
 
@@ -298,16 +279,6 @@ class MessageBus:
         """Async twin of ``handle``."""
         dispatch = await self.adispatch(self.codec.to_event(message))
         return list(dispatch.value or [])
-
-
-class _Null:
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def message_bus(

@@ -28,6 +28,7 @@ from typing import Any
 
 from migration_errors import ConfigurationError
 
+from legacy_bus.adapters.ports import PortsMixin
 from legacy_bus.bus import Dispatch
 from legacy_bus.context import HandlerContext
 from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
@@ -56,7 +57,7 @@ class _Observation:
 _OBSERVING: ContextVar[_Observation | None] = ContextVar("legacy_bus_observing", default=None)
 
 
-class ObservedBus:
+class ObservedBus(PortsMixin):
     """A ``LegacyBus`` over a library whose own dispatch loop runs, observed (subclasses bind the library)."""
 
     discipline = "depth_first"
@@ -133,28 +134,6 @@ class ObservedBus:
     def stops_on_error(self, event_type: str) -> bool:
         """A listener's exception propagates out of the library's publish call, ending it."""
         return True
-
-    @property
-    def ports(self) -> dict[str, EffectPort]:
-        """The effect ports declared on this bus."""
-        return dict(self._ports)
-
-    def effect(self, name: str, stub: Any = None) -> Callable[[Callable[..., Any]], EffectPort]:
-        """Mark a function as a side-effect port, as ``EventBus.effect`` does."""
-
-        def decorate(fn: Callable[..., Any]) -> EffectPort:
-            if name in self._ports:
-                raise ConfigurationError(f"an effect port named {name!r} is already declared on bus {self.name!r}")
-            port = EffectPort(name, fn, stub)
-            self._ports[name] = port
-            return port
-
-        return decorate
-
-    def state_for(self, correlation_id: str) -> dict[str, Any]:
-        """A copy of the saga state kept for ``correlation_id`` (empty when none)."""
-        state = self.state_store.peek(correlation_id)
-        return copy.deepcopy(state) if state else {}
 
     def dispatch(
         self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
