@@ -185,6 +185,8 @@ class ObservedBus(PortsMixin):
         if ctx is None or ctx.bus is not self:
             if _OBSERVING.get() is not None or ctx is not None:
                 return original()  # another bus's dispatch is running: not ours to observe
+            if "dispatch" not in vars(self):
+                return original()  # nothing attached: no one to tell, so the library runs exactly as before
             return self._value(self.dispatch(self.codec.to_event(message)))
         child = ctx.publish(self.codec.to_event(message))
         obs = _OBSERVING.get()

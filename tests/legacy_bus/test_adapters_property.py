@@ -107,9 +107,13 @@ def test_blinker_graph_and_bus_run_receivers_in_blinkers_own_order_per_sender(to
     own = log[:]
     bus = blinker_bus(*signals)
     log.clear()
-    result = signals[0].send("x", n=1)  # the app's own call, through the adapter
+    result = signals[0].send("x", n=1)  # the app's own call, through the adapter (nothing attached)
     assert log == own
     assert result == own_result  # [(receiver, return value)], the app's own receivers
+    log.clear()
+    observed = bus.dispatch(bus.codec.to_event(("e0", ("x",), {"n": 1})))  # blinker's send, observed
+    assert log == own and observed.value == own_result
+    assert [(s.node, s.event.payload["args"][0], s.event.payload["kwargs"]["n"]) for s in observed.steps] == own
     log.clear()
     _graph_run(bus, bus.codec.to_event(("e0", ("x",), {"n": 1})))
     assert log == own
@@ -154,6 +158,10 @@ def test_django_graph_and_bus_run_receivers_in_djangos_own_order_per_sender(topo
     result = signals[0].send(sender="x", n=1)
     assert log == own
     assert result == own_result
+    log.clear()
+    observed = bus.dispatch(bus.codec.to_event(("e0", ("x",), {"n": 1})))  # Django's send, observed
+    assert log == own and observed.value == own_result
+    assert [(s.node, s.event.payload["args"][0], s.event.payload["kwargs"]["n"]) for s in observed.steps] == own
     log.clear()
     _graph_run(bus, bus.codec.to_event(("e0", ("x",), {"n": 1})))
     assert log == own
