@@ -213,7 +213,7 @@ class BusFlow:
         for node in self.nodes.values():
             edges.append([f"t:{node.event_type}", f"n:{node.name}"])
         for node in self.nodes.values():
-            published = set(published_types(node.sub.handler)) | set((observed or {}).get(node.name, ()))
+            published = set(published_types(_source_of(node.sub.handler))) | set((observed or {}).get(node.name, ()))
             for t in sorted(published):
                 if t not in types:
                     types.append(t)
@@ -245,8 +245,10 @@ class BusFlow:
             lines.append(f'  {node.name}["{_mm(label)}"]')
             lines.append(f"  {tid(node.event_type)} --> {node.name}")
         for node in self.nodes.values():
-            published = set(published_types(node.sub.handler)) | set((observed or {}).get(node.name, ()))
+            published = set(published_types(_source_of(node.sub.handler))) | set((observed or {}).get(node.name, ()))
             for t in sorted(published):
+                if t not in ids:  # a type only this node publishes: declare it before the edge names it
+                    lines.append(f'  {tid(t)}(["{_mm(t)}"])')
                 lines.append(f"  {node.name} -.-> {tid(t)}")
         natives = [n.name for n in self.nodes.values() if n.native]
         lines.append("  classDef native fill:#e6f4ea,stroke:#2e7d32")
@@ -284,8 +286,13 @@ def _mm(text: str) -> str:
     return text.replace('"', "#quot;")
 
 
+def _source_of(handler: Callable[..., Any]) -> Callable[..., Any]:
+    # An adapter's node runs the app's own listener: read that one's source.
+    return getattr(handler, "__listener__", handler)
+
+
 def published_types(fn: Callable[..., Any]) -> list[str]:
-    """Event types a handler visibly publishes: literal strings in its source, best effort."""
+    """Event types a handler visibly publishes: literal strings in its source (``publish``/``emit``), best effort."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError, IndentationError):
@@ -295,7 +302,7 @@ def published_types(fn: Callable[..., Any]) -> list[str]:
         if not isinstance(node, ast.Call):
             continue
         callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if callee == "publish" and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+        if callee in ("publish", "emit") and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
             found.append(node.args[0].value)
         if callee in ("Event", "child"):
             for kw in node.keywords:
