@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from migration_errors import ConfigurationError
 
+from legacy_bus.adapters import served
 from legacy_bus.adapters.ports import PortsMixin
 from legacy_bus.bus import Dispatch, cut_at_depth
 from legacy_bus.codec import ClassCodec
@@ -201,11 +202,15 @@ class MessageBus(PortsMixin):
         codec, bus = self.codec, self
         deps = _injected(handler, self.dependencies, first=True)
 
-        def follow_ups(event: Event, result: Any) -> list[Event]:
+        def follow_ups(event: Event, ctx: HandlerContext, result: Any) -> list[Event]:
             items = result if isinstance(result, (list, tuple)) else [result]
             out = [m for m in items if codec.classes.get(type(m).__name__) is type(m)]
-            if result is not None and not out and (results := _RESULTS.get()) is not None:
-                results.append(result)  # a plain return value (a batch ref): what handle() returns
+            if result is not None and not out:  # a plain return value (a batch ref): what handle() returns
+                results = _RESULTS.get()
+                if results is not None:
+                    results.append(result)
+                else:  # a graph node: kept for handle(), when the graph serves it
+                    served.keep(event, ctx.node, result)
             if bus.collect is not None:
                 out.extend(bus.collect(**_injected(bus.collect, bus.dependencies, first=False)))
             return [codec.to_event(m) for m in out]
@@ -213,13 +218,13 @@ class MessageBus(PortsMixin):
         if inspect.iscoroutinefunction(handler):
 
             async def arun(event: Event, ctx: HandlerContext) -> list[Event]:
-                return follow_ups(event, await handler(codec.from_event(event), **deps))
+                return follow_ups(event, ctx, await handler(codec.from_event(event), **deps))
 
             arun.__listener__ = handler  # type: ignore[attr-defined]
             return arun
 
         def run(event: Event, ctx: HandlerContext) -> list[Event]:
-            return follow_ups(event, handler(codec.from_event(event), **deps))
+            return follow_ups(event, ctx, handler(codec.from_event(event), **deps))
 
         run.__listener__ = handler  # type: ignore[attr-defined]
         return run
@@ -272,13 +277,16 @@ class MessageBus(PortsMixin):
         A ``"raise"`` kind's exception reaches the caller unchanged, as in the
         app's own bus. Goes through ``dispatch`` (so ``attach()`` sees it).
         """
-        dispatch = self.dispatch(self.codec.to_event(message))
-        return list(dispatch.value or [])
+        return self._results(self.dispatch(self.codec.to_event(message)))
+
+    def _results(self, dispatch: Dispatch) -> list[Any]:
+        if dispatch.value is not None:
+            return list(dispatch.value)
+        return [value for _, _, value in served.take(dispatch.root.saga_key)]  # the candidate served
 
     async def ahandle(self, message: Any) -> list[Any]:
         """Async twin of ``handle``."""
-        dispatch = await self.adispatch(self.codec.to_event(message))
-        return list(dispatch.value or [])
+        return self._results(await self.adispatch(self.codec.to_event(message)))
 
 
 def message_bus(

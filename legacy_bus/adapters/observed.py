@@ -28,6 +28,7 @@ from typing import Any
 
 from migration_errors import ConfigurationError
 
+from legacy_bus.adapters import served
 from legacy_bus.adapters.ports import PortsMixin
 from legacy_bus.bus import Dispatch
 from legacy_bus.context import HandlerContext
@@ -258,7 +259,8 @@ class ObservedBus(PortsMixin):
         """
 
         def handler(event: Event, ctx: HandlerContext) -> None:
-            self._invoke(listener, self.codec.from_event(event))
+            result = self._invoke(listener, self.codec.from_event(event))
+            served.keep(event, ctx.node, result)  # for the app's publish call, when the graph serves it
 
         handler.__listener__ = listener  # type: ignore[attr-defined]
         handler.__name__ = getattr(listener, "__name__", etype)

@@ -18,6 +18,7 @@ from typing import Any
 
 from migration_errors import ConfigurationError
 
+from legacy_bus.adapters import served
 from legacy_bus.adapters.observed import _OBSERVING, ObservedBus
 from legacy_bus.bus import Dispatch
 from legacy_bus.codec import CallCodec
@@ -88,6 +89,7 @@ class PyeeBus(ObservedBus):
     def _value(self, dispatch: Dispatch) -> Any:
         if dispatch.value is not None:
             return dispatch.value
+        served.take(dispatch.root.saga_key)  # pyee's emit returns no listener's value
         return bool(self.handlers_for(dispatch.root.type))  # the candidate served: pyee's "was it handled"
 
     def emit(self, event: str, *args: Any, **kwargs: Any) -> Any:

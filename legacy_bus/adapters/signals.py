@@ -13,7 +13,8 @@ before them refuses to run until derived again.
 
 In a graph node a receiver runs alone, so a nested ``send`` there returns
 ``[(receiver, None)]`` (its receivers run as the graph's next nodes); once
-the candidate serves, ``send`` returns the receivers with ``None`` results.
+the candidate serves, a root ``send`` still returns each receiver's own value
+(kept by the graph's nodes, ``legacy_bus.adapters.served``).
 Async receivers (Django's ``asend`` path) are not observed.
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 from migration_errors import ConfigurationError
 
+from legacy_bus.adapters import served
 from legacy_bus.adapters.observed import ObservedBus
 from legacy_bus.bus import Dispatch
 from legacy_bus.codec import CallCodec, decode
@@ -115,8 +117,11 @@ class _SignalBus(ObservedBus):
     def _value(self, dispatch: Dispatch) -> Any:
         if dispatch.value is not None:
             return dispatch.value
-        _, (sender,), _ = self.codec.from_event(dispatch.root)
-        return [(r, None) for r in self._live(dispatch.root.type, sender)]
+        # the candidate served: the receivers' own return values, from the graph's nodes
+        root = dispatch.root
+        results = {node: value for eid, node, value in served.take(root.saga_key) if eid == root.id}
+        _, (sender,), _ = self.codec.from_event(root)
+        return [(r, results.get(self._sub_for(root.type, r).name)) for r in self._live(root.type, sender)]
 
     def _listeners(self) -> list[tuple[str, Callable[..., Any]]]:
         return [(sname, r) for sname, signal in self.signals.items() for r in self._all(signal)]

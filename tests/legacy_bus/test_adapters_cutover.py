@@ -95,3 +95,30 @@ def test_the_graphs_error_channel_keeps_the_error_as_data_and_rebuilds_it_in_ano
     rebuilt = handler_exception(error)  # no live object to hand back: the same class, the same args
     assert type(rebuilt) is InvalidSku and rebuilt.args == ("Invalid sku BAD", "BAD")
     assert "raised by handler 'allocate' in the graph" in str(rebuilt.__cause__)
+
+
+def test_handle_and_send_return_the_handlers_own_values_when_the_candidate_serves(redis_url):
+    import blinker
+
+    from legacy_bus.adapters import blinker_bus
+
+    bus, _ = _app()
+    m, handle = _primary(bus, redis_url)
+    try:
+        assert bus.handle(Allocate("o1", "LAMP")) == ["batch-1"]
+    finally:
+        handle.close()
+    ns = blinker.Namespace()
+    placed = ns.signal("placed")
+
+    def price(sender, qty):
+        return qty * 3
+
+    placed.connect(price)
+    sbus = blinker_bus(placed)
+    m, handle = _primary(sbus, redis_url)
+    try:
+        assert placed.send("shop", qty=2) == [(price, 6)]
+        assert handle.stats()["served"]["candidate"] == 1
+    finally:
+        handle.close()
