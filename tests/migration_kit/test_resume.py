@@ -72,7 +72,9 @@ def test_killed_between_events_then_resumed_equals_the_uninterrupted_run(backend
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_killed_inside_a_graph_node_the_event_resumes_from_its_checkpoint(backend, log, uninterrupted, tmp_path, redis_url):
+def test_killed_inside_a_graph_node_the_event_reruns_from_its_start_to_the_same_report(backend, log, uninterrupted, tmp_path, redis_url):
+    """A sandboxed replay writes an event's checkpoint only when its run exits (durability="exit"):
+    an event cut off mid-run is run again from its start, answered by the same recorded effects."""
     store = _stores(tmp_path, redis_url)[backend]
     markers, hold = tmp_path / "markers.txt", tmp_path / "hold"
     proc = _driver(store, log, tmp_path / "first.json", env={"MK_MARKERS": str(markers), "MK_HOLD_AT": "2221", "MK_HOLD_FILE": str(hold)})
@@ -88,8 +90,8 @@ def test_killed_inside_a_graph_node_the_event_resumes_from_its_checkpoint(backen
     finally:
         del os.environ["MK_MARKERS"]
     runs = markers.read_text().split()
-    # `price` of order 2221 finished before the kill and is not run again: its checkpoint was resumed.
-    assert runs.count("2221") == 1
+    # `price` of order 2221 ran before the kill and once more in the re-run from the event's start.
+    assert runs.count("2221") == 2
     assert runs.count("2222") == 1
 
 
