@@ -46,9 +46,12 @@ __all__ = ["Migration", "route_point"]
 
 EVIDENCE_KEY = "evidence"
 SAVE_EVIDENCE_EVERY = 1000  # events between saves of a running replay's evidence (status sees progress)
-# A sandboxed run's candidate is answered from recorded effects, so an event cut off mid-run is
-# run again from its start (same answers, same result) instead of resumed step by step: its
-# checkpoint is written once, when the run exits, not after every superstep.
+# A sandboxed replay's candidate is answered from recorded effects, so an event cut off mid-run
+# is run again from its start (same answers, same result) instead of resumed step by step. It
+# needs no checkpoint, so it runs on the graph without a checkpointer: the replay's bookkeeping
+# is not charged to the candidate (the latency contracts model a production checkpointer instead,
+# migration_kit.latency). A run that looks for a thread a cut-off run left (resume=True) uses the
+# store's checkpointer with durability="exit": one checkpoint, when the run exits.
 SANDBOX_DURABILITY = "exit"
 
 
@@ -114,6 +117,7 @@ class Migration:
         self.saga_capacity = saga_capacity
         self._graph: Any = None
         self._timed: tuple[Any, Any, TimedSaver | None] | None = None
+        self._unsaved: tuple[Any, Any] | None = None
         self.telemetry = Telemetry(name, phase=lambda: str(getattr(self, "phase", "shadow")))
         self._noise: NoiseModel | None = None
         self._noise_loaded: dict[str, Any] | None = None
@@ -313,12 +317,14 @@ class Migration:
         durability: str | None = None,
     ) -> Outcome:
         graph, timer = self._timed_graph()
+        if durability == SANDBOX_DURABILITY and not resume:
+            graph, timer = self._unsaved_graph(graph), None
         thread = self.thread_for(event)
         config = {"configurable": {"thread_id": thread}}
         inp: dict[str, Any] | None = {"event": event.to_dict()}
         if seed:
             inp["sagas"] = {event.saga_key: seed}
-        options = {"durability": durability} if durability else {}
+        options = {"durability": durability} if durability and timer is not None else {}
         with timer.measure(thread) if timer is not None else contextlib.nullcontext() as spent:
             cpu = time.thread_time()
             started = perf_counter()
@@ -336,6 +342,14 @@ class Migration:
         if spent is None:
             return dataclasses.replace(outcome, cpu=cpu)
         return dataclasses.replace(outcome, checkpoint=spent.seconds, cpu=cpu, steps=max(0, spent.step))
+
+    def _unsaved_graph(self, graph: Any) -> Any:
+        """``graph`` without a checkpointer: what a sandboxed run that needs no checkpoint runs on."""
+        cached = self._unsaved
+        if cached is None or cached[0] is not graph:
+            bare = graph.copy(update={"checkpointer": None}) if getattr(graph, "checkpointer", None) not in (None, True, False) else graph
+            self._unsaved = cached = (graph, bare)
+        return cached[1]
 
     def _timed_graph(self) -> tuple[Any, TimedSaver | None]:
         """The candidate graph on a timing wrapper of its checkpointer (built once per compiled graph)."""

@@ -77,7 +77,9 @@ def test_the_report_splits_each_paths_time_into_its_parts_in_json_html_and_termi
     for path in ("legacy", "candidate"):
         # The parts are a split of the wall time: their means add up to the mean total.
         assert sum(p["mean"] for p in view[path]["parts"]) == pytest.approx(view[path]["mean"], rel=1e-6)
-    assert all(p["mean"] > 0 for p in view["candidate"]["parts"])  # the store was timed, the nodes ran
+    parts = {p["part"]: p["mean"] for p in view["candidate"]["parts"]}
+    assert parts["node"] > 0 and parts["runtime"] > 0
+    assert parts["checkpoint"] == 0  # a sandboxed replay runs without checkpoints: none charged to the candidate
     page = tmp_path / "r.html"
     report.write_html(page)
     html = page.read_text()
