@@ -139,7 +139,7 @@ def breakdown_chart(view: dict[str, Any], width: int = 760) -> str:
     if not rows:
         return '<p class="muted">No latency breakdown recorded.</p>'
     left, right, row = 90, 110, 40
-    height = 12 + row * len(rows) + 40
+    height = 12 + row * len(rows) + 6
     w = width - left - right
     vmax = max(max(b.get("mean") or 0.0, (b.get("served") or {}).get("mean") or 0.0) for _, b in rows) or 1e-6
     parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="where the time goes per event">']
@@ -165,12 +165,13 @@ def breakdown_chart(view: dict[str, Any], width: int = 760) -> str:
             parts.append(f'<line x1="{sx:.1f}" x2="{sx:.1f}" y1="{y}" y2="{y + 30}" stroke="{LIMIT}" stroke-width="2" stroke-dasharray="3 2">'
                          f'<title>served after cutover (what the default contracts judge): {_fmt_s(served)} mean</title></line>')
             legend.append((f"served after cutover {_fmt_s(served)}", LIMIT))
-    lx = left
-    for label, color in dict.fromkeys(legend):
-        parts.append(f'<text x="{lx}" y="{height - 10}" font-size="11" fill="{color}">■ {_e(label)}</text>')
-        lx += 14 + 6.4 * len(label)
     parts.append("</svg>")
-    return "".join(parts)
+    # The legend is HTML, so it wraps between entries instead of running off the drawing.
+    keys = "".join(
+        f'<span class="key"><span class="swatch" style="background:{color}"></span>{_e(label)}</span>'
+        for label, color in dict.fromkeys(legend)
+    )
+    return "".join(parts) + f'<div class="legend">{keys}</div>'
 
 
 def distribution_chart(paths: dict[str, list[list[float]]], width: int = 760, height: int = 240) -> str:
@@ -301,7 +302,9 @@ table{border-collapse:collapse;width:100%;margin:.4rem 0} td,th{border-bottom:1p
 th{font-weight:600;background:#fafafa} .num{text-align:right;font-variant-numeric:tabular-nums}
 code{font:12px/1.35 ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:anywhere}
 code.tok{white-space:nowrap;overflow-wrap:normal;word-break:keep-all}
-.wide{overflow-x:auto} tr.related td{border-top:none} tr.related td.same{color:transparent}
+.wide{overflow-x:auto}
+.legend{display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;font-size:12px;margin:.2rem 0 .6rem 90px}
+.key{white-space:nowrap} .swatch{display:inline-block;width:10px;height:10px;margin-right:.35rem;vertical-align:-1px} tr.related td{border-top:none} tr.related td.same{color:transparent}
 .legacy{background:#fbeeee} .candidate{background:#eef6ee}
 .muted{color:#777} svg text{font-family:system-ui,sans-serif}
 """
@@ -398,7 +401,7 @@ def render_report(data: dict[str, Any], *, redactor: Redactor | None = None) -> 
 <h2>Latency</h2>
 <h3>Where the time goes, per event</h3>
 {breakdown_chart(latency.get("breakdown") or {})}
-<p class="muted">Mean per event. Candidate: node compute, the LangGraph runtime around it, and the checkpoint store this replay used; legacy: handler compute and the bus's own dispatch. Red dashes: the time served after cutover, what the default latency contracts judge (node compute, the runtime at its CPU cost, and a production checkpointer's cost per superstep; not this replay's store).</p>
+<p class="muted">Mean per event. Candidate: node compute, the LangGraph runtime around it, and its checkpoint store (none in a sandboxed replay: an event cut off mid-run is run again, so it writes no checkpoints); legacy: handler compute and the bus's own dispatch. Red dashes: the time served after cutover, what the default latency contracts judge (node compute, the runtime at its CPU cost, and a production checkpointer's cost per superstep; not this replay's store).</p>
 {('<table><tr><th>path</th><th class="num">p50</th><th class="num">p95</th><th class="num">p99</th></tr>' + path_rows + '</table>') if path_rows else ''}
 {distribution_chart(latency.get("distribution") or {})}
 <h3>Per node</h3>

@@ -142,3 +142,46 @@ def test_the_embedded_sqlite_store_runs_wal_with_synchronous_normal_and_hides_de
         assert saver.conn.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id='t'").fetchone()[0] == 0
     finally:
         saver.close()
+
+
+def test_groups_over_the_same_events_are_shown_together(tmp_path):
+    from legacy_bus import EventBus
+
+    bus = EventBus("shop")
+
+    @bus.effect("mail.send", stub=lambda to, text: {"ok": True})
+    def send(to, text):  # pragma: no cover - replays are sandboxed
+        raise AssertionError("a replay sent mail")
+
+    @bus.on("Order")
+    def confirm(e):
+        send(e.payload["to"], f"total {e.payload['n'] * 2}")
+        return Event(type="Confirmed", payload={"total": e.payload["n"] * 2})
+
+    @bus.on("Other")
+    def other(e):
+        return Event(type="Seen", payload={"k": e.payload["k"] + 1})
+
+    def confirm_v2(e):
+        total = e.payload["n"] * 2 + (1 if e.payload["n"] % 2 else 0)
+        send(e.payload["to"], f"total {total}")
+        return Event(type="Confirmed", payload={"total": total})
+
+    def other_v2(e):
+        return Event(type="Seen", payload={"k": e.payload["k"] + (2 if e.payload["k"] % 3 == 0 else 1)})
+
+    events = [Event(type="Order", payload={"n": i, "to": "a@example.com"}) for i in range(12)]
+    events += [Event(type="Other", payload={"k": i}) for i in range(12)]
+    flow = flow_from_bus(bus).replace("confirm", confirm_v2).replace("other", other_v2)
+    report = Migration("shop", legacy=bus, candidate=flow).replay(events)
+    groups = report.to_dict()["groups"]
+    kinds = {(g["node"], g["kind"]) for g in groups}
+    assert {("confirm", "effect_arguments"), ("confirm", "value_changed")} <= kinds
+    confirm_rows = [i for i, g in enumerate(groups) if g["node"] == "confirm"]
+    assert confirm_rows == list(range(confirm_rows[0], confirm_rows[0] + len(confirm_rows)))  # adjacent
+    assert len({groups[i]["related"] for i in confirm_rows}) == 1  # one finding, seen at two paths
+    other_rows = [g for g in groups if g["node"] == "other"]
+    assert other_rows and all(g["related"] != groups[confirm_rows[0]]["related"] for g in other_rows)
+    page = tmp_path / "r.html"
+    report.write_html(page)
+    assert page.read_text().count('<tr class="related">') == len(confirm_rows) - 1
