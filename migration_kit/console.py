@@ -43,17 +43,19 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
             console.print(f"  {node:<{width}}  {n:>8,} events")
     if report.groups:
         console.print(f"divergence groups ({len(report.groups)}):")
-        for g in report.groups[:groups]:
-            console.print(
-                Text.assemble("  ", (f"{g.count:,} events", "bold"), f"  {g.node}  {g.kind}  ", (g.path, "cyan"))
-            )
+        shown = report.groups[:groups]
+        for g, same in zip(shown, _same_events_as_above(shown), strict=True):
+            # A group over the same events as the one above is the same finding at another path.
+            lead = ("  same events:", "dim") if same else ("  " + f"{g.count:,} events", "bold")
+            console.print(Text.assemble(lead, f"  {g.node}  {g.kind}  ", (g.path, "cyan")))
             console.print(
                 Text.assemble(
                     "      legacy: ", (_short(g.example.get("legacy")), "red"),
                     "  candidate: ", (_short(g.example.get("candidate")), "green"),
-                    f"  (first event {g.first_event})",
                 )
             )
+            if not same:  # on a line of its own, so a terminal never wraps the id in two
+                console.print(f"      first event {g.first_event}")
         if len(report.groups) > groups:
             console.print(f"  … and {len(report.groups) - groups} more groups (see --json)")
     if report.noise:
@@ -100,3 +102,10 @@ def print_latency_breakdown(report: ReplayReport, console: Console | None = None
     console.print("latency per event (mean ms):")
     for line in lines:
         console.print(Text(line))
+
+
+def _same_events_as_above(groups: Any) -> list[bool]:
+    from migration_kit.report import related_ids
+
+    ids = related_ids(groups)
+    return [i > 0 and ids[i] == ids[i - 1] for i in range(len(ids))]
