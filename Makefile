@@ -45,7 +45,8 @@ system-deps:
 demo: $(STAMP)
 	@mkdir -p $(OUT)
 	@echo "== 1. the legacy orders app against its own wrapped graph (expect parity)"
-	$(BIN)/migration-kit replay $(LOG) --app $(APP) --json $(OUT)/orders.json --html $(OUT)/orders.html
+	@$(BIN)/migration-kit replay $(LOG) --app $(APP) --json $(OUT)/orders.json --html $(OUT)/orders.html; \
+	  status=$$?; if [ $$status -ne 0 ]; then echo "expected exit 0 (parity: CONTINUE or PROMOTE), got $$status"; exit 1; fi
 	@echo
 	@echo "== 2. v2: one handler rewritten as a native LangGraph node (expect a localized divergence)"
 	@$(BIN)/migration-kit replay $(LOG) --app $(APP_V2) --json $(OUT)/orders-v2.json --html $(OUT)/orders-v2.html; \

@@ -17,7 +17,8 @@ to ``StateGraph.compile(checkpointer=...)``. Every saver it returns has a
 - ``memory://`` → ``InMemorySaver`` (``close()`` does nothing).
 - ``sqlite:///path`` → LangGraph's ``SqliteSaver`` on a connection opened with
   ``check_same_thread=False`` (LangGraph runs checkpoint writes in worker
-  threads); missing parent directories are created. Its async methods run the
+  threads), in WAL mode with ``synchronous=NORMAL`` (see ``SqliteCheckpointer``
+  for what that guarantees); missing parent directories are created. Its async methods run the
   sync ones in a worker thread, so ``ainvoke`` works too.
 - ``redis://`` / ``rediss://`` → ``RedisSaver`` (cluster detected or forced with
   ``?cluster=true``); ``ttl``, ``key_prefix`` and ``serde`` are passed through.
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -56,10 +59,53 @@ class MemoryCheckpointer(InMemorySaver):
 
 
 class SqliteCheckpointer(ThreadedAsync, SqliteSaver):
-    """LangGraph's ``SqliteSaver`` that owns its connection, closes it, and offers async methods."""
+    """LangGraph's ``SqliteSaver`` that owns its connection, closes it, and offers async methods.
+
+    Tuned for the embedded default store: WAL with ``synchronous=NORMAL`` (a
+    commit is not fsynced; WAL keeps the file consistent, so a killed process
+    loses nothing committed and a power loss at most the last commits), and
+    ``delete_thread`` deferred into the next write's transaction, so a replay
+    run with ``durability="exit"`` makes one write transaction per event
+    (the finished event's thread is dropped when the next event's checkpoint
+    is written, or on ``close()``).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
+        super().__init__(conn, **kwargs)
+        self._doomed: list[str] = []
+
+    @contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        with super().cursor(transaction) as cur:
+            if self._doomed:
+                self._drop(cur)
+                if not transaction:  # a read: commit the deletes first, so it never sees them
+                    self.conn.commit()
+            yield cur
+
+    def _drop(self, cur: sqlite3.Cursor) -> None:
+        doomed, self._doomed = self._doomed, []
+        rows = [(t,) for t in dict.fromkeys(doomed)]
+        cur.executemany("DELETE FROM checkpoints WHERE thread_id = ?", rows)
+        cur.executemany("DELETE FROM writes WHERE thread_id = ?", rows)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread's checkpoints and writes, in the next write transaction (reads never see them)."""
+        with self.lock:
+            self._doomed.append(str(thread_id))
+
+    def flush(self) -> None:
+        """Carry out the deferred thread deletes now."""
+        if self._doomed:
+            with self.cursor() as cur:
+                pass
 
     def close(self) -> None:
-        """Close the SQLite connection."""
+        """Carry out deferred deletes and close the SQLite connection."""
+        try:
+            self.flush()
+        except sqlite3.Error:  # noqa: S110 - closing must not fail over cleanup
+            pass
         self.conn.close()
 
     def __enter__(self) -> SqliteCheckpointer:
@@ -107,7 +153,9 @@ def open_checkpointer(
             if path != ":memory:":
                 parent = os.path.dirname(os.path.abspath(path))
                 os.makedirs(parent, exist_ok=True)
-            conn = sqlite3.connect(path, check_same_thread=False)
+            conn = sqlite3.connect(path, check_same_thread=False, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as e:
             raise StoreUnavailable(
                 f"cannot open the SQLite checkpoint store {mask_url(url)!r} ({e}); check that the directory exists and is writable"

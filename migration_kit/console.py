@@ -10,7 +10,7 @@ from rich.text import Text
 
 from migration_kit.report import ReplayReport
 
-__all__ = ["print_replay"]
+__all__ = ["latency_breakdown_lines", "print_latency_breakdown", "print_replay"]
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -35,6 +35,7 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
     console.print(Text.assemble("decision: ", (d.action.upper(), style)))
     for reason in d.reasons:
         console.print(f"  - {reason}")
+    print_latency_breakdown(report, console)
     if report.by_node:
         console.print("first divergent node:")
         width = max(len(n) for n in report.by_node)
@@ -42,17 +43,19 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
             console.print(f"  {node:<{width}}  {n:>8,} events")
     if report.groups:
         console.print(f"divergence groups ({len(report.groups)}):")
-        for g in report.groups[:groups]:
-            console.print(
-                Text.assemble("  ", (f"{g.count:,} events", "bold"), f"  {g.node}  {g.kind}  ", (g.path, "cyan"))
-            )
+        shown = report.groups[:groups]
+        for g, same in zip(shown, _same_events_as_above(shown), strict=True):
+            # A group over the same events as the one above is the same finding at another path.
+            lead = ("  same events:", "dim") if same else ("  " + f"{g.count:,} events", "bold")
+            console.print(Text.assemble(lead, f"  {g.node}  {g.kind}  ", (g.path, "cyan")))
             console.print(
                 Text.assemble(
                     "      legacy: ", (_short(g.example.get("legacy")), "red"),
                     "  candidate: ", (_short(g.example.get("candidate")), "green"),
-                    f"  (first event {g.first_event})",
                 )
             )
+            if not same:  # on a line of its own, so a terminal never wraps the id in two
+                console.print(f"      first event {g.first_event}")
         if len(report.groups) > groups:
             console.print(f"  … and {len(report.groups) - groups} more groups (see --json)")
     if report.noise:
@@ -65,3 +68,44 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
             console.print(f"  … and {len(report.noise) - groups} more (see --json)")
     for s in report.skipped[:10]:
         console.print(f"  skipped line {s.line}: {s.reason}", style="yellow")
+
+
+def latency_breakdown_lines(report: ReplayReport) -> list[str]:
+    """Where each path's time goes per event, as plain lines (mean ms per part)."""
+    from migration_kit.report import breakdown_view
+
+    if report.evidence is None:
+        return []
+    view = breakdown_view(report.evidence)
+    lines = []
+    for path in ("candidate", "legacy"):
+        b = view.get(path)
+        if not b:
+            continue
+        parts = " + ".join(f"{p['label']} {p['mean'] * 1000:,.2f}" for p in b["parts"])
+        lines.append(f"  {path:<9} {b['mean'] * 1000:>8,.2f} ms = {parts}")
+    c = view.get("candidate")
+    if c and c["served"]["p50"] is not None:
+        lines.append(
+            f"  served after cutover (what the latency contracts judge): p50 {c['served']['p50'] * 1000:,.2f} ms, "
+            f"p99 {c['served']['p99'] * 1000:,.2f} ms: node compute + runtime at its CPU cost + modelled production checkpoints"
+        )
+    return lines
+
+
+def print_latency_breakdown(report: ReplayReport, console: Console | None = None) -> None:
+    """Print where each path's time goes per event (mean, in ms)."""
+    lines = latency_breakdown_lines(report)
+    if not lines:
+        return
+    console = console or Console(highlight=False, soft_wrap=True)
+    console.print("latency per event (mean ms):")
+    for line in lines:
+        console.print(Text(line))
+
+
+def _same_events_as_above(groups: Any) -> list[bool]:
+    from migration_kit.report import related_ids
+
+    ids = related_ids(groups)
+    return [i > 0 and ids[i] == ids[i - 1] for i in range(len(ids))]

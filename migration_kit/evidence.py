@@ -12,6 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from migration_kit.latency import CANDIDATE_PARTS, LEGACY_PARTS, breakdown
 from migration_kit.statistics import Sketch, clopper_pearson, rate_bounds
 
 if TYPE_CHECKING:
@@ -22,6 +23,9 @@ __all__ = ["PATHS", "Evidence"]
 PATHS = ("legacy", "candidate")
 MAX_NODES = 1000
 _COUNTS = ("compared", "divergent", "errors", "legacy_errors", "new_errors")
+#: Per-event sketches of each path's parts (``migration_kit.latency``), and of what each
+#: contract part judges: ``served`` (after cutover) and ``compute`` (node / handler compute).
+PARTS = {"legacy": (*LEGACY_PARTS, "served", "compute"), "candidate": (*CANDIDATE_PARTS, "served", "compute")}
 
 
 class Evidence:
@@ -31,7 +35,7 @@ class Evidence:
     error, as in the replay report); ``legacy_errors``; ``new_errors`` (the
     candidate errored where the legacy path did not: a regression).
     Latency: ``latency[path]`` per event and ``nodes[path][node]`` per node, in
-    seconds.
+    seconds; ``parts[path][part]`` per event for each part of ``PARTS``.
     """
 
     def __init__(self) -> None:
@@ -43,6 +47,7 @@ class Evidence:
         self.by_node: dict[str, int] = {}
         self.latency: dict[str, Sketch] = {p: Sketch() for p in PATHS}
         self.nodes: dict[str, dict[str, Sketch]] = {p: {} for p in PATHS}
+        self.parts: dict[str, dict[str, Sketch]] = {p: {k: Sketch() for k in PARTS[p]} for p in PATHS}
 
     def __repr__(self) -> str:
         return f"<Evidence compared={self.compared} divergent={self.divergent} errors={self.errors}>"
@@ -55,6 +60,7 @@ class Evidence:
     def add(self, comparison: Comparison) -> None:
         """Add one comparison: its verdict, both paths' durations and per-node durations."""
         legacy, candidate = comparison.legacy, comparison.candidate
+        lb, cb = breakdown(legacy), breakdown(candidate)
         self.observe(
             divergent=comparison.divergent,
             errored=comparison.errored,
@@ -64,6 +70,8 @@ class Evidence:
             legacy_nodes=legacy.node_durations,
             candidate_nodes=candidate.node_durations,
             node=comparison.first_divergent_node,
+            legacy_parts={**lb.parts, "served": lb.served, "compute": lb.compute},
+            candidate_parts={**cb.parts, "served": cb.served, "compute": cb.compute},
         )
 
     def observe(
@@ -77,8 +85,14 @@ class Evidence:
         legacy_nodes: Mapping[str, float] | None = None,
         candidate_nodes: Mapping[str, float] | None = None,
         node: str | None = None,
+        legacy_parts: Mapping[str, float] | None = None,
+        candidate_parts: Mapping[str, float] | None = None,
     ) -> None:
-        """Add one event's evidence from plain values (what ``add`` does for a ``Comparison``)."""
+        """Add one event's evidence from plain values (what ``add`` does for a ``Comparison``).
+
+        Parts not given are derived: ``served`` is the path's total and
+        ``compute`` the sum of its node durations.
+        """
         self.compared += 1
         if divergent:
             self.divergent += 1
@@ -90,9 +104,19 @@ class Evidence:
                 self.new_errors += 1
         if legacy_error:
             self.legacy_errors += 1
-        for path, total, per_node in (("legacy", legacy, legacy_nodes), ("candidate", candidate, candidate_nodes)):
+        for path, total, per_node, parts in (
+            ("legacy", legacy, legacy_nodes, legacy_parts),
+            ("candidate", candidate, candidate_nodes, candidate_parts),
+        ):
             if total is not None:
                 self.latency[path].add(max(0.0, total))
+                given = dict(parts or {})
+                given.setdefault("served", total)
+                given.setdefault("compute", sum((per_node or {}).values()))
+                for name, seconds in given.items():
+                    sketch = self.parts[path].get(name)
+                    if sketch is not None:
+                        sketch.add(max(0.0, seconds))
             for name, seconds in (per_node or {}).items():
                 sketches = self.nodes[path]
                 sketch = sketches.get(name)
@@ -110,6 +134,8 @@ class Evidence:
             self.by_node[node] = self.by_node.get(node, 0) + n
         for path in PATHS:
             self.latency[path].merge(other.latency[path])
+            for name, sketch in other.parts[path].items():
+                self.parts[path].setdefault(name, Sketch()).merge(sketch)
             for node, sketch in other.nodes[path].items():
                 mine = self.nodes[path].get(node)
                 if mine is None:
@@ -129,11 +155,28 @@ class Evidence:
             raise KeyError(f"unknown count {metric!r}: use one of {', '.join(_COUNTS)}")
         return getattr(self, metric)
 
-    def sketch(self, path: str, node: str | None = None) -> Sketch:
-        """The latency sketch of a path (``legacy`` or ``candidate``), per event or for one node."""
-        if node is None:
+    def sketch(self, path: str, node: str | None = None, part: str = "total") -> Sketch:
+        """The latency sketch of a path (``legacy`` or ``candidate``), per event or for one node.
+
+        ``part`` picks what is measured per event: ``total`` (wall time), or a
+        part of ``PARTS`` such as ``served`` or ``compute`` (a node's own
+        sketch is its compute whatever the part).
+        """
+        if node is not None:
+            return self.nodes[path].get(node) or Sketch()
+        if part == "total":
             return self.latency[path]
-        return self.nodes[path].get(node) or Sketch()
+        return self.parts[path].get(part) or Sketch()
+
+    def breakdown(self) -> dict[str, dict[str, float | None]]:
+        """Mean ms per event of each path's parts (they add up to the path's mean wall time)."""
+        out: dict[str, dict[str, float | None]] = {}
+        names = {"legacy": LEGACY_PARTS, "candidate": CANDIDATE_PARTS}
+        for path in PATHS:
+            out[path] = {name: _ms(self.parts[path][name].mean) for name in names[path]}
+            out[path]["total"] = _ms(self.latency[path].mean)
+            out[path]["served"] = _ms(self.parts[path]["served"].mean)
+        return out
 
     def summary(self, alpha: float = 0.05) -> dict[str, Any]:
         """A compact, JSON-ready view: counts, rates with bounds, latency quantiles (ms)."""
@@ -156,6 +199,8 @@ class Evidence:
             "divergence": rate(self.divergent),
             "new_error_rate": rate(self.new_errors),
             "latency": {p: quantiles(self.latency[p]) for p in PATHS},
+            "served": {p: quantiles(self.parts[p]["served"]) for p in PATHS},
+            "breakdown_ms": self.breakdown(),
         }
 
     # -- JSON --------------------------------------------------------------------------------
@@ -166,6 +211,7 @@ class Evidence:
             "by_node": dict(sorted(self.by_node.items())),
             "latency": {p: self.latency[p].to_dict() for p in PATHS},
             "nodes": {p: {k: s.to_dict() for k, s in sorted(self.nodes[p].items())} for p in PATHS},
+            "parts": {p: {k: s.to_dict() for k, s in self.parts[p].items()} for p in PATHS},
         }
 
     @classmethod
@@ -180,6 +226,8 @@ class Evidence:
             if p in data.get("latency", {}):
                 ev.latency[p] = Sketch.from_dict(data["latency"][p])
             ev.nodes[p] = {k: Sketch.from_dict(v) for k, v in data.get("nodes", {}).get(p, {}).items()}
+            for k, v in (data.get("parts") or {}).get(p, {}).items():
+                ev.parts[p][k] = Sketch.from_dict(v)
         return ev
 
 

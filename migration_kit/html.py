@@ -4,7 +4,7 @@ Rendered from a report's JSON form (``ReplayReport.to_dict()``), so a saved
 JSON report renders the same page later (``migration-kit report``). The page
 leads with the decision and its reasons, then the divergence groups with both
 values side by side, the divergence rate over time with its bound and the
-policy's threshold, latency per path and per node, the derived graph, and the
+policy's threshold, where each event's time goes (a stacked bar per path), latency per path and per node, the derived graph, and the
 noise the migration learned. Every value that came from an event is masked
 by the migration's redactor (``migration_kit.redaction``) and escaped, and a
 Content Security Policy forbids scripts and remote loads.
@@ -98,7 +98,9 @@ def node_latency_chart(nodes: dict[str, dict[str, dict[str, float]]], width: int
     names = sorted(nodes, key=lambda n: -max(nodes[n].get(p, {}).get("p50", 0.0) for p in ("legacy", "candidate")))
     if not names:
         return '<p class="muted">No per-node latency recorded.</p>'
-    row, left, right, top = 34, 190, 90, 8
+    row, right, top = 34, 90, 8
+    left = max(190, int(6.4 * max(len(n) for n in names)) + 16)  # labels are never cut
+    width = max(width, left + right + 300)
     height = top + row * len(names) + 24
     w = width - left - right
     vmax = max(nodes[n].get(p, {}).get("p95", nodes[n].get(p, {}).get("p50", 0.0)) for n in names for p in ("legacy", "candidate")) or 1e-6
@@ -123,6 +125,53 @@ def node_latency_chart(nodes: dict[str, dict[str, dict[str, float]]], width: int
     parts.append(f'<text x="{left + 190}" y="{height - 6}" font-size="11" fill="#666">bar: p50, whisker: p95</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+PART_COLORS = {
+    "handler": "#5b6b7f", "bus": "#a9b4c2",
+    "node": "#1f77b4", "runtime": "#9ecae9", "checkpoint": "#f0a35e",
+}
+
+
+def breakdown_chart(view: dict[str, Any], width: int = 760) -> str:
+    """One stacked bar per path: where an event's time goes (mean per part), on a shared scale."""
+    rows = [(p, view[p]) for p in ("legacy", "candidate") if view.get(p)]
+    if not rows:
+        return '<p class="muted">No latency breakdown recorded.</p>'
+    left, right, row = 90, 110, 40
+    height = 12 + row * len(rows) + 6
+    w = width - left - right
+    vmax = max(max(b.get("mean") or 0.0, (b.get("served") or {}).get("mean") or 0.0) for _, b in rows) or 1e-6
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="where the time goes per event">']
+    legend: list[tuple[str, str]] = []
+    for i, (path, b) in enumerate(rows):
+        y = 8 + i * row
+        parts.append(_axis_label(left - 8, y + 18, path))
+        x = float(left)
+        for seg in b.get("parts") or []:
+            mean = float(seg.get("mean") or 0.0)
+            color = PART_COLORS.get(seg.get("part"), "#ccc")
+            legend.append((str(seg.get("label")), color))
+            bw = w * mean / vmax
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y + 4}" width="{max(bw, 0.5):.1f}" height="22" fill="{color}">'
+                f'<title>{_e(seg.get("label"))}: {_fmt_s(mean)} per event (mean)</title></rect>'
+            )
+            x += bw
+        parts.append(f'<text x="{x + 6:.1f}" y="{y + 20}" font-size="11" fill="#333">{_fmt_s(float(b.get("mean") or 0.0))}</text>')
+        served = (b.get("served") or {}).get("mean")
+        if path == "candidate" and served:
+            sx = left + w * served / vmax
+            parts.append(f'<line x1="{sx:.1f}" x2="{sx:.1f}" y1="{y}" y2="{y + 30}" stroke="{LIMIT}" stroke-width="2" stroke-dasharray="3 2">'
+                         f'<title>served after cutover (what the default contracts judge): {_fmt_s(served)} mean</title></line>')
+            legend.append((f"served after cutover {_fmt_s(served)}", LIMIT))
+    parts.append("</svg>")
+    # The legend is HTML, so it wraps between entries instead of running off the drawing.
+    keys = "".join(
+        f'<span class="key"><span class="swatch" style="background:{color}"></span>{_e(label)}</span>'
+        for label, color in dict.fromkeys(legend)
+    )
+    return "".join(parts) + f'<div class="legend">{keys}</div>'
 
 
 def distribution_chart(paths: dict[str, list[list[float]]], width: int = 760, height: int = 240) -> str:
@@ -195,32 +244,42 @@ def graph_chart(graph: dict[str, Any], highlight: dict[str, int] | None = None, 
     for i in ids:
         columns.setdefault(layer[i], []).append(i)
     ncol = max(columns) + 1
-    colw = max(120, (width - 20) // max(ncol, 1))
+
+    def box(i: str) -> float:  # a box wide enough for its whole label (10px text, ~6.2px a glyph)
+        return max(100.0, 6.2 * len(i[2:]) + 16)
+
+    colws = [max((box(i) for i in columns.get(c, [])), default=100.0) + 30 for c in range(ncol)]
+    spare = max(0.0, (width - 20 - sum(colws)) / ncol)
+    colws = [c + spare for c in colws]
     rowh = 44
     height = 20 + rowh * max(len(c) for c in columns.values())
     pos = {}
-    for c, members in columns.items():
-        for r, i in enumerate(members):
-            pos[i] = (10 + c * colw + colw / 2, 20 + r * rowh + 12)
+    x0 = 10.0
+    for c in range(ncol):
+        for r, i in enumerate(columns.get(c, [])):
+            pos[i] = (x0 + colws[c] / 2, 20 + r * rowh + 12)
+        x0 += colws[c]
+    colw = x0 / max(ncol, 1)
     native = {n["name"] for n in nodes if n.get("native")}
-    parts = [f'<svg viewBox="0 0 {max(width, ncol * colw + 20)} {height}" width="100%" role="img" aria-label="derived graph">',
+    parts = [f'<svg viewBox="0 0 {max(width, ncol * colw + 20):.0f} {height}" width="100%" role="img" aria-label="derived graph">',
              '<defs><marker id="arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#888"/></marker></defs>']
     for a, b in edges:
         if a in pos and b in pos:
             (x1, y1), (x2, y2) = pos[a], pos[b]
             dash = ' stroke-dasharray="4 3"' if a.startswith("n:") else ""
-            parts.append(f'<line x1="{x1 + 50:.1f}" y1="{y1:.1f}" x2="{x2 - 52:.1f}" y2="{y2:.1f}" stroke="#999"{dash} marker-end="url(#arrow)"/>')
+            parts.append(f'<line x1="{x1 + box(a) / 2:.1f}" y1="{y1:.1f}" x2="{x2 - box(b) / 2 - 2:.1f}" y2="{y2:.1f}" stroke="#999"{dash} marker-end="url(#arrow)"/>')
     for i, (x, y) in pos.items():
         label = i[2:]
-        short = label if len(label) <= 18 else label[:17] + "…"
+        short = label  # never cut: the box is as wide as its label
+        half = box(i) / 2
         if i.startswith("t:"):
-            parts.append(f'<rect x="{x - 50:.1f}" y="{y - 12:.1f}" width="100" height="24" rx="12" fill="#f4f4f4" stroke="#bbb"><title>{_e(label)}</title></rect>')
+            parts.append(f'<rect x="{x - half:.1f}" y="{y - 12:.1f}" width="{2 * half:.1f}" height="24" rx="12" fill="#f4f4f4" stroke="#bbb"><title>{_e(label)}</title></rect>')
         else:
             hits = (highlight or {}).get(label, 0)
             fill = "#fdecea" if hits else ("#e6f4ea" if label in native else "#fff")
             stroke = LIMIT if hits else ("#2e7d32" if label in native else "#555")
             tip = f"{label}: first divergent node of {hits} events" if hits else label
-            parts.append(f'<rect x="{x - 50:.1f}" y="{y - 12:.1f}" width="100" height="24" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{2 if hits else 1}"><title>{_e(tip)}</title></rect>')
+            parts.append(f'<rect x="{x - half:.1f}" y="{y - 12:.1f}" width="{2 * half:.1f}" height="24" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{2 if hits else 1}"><title>{_e(tip)}</title></rect>')
         parts.append(f'<text x="{x:.1f}" y="{y + 4:.1f}" font-size="10" text-anchor="middle">{_e(short)}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -241,22 +300,48 @@ h1{font-size:1.35rem;margin:.2rem 0 1rem} h2{font-size:1.05rem;margin:2rem 0 .6r
 .stat b{display:block;font-size:1.25rem}
 table{border-collapse:collapse;width:100%;margin:.4rem 0} td,th{border-bottom:1px solid #e6e6e6;padding:.35rem .55rem;text-align:left;vertical-align:top}
 th{font-weight:600;background:#fafafa} .num{text-align:right;font-variant-numeric:tabular-nums}
-code{font:12px/1.35 ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-all}
+code{font:12px/1.35 ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:anywhere}
+code.tok{white-space:nowrap;overflow-wrap:normal;word-break:keep-all}
+.wide{overflow-x:auto}
+.legend{display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;font-size:12px;margin:.2rem 0 .6rem 90px}
+.key{white-space:nowrap} .swatch{display:inline-block;width:10px;height:10px;margin-right:.35rem;vertical-align:-1px} tr.related td{border-top:none} tr.related td.same{color:transparent}
 .legacy{background:#fbeeee} .candidate{background:#eef6ee}
 .muted{color:#777} svg text{font-family:system-ui,sans-serif}
 """
 
 
+def _tok(value: Any) -> str:
+    """An id or a path as one unbreakable token, except after its separators (``.``, ``]``, ``/``, ``:``)."""
+    text = _e(value if isinstance(value, str) else str(value))
+    for sep in (".", "]", "/", ":"):
+        text = text.replace(sep, sep + "<wbr>")
+    return f'<code class="tok">{text}</code>'
+
+
 def _example_row(ex: dict[str, Any]) -> str:
     event = ex.get("event") or {}
     diffs = "".join(
-        f"<div><code>{_e(x['path'])}</code>: <span class=legacy><code>{_e(_short(x['legacy'], 80))}</code></span>"
+        f"<div>{_tok(x['path'])}: <span class=legacy><code>{_e(_short(x['legacy'], 80))}</code></span>"
         f" → <span class=candidate><code>{_e(_short(x['candidate'], 80))}</code></span></div>"
         for x in (ex.get("differences") or [])[:6]
     )
     return (
-        f'<tr><td><code>{_e(event.get("id", ""))}</code><br><span class="muted">{_e(event.get("type", ""))}, line {_e(ex.get("line", ""))}</span></td>'
-        f'<td>{_e(ex.get("first_divergent_node") or "")}</td><td>{diffs}</td><td><code>{_e(ex.get("trace_id") or "")}</code></td></tr>'
+        f'<tr><td>{_tok(event.get("id", ""))}<br><span class="muted">{_e(event.get("type", ""))}, line {_e(ex.get("line", ""))}</span></td>'
+        f'<td>{_e(ex.get("first_divergent_node") or "")}</td><td>{diffs}</td><td>{_tok(ex.get("trace_id") or "")}</td></tr>'
+    )
+
+
+def _group_row(g: dict[str, Any], i: int, groups: list[dict[str, Any]]) -> str:
+    # A group over the same events as the row above (one finding seen at several paths, e.g. an
+    # effect's arguments and the value that changed them) joins it: count, node and event shown once.
+    same = i > 0 and g.get("related", i) == groups[i - 1].get("related", i - 1)
+    cls = ' class="related"' if same else ""
+    dim = ' class="num same"' if same else ' class="num"'
+    return (
+        f'<tr{cls}><td{dim}>{g["count"]:,}</td><td{" class=same" if same else ""}>{_e(g["node"])}</td><td>{_e(g["kind"])}</td><td>{_tok(g["path"])}</td>'
+        f'<td class="legacy"><code>{_e(_short((g.get("example") or {}).get("legacy")))}</code></td>'
+        f'<td class="candidate"><code>{_e(_short((g.get("example") or {}).get("candidate")))}</code></td>'
+        f'<td>{"" if same else _tok(g.get("first_event", ""))}</td></tr>'
     )
 
 
@@ -280,13 +365,7 @@ def render_report(data: dict[str, Any], *, redactor: Redactor | None = None) -> 
     by_node = data.get("by_node") or {}
     node_rows = "".join(f'<tr><td>{_e(n)}</td><td class="num">{c:,}</td></tr>' for n, c in by_node.items()) or '<tr><td colspan="2" class="muted">no divergence</td></tr>'
     groups = data.get("groups") or []
-    group_rows = "".join(
-        f'<tr><td class="num">{g["count"]:,}</td><td>{_e(g["node"])}</td><td>{_e(g["kind"])}</td><td><code>{_e(g["path"])}</code></td>'
-        f'<td class="legacy"><code>{_e(_short((g.get("example") or {}).get("legacy")))}</code></td>'
-        f'<td class="candidate"><code>{_e(_short((g.get("example") or {}).get("candidate")))}</code></td>'
-        f'<td><code>{_e(g.get("first_event", ""))}</code></td></tr>'
-        for g in groups[:200]
-    ) or '<tr><td colspan="7" class="muted">no divergence</td></tr>'
+    group_rows = "".join(_group_row(g, i, groups) for i, g in enumerate(groups[:200])) or '<tr><td colspan="7" class="muted">no divergence</td></tr>'
     examples = data.get("examples") or []
     example_rows = "".join(_example_row(ex) for ex in examples[:20]) or '<tr><td colspan="4" class="muted">none</td></tr>'
     latency = data.get("latency") or {}
@@ -294,7 +373,7 @@ def render_report(data: dict[str, Any], *, redactor: Redactor | None = None) -> 
     threshold = policy.get("divergence_limit")
     noise = data.get("noise") or []
     noise_rows = "".join(
-        f'<tr><td>{_e(r["event_type"])}</td><td><code>{_e(r["path"])}</code></td><td class="num">{r["differed"]:,} / {r["samples"]:,}</td>'
+        f'<tr><td>{_e(r["event_type"])}</td><td>{_tok(r["path"])}</td><td class="num">{r["differed"]:,} / {r["samples"]:,}</td>'
         f'<td><code>{_e(_short(r.get("example"), 120))}</code></td></tr>'
         for r in noise[:200]
     ) or '<tr><td colspan="4" class="muted">no noise learned (or learning was off)</td></tr>'
@@ -309,17 +388,20 @@ def render_report(data: dict[str, Any], *, redactor: Redactor | None = None) -> 
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{_e(title)}</title><style>{CSS}</style></head>
 <body><main>
-<h1>{_e(title)}</h1>
+<h1>{_e(data.get('migration', ''))}: replay of {_tok(data.get('source', ''))}</h1>
 <section class="decision" style="--c:{color}"><div>Decision: <span class="action">{_e(action)}</span></div><ol>{reasons}</ol></section>
 <div class="stats">{stat_html}</div>
 <h2>Where divergence starts</h2>
 <table><tr><th>first divergent node</th><th class="num">events</th></tr>{node_rows}</table>
 <h2>Divergence groups</h2>
-<table><tr><th class="num">events</th><th>node</th><th>kind</th><th>path</th><th>legacy</th><th>candidate</th><th>first event</th></tr>{group_rows}</table>
+<div class="wide"><table><tr><th class="num">events</th><th>node</th><th>kind</th><th>path</th><th>legacy</th><th>candidate</th><th>first event</th></tr>{group_rows}</table></div>
 <h2>Divergence rate over time</h2>
 {rate_chart(data.get("timeline") or [], threshold)}
 <p class="muted">Blue: observed divergence rate; orange band: its confidence bounds; red dashes: the policy's limit.</p>
 <h2>Latency</h2>
+<h3>Where the time goes, per event</h3>
+{breakdown_chart(latency.get("breakdown") or {})}
+<p class="muted">Mean per event. Candidate: node compute, the LangGraph runtime around it, and its checkpoint store (none in a sandboxed replay: an event cut off mid-run is run again, so it writes no checkpoints); legacy: handler compute and the bus's own dispatch. Red dashes: the time served after cutover, what the default latency contracts judge (node compute, the runtime at its CPU cost, and a production checkpointer's cost per superstep; not this replay's store).</p>
 {('<table><tr><th>path</th><th class="num">p50</th><th class="num">p95</th><th class="num">p99</th></tr>' + path_rows + '</table>') if path_rows else ''}
 {distribution_chart(latency.get("distribution") or {})}
 <h3>Per node</h3>
@@ -328,7 +410,7 @@ def render_report(data: dict[str, Any], *, redactor: Redactor | None = None) -> 
 {graph_chart(data.get("graph") or {}, by_node)}
 <p class="muted">Rounded: event types; boxes: handler nodes (green: native, red: where divergence starts); dashed: events a node publishes.</p>
 <h2>Examples</h2>
-<table><tr><th>event</th><th>first divergent node</th><th>differences</th><th>trace</th></tr>{example_rows}</table>
+<div class="wide"><table><tr><th>event</th><th>first divergent node</th><th>differences</th><th>trace</th></tr>{example_rows}</table></div>
 <h2>Learned noise (ignored in comparisons)</h2>
 <table><tr><th>event type</th><th>path</th><th class="num">differed / samples</th><th>example</th></tr>{noise_rows}</table>
 </main></body></html>

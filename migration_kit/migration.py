@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -31,6 +32,7 @@ from migration_errors import BadEventLog, ConfigurationError, MigrationKitError,
 from migration_kit.comparator import Comparator, Comparison, Difference
 from migration_kit.decision import Decision
 from migration_kit.evidence import Evidence
+from migration_kit.latency import TimedSaver, timed_saver
 from migration_kit.phases import PhaseMachine, PhaseState, Transition
 from migration_kit.redaction import redactor_for
 from migration_kit.policy import Monitor, Policy, load_policy
@@ -45,6 +47,13 @@ __all__ = ["Migration", "route_point"]
 
 EVIDENCE_KEY = "evidence"
 SAVE_EVIDENCE_EVERY = 1000  # events between saves of a running replay's evidence (status sees progress)
+# A sandboxed replay's candidate is answered from recorded effects, so an event cut off mid-run
+# is run again from its start (same answers, same result) instead of resumed step by step. It
+# needs no checkpoint, so it runs on the graph without a checkpointer: the replay's bookkeeping
+# is not charged to the candidate (the latency contracts model a production checkpointer instead,
+# migration_kit.latency). A run that looks for a thread a cut-off run left (resume=True) uses the
+# store's checkpointer with durability="exit": one checkpoint, when the run exits.
+SANDBOX_DURABILITY = "exit"
 
 
 def route_point(migration: str, correlation_id: str) -> float:
@@ -107,6 +116,8 @@ class Migration:
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self._graph: Any = None
+        self._timed: tuple[Any, Any, TimedSaver | None] | None = None
+        self._unsaved: tuple[Any, Any] | None = None
         self.telemetry = Telemetry(name, phase=lambda: str(getattr(self, "phase", "shadow")))
         self._noise: NoiseModel | None = None
         self._noise_loaded: dict[str, Any] | None = None
@@ -194,7 +205,7 @@ class Migration:
         legacy = self._run_legacy(event, answers, states)
         if sampled:
             self._learn(event, answers, before, legacy, sampled=True)
-        candidate = self._run_candidate(event, answers, seed, resume=resume)
+        candidate = self._run_candidate(event, answers, seed, resume=resume, durability=SANDBOX_DURABILITY)
         comparison = self._diff(legacy, candidate, noise)
         if comparison.divergent and learning is not None and learning.confirm:
             # Confirm before reporting: a clock that agreed in the sample, a
@@ -297,25 +308,62 @@ class Migration:
         return Outcome.from_dispatch(dispatch)
 
     def _run_candidate(
-        self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None, *, resume: bool = False
+        self,
+        event: Event,
+        answers: tuple[EffectCall, ...],
+        seed: dict[str, Any] | None,
+        *,
+        resume: bool = False,
+        durability: str | None = None,
     ) -> Outcome:
-        graph = self.graph
+        graph, timer = self._timed_graph()
+        if durability == SANDBOX_DURABILITY and not resume:
+            graph, timer = self._unsaved_graph(graph), None
         thread = self.thread_for(event)
         config = {"configurable": {"thread_id": thread}}
         inp: dict[str, Any] | None = {"event": event.to_dict()}
         if seed:
             inp["sagas"] = {event.saga_key: seed}
-        started = perf_counter()
-        try:
-            with Sandbox(answers):
-                final = self._resumed(graph, event, config) if resume else None
-                if final is None:
-                    final = graph.invoke(inp, config)
-        except Exception as exc:  # the candidate failing is evidence, never an exception here
-            return Outcome.crash("candidate", event, exc, perf_counter() - started)
-        finally:
-            self._forget(graph, thread)
-        return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+        options = {"durability": durability} if durability and timer is not None else {}
+        with timer.measure(thread) if timer is not None else contextlib.nullcontext() as spent:
+            cpu = time.thread_time()
+            started = perf_counter()
+            try:
+                with Sandbox(answers):
+                    final = self._resumed(graph, event, config) if resume else None
+                    if final is None:
+                        final = graph.invoke(inp, config, **options)
+            except Exception as exc:  # the candidate failing is evidence, never an exception here
+                return Outcome.crash("candidate", event, exc, perf_counter() - started)
+            finally:
+                elapsed, cpu = perf_counter() - started, time.thread_time() - cpu
+                self._forget(graph, thread)
+        outcome = Outcome.from_flow_state(event, final, elapsed, started)
+        if spent is None:
+            return dataclasses.replace(outcome, cpu=cpu)
+        return dataclasses.replace(outcome, checkpoint=spent.seconds, cpu=cpu, steps=max(0, spent.step))
+
+    def _unsaved_graph(self, graph: Any) -> Any:
+        """``graph`` without a checkpointer: what a sandboxed run that needs no checkpoint runs on."""
+        cached = self._unsaved
+        if cached is None or cached[0] is not graph:
+            bare = graph.copy(update={"checkpointer": None}) if getattr(graph, "checkpointer", None) not in (None, True, False) else graph
+            self._unsaved = cached = (graph, bare)
+        return cached[1]
+
+    def _timed_graph(self) -> tuple[Any, TimedSaver | None]:
+        """The candidate graph on a timing wrapper of its checkpointer (built once per compiled graph)."""
+        graph = self.graph
+        cached = self._timed
+        if cached is not None and cached[0] is graph:
+            return cached[1], cached[2]
+        saver = getattr(graph, "checkpointer", None)
+        timed = timed_saver(saver)
+        if isinstance(timed, TimedSaver):
+            self._timed = (graph, graph.copy(update={"checkpointer": timed}), timed)
+        else:
+            self._timed = (graph, graph, None)
+        return self._timed[1], self._timed[2]
 
     def thread_for(self, event: Event) -> str:
         """The graph thread of one event's comparison run (replay, shadow worker): ``<name>:<event id>``."""

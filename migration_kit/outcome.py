@@ -79,6 +79,11 @@ class Outcome:
     crashed: bool = False
     node_durations: dict[str, float] = field(default_factory=dict)
     started: float = 0.0  # time.perf_counter() when the path started (for traces)
+    # Timing parts (migration_kit.latency): seconds inside the checkpointer's calls during the
+    # run, the run's thread CPU seconds (None: not measured) and the supersteps it took.
+    checkpoint: float = 0.0
+    cpu: float | None = None
+    steps: int = 0
 
     @property
     def error(self) -> ErrorInfo | None:
@@ -316,6 +321,9 @@ class OutcomeRecord(BaseModel):
     crashed: bool = False
     node_durations: dict[str, float] = Field(default_factory=dict)
     started: float = 0.0  # epoch seconds
+    checkpoint: float = 0.0
+    cpu: float | None = None
+    steps: int = 0
 
 
 def _effect_from(rec: _EffectRecord) -> EffectCall:
@@ -359,6 +367,9 @@ def _outcome_to_record(self: Outcome) -> dict[str, Any]:
         "crashed": self.crashed,
         "node_durations": dict(self.node_durations),
         "started": _perf_to_epoch(self.started),
+        "checkpoint": self.checkpoint,
+        "cpu": self.cpu,
+        "steps": self.steps,
     }
 
 
@@ -405,6 +416,9 @@ def _outcome_from_record(cls: type[Outcome], data: Any) -> Outcome:
         crashed=rec.crashed,
         node_durations=dict(rec.node_durations),
         started=_epoch_to_perf(rec.started),
+        checkpoint=rec.checkpoint,
+        cpu=rec.cpu,
+        steps=rec.steps,
     )
 
 

@@ -194,7 +194,9 @@ class ReplayTally:
                     )
                     for (n, k, p), g in self.groups.items()
                 ),
-                key=lambda g: (-g.count, g.node, g.path),
+                # Groups over the same events (an effect's arguments and the value that
+                # changed them) sort next to each other: same count, node, first and last event.
+                key=lambda g: (-g.count, g.node, g.first_event, g.last_event, g.path),
             )
         )
         examples = tuple(red.example(x, secrets((x.get("event") or {}).get("id"))) for x in self.examples)
@@ -267,7 +269,7 @@ class ReplayReport:
             "errors": self.errors,
             "by_node": self.by_node,
             "decision": self.decision.to_dict(),
-            "groups": [g.to_dict() for g in self.groups],
+            "groups": [g.to_dict() | {"related": k} for g, k in zip(self.groups, related_ids(self.groups), strict=True)],
             "examples": list(self.examples),
             "skipped": [{"line": s.line, "reason": s.reason} for s in self.skipped],
             "noise": list(self.noise),
@@ -294,6 +296,18 @@ class ReplayReport:
         Path(path).write_text(render_report(self.to_dict(), redactor=self.redactor or redactor_named(self.migration)), encoding="utf-8")
 
 
+def related_ids(groups: tuple[DivergenceGroup, ...] | list[dict[str, Any]]) -> list[int]:
+    """For each group, the index of the first group over the same events (same node, count, first
+    and last event): groups sharing an index are one finding seen at several paths."""
+    first: dict[tuple[Any, ...], int] = {}
+    out = []
+    for i, g in enumerate(groups):
+        get = g.get if isinstance(g, dict) else lambda k, g=g: getattr(g, k)
+        key = (get("node"), get("count"), get("first_event"), get("last_event"))
+        out.append(first.setdefault(key, i))
+    return out
+
+
 def timeline_view(points: tuple[tuple[int, int], ...], alpha: float = 0.05) -> list[dict[str, Any]]:
     """Divergence rate over the events compared, with its anytime-valid bounds, for plotting."""
     out = []
@@ -317,4 +331,29 @@ def latency_view(evidence: Evidence) -> dict[str, Any]:
         for node, s in evidence.nodes[path].items():
             if s.count:
                 nodes.setdefault(node, {})[path] = {"p50": s.quantile(0.5), "p95": s.quantile(0.95)}
-    return {"paths": paths, "distribution": dist, "nodes": nodes}
+    return {"paths": paths, "distribution": dist, "nodes": nodes, "breakdown": breakdown_view(evidence)}
+
+
+#: How each part is named to a reader, in the order a stacked bar draws them.
+PART_LABELS = {
+    "legacy": (("handler", "handler compute"), ("bus", "bus overhead")),
+    "candidate": (("node", "node compute"), ("runtime", "LangGraph runtime"), ("checkpoint", "checkpoint store")),
+}
+
+
+def breakdown_view(evidence: Evidence) -> dict[str, Any]:
+    """Where each path's time goes per event (mean seconds per part; the parts add up to the mean
+    wall time), and what the default contract judges (``served``, p50 / p99)."""
+    out: dict[str, Any] = {}
+    for path, labels in PART_LABELS.items():
+        total = evidence.latency[path]
+        if not total.count:
+            continue
+        parts = [{"part": k, "label": label, "mean": evidence.parts[path][k].mean or 0.0} for k, label in labels]
+        served = evidence.parts[path]["served"]
+        out[path] = {
+            "mean": total.mean,
+            "parts": parts,
+            "served": {"mean": served.mean, "p50": served.quantile(0.5), "p99": served.quantile(0.99)},
+        }
+    return out

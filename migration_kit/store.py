@@ -157,6 +157,9 @@ class SqliteRecords:
         try:
             self._conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL commits need no fsync to stay consistent: a killed process loses nothing
+            # committed; a power loss at most the last commits (README, "Durability").
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.executescript(
                 """

@@ -59,6 +59,22 @@ def _resume(store: str, log: Path, tmp: Path) -> dict:
     return json.loads(out.read_text())
 
 
+def _saved_total(db: Path, log: Path) -> int:
+    """Events counted in the progress a replay of ``log`` saved in the SQLite store ``db`` (0: none yet)."""
+    import sqlite3
+
+    from migration_kit.resume import progress_key
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            row = conn.execute("SELECT value FROM mk_docs WHERE key=?", (progress_key(log),)).fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(json.loads(row[0])["tally"]["total"]) if row else 0
+
+
 def _stores(tmp: Path, redis_url: str) -> dict[str, str]:
     return {"sqlite": f"sqlite:///{tmp}/store.sqlite", "redis": redis_url}
 
@@ -72,7 +88,9 @@ def test_killed_between_events_then_resumed_equals_the_uninterrupted_run(backend
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_killed_inside_a_graph_node_the_event_resumes_from_its_checkpoint(backend, log, uninterrupted, tmp_path, redis_url):
+def test_killed_inside_a_graph_node_the_event_reruns_from_its_start_to_the_same_report(backend, log, uninterrupted, tmp_path, redis_url):
+    """A sandboxed replay writes an event's checkpoint only when its run exits (durability="exit"):
+    an event cut off mid-run is run again from its start, answered by the same recorded effects."""
     store = _stores(tmp_path, redis_url)[backend]
     markers, hold = tmp_path / "markers.txt", tmp_path / "hold"
     proc = _driver(store, log, tmp_path / "first.json", env={"MK_MARKERS": str(markers), "MK_HOLD_AT": "2221", "MK_HOLD_FILE": str(hold)})
@@ -88,8 +106,8 @@ def test_killed_inside_a_graph_node_the_event_resumes_from_its_checkpoint(backen
     finally:
         del os.environ["MK_MARKERS"]
     runs = markers.read_text().split()
-    # `price` of order 2221 finished before the kill and is not run again: its checkpoint was resumed.
-    assert runs.count("2221") == 1
+    # `price` of order 2221 ran before the kill and once more in the re-run from the event's start.
+    assert runs.count("2221") == 2
     assert runs.count("2222") == 1
 
 
@@ -112,15 +130,19 @@ def test_a_log_edited_after_the_interrupted_run_is_refused_naming_what_changed(l
 
 def test_ctrl_c_during_the_cli_replay_prints_the_resume_command_and_resume_finishes_it(tmp_path):
     log = tmp_path / "short.jsonl"
-    EventLog(log).write(resume_app.events(1000))
+    EventLog(log).write(resume_app.events(2000))
     with resume_app.migration("memory://") as m:
         uninterrupted = summary(m.replay(log).to_dict())
     env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     store = f"sqlite:///{tmp_path}/store.sqlite"
     cmd = [sys.executable, "-m", "migration_kit", "replay", str(log), "--app", "resume_app:migration", "--store", store]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    time.sleep(4)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    # Ready when the replay has saved progress past its first events (it saves every 100).
+    deadline = time.monotonic() + 120
+    while _saved_total(tmp_path / "store.sqlite", log) < 100:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the replay never saved progress"
+        time.sleep(0.02)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
