@@ -39,6 +39,7 @@ from migration_kit.report import ReplayReport, ReplayTally
 from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key
 from migration_kit.store import Store, VersionConflict
 from migration_kit.telemetry import Telemetry
+from migration_kit.threads import Finished, Fresh, Resumable, ThreadState, thread_state
 
 __all__ = ["Migration", "route_point"]
 
@@ -307,9 +308,17 @@ class Migration:
             inp["sagas"] = {event.saga_key: seed}
         started = perf_counter()
         try:
-            with Sandbox(answers):
-                final = self._resumed(graph, event, config) if resume else None
-                if final is None:
+            found = self._resumed(graph, event, config) if resume else Fresh()
+            if isinstance(found, Finished):
+                final = found.values
+            elif isinstance(found, Resumable):
+                # Answers the finished nodes already took are not offered again.
+                with Sandbox(found.remaining(answers)):
+                    final = graph.invoke(None, config)
+            else:
+                if found.stale:
+                    self._forget(graph, thread)  # a run of this event that can be neither finished nor resumed
+                with Sandbox(answers):
                     final = graph.invoke(inp, config)
         except Exception as exc:  # the candidate failing is evidence, never an exception here
             return Outcome.crash("candidate", event, exc, perf_counter() - started)
@@ -321,18 +330,10 @@ class Migration:
         """The graph thread of one event's comparison run (replay, shadow worker): ``<name>:<event id>``."""
         return f"{self.name}:{event.id}"
 
-    @staticmethod
-    def _resumed(graph: Any, event: Event, config: dict[str, Any]) -> dict[str, Any] | None:
-        """The final state of a thread an interrupted run left for ``event``: finished, or resumed now."""
-        if getattr(graph, "checkpointer", None) in (None, True, False):
-            return None
-        snapshot = graph.get_state(config)
-        values = snapshot.values or {}
-        if (values.get("event") or {}).get("id") != event.id:
-            return None  # no checkpoint of this event: run it whole
-        if snapshot.next:
-            return graph.invoke(None, config)  # cut off inside the graph: go on from the checkpoint
-        return values
+    def _resumed(self, graph: Any, event: Event, config: dict[str, Any]) -> ThreadState:
+        """What an interrupted run left on ``event``'s thread (``migration_kit.threads``: the one rule)."""
+        flow = self.flow
+        return thread_state(graph, config, event.id, complete=flow.is_complete if flow is not None else None)
 
     @staticmethod
     def _forget(graph: Any, thread: str) -> None:
@@ -784,41 +785,8 @@ class Migration:
         return self._observed(comparison, traceparent)
 
     def _run_recorded_candidate(self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None) -> Outcome:
-        graph = self.graph
-        thread = self.thread_for(event)
-        config = {"configurable": {"thread_id": thread}}
-        snapshot = None
-        if getattr(graph, "checkpointer", None) not in (None, True, False):
-            try:
-                snapshot = graph.get_state(config)
-            except Exception:  # no usable checkpoint: run it whole
-                snapshot = None
-        if snapshot is None or not snapshot.next:
-            if snapshot is not None and snapshot.values:
-                self._forget(graph, thread)  # a finished run left behind: start clean
-            return self._run_candidate(event, answers, seed)
-        # Resume: answers the finished nodes already took are not offered again.
-        used: dict[str, int] = {}
-        for rec in (snapshot.values or {}).get("trace") or []:
-            for call in rec.get("effects") or []:
-                if call.get("mode") == "recorded":
-                    key = EffectCall.from_dict(call).key
-                    used[key] = used.get(key, 0) + 1
-        remaining = []
-        for call in answers:
-            if used.get(call.key):
-                used[call.key] -= 1
-                continue
-            remaining.append(call)
-        started = perf_counter()
-        try:
-            with Sandbox(remaining):
-                final = graph.invoke(None, config)
-        except Exception as exc:
-            return Outcome.crash("candidate", event, exc, perf_counter() - started)
-        finally:
-            self._forget(graph, thread)
-        return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+        # A reclaimed entry: its thread may hold a run a dead worker left (the same rule as replay).
+        return self._run_candidate(event, answers, seed, resume=True)
 
     def _seal(self, value: Any) -> dict[str, str]:
         """Saga state for the store's records, through the checkpointer's serializer: encrypted at
