@@ -36,7 +36,7 @@ from migration_kit.policy import Monitor, Policy, load_policy
 from migration_kit.noise import NoiseModel
 from migration_kit.outcome import Outcome
 from migration_kit.report import ReplayReport, ReplayTally
-from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key
+from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key, store_failed
 from migration_kit.store import Store, VersionConflict
 from migration_kit.telemetry import Telemetry
 from migration_kit.threads import Finished, Fresh, Resumable, ThreadState, thread_state
@@ -445,6 +445,7 @@ class Migration:
                     event, entry.effects, legacy_states, copy.deepcopy(seed) if seed else None, resume=suspect > 0
                 )
                 suspect = max(0, suspect - 1)
+                store_failed(comparison.candidate, self.store.display_url)  # a dead store is not a candidate error
                 candidate_states.save(key, after or {})
                 tally.add(comparison, entry.line)
                 last = entry
@@ -809,12 +810,26 @@ class Migration:
         self.store.records.put(key, {**doc, "log": identity.to_dict()})
         self.store.records.put("replay:last", {"key": key, "path": identity.path, "status": doc["status"]})
 
-    def unfinished_replay(self) -> str | None:
-        """The log path of the last replay if it did not finish (what ``resume`` continues)."""
+    def unfinished_replay(self, path: str | Path | None = None) -> str | None:
+        """The log path of the last replay (or of ``path``'s) if it did not finish (what ``resume`` continues)."""
+        if path is not None:
+            saved = self._progress(path)
+            last, _ = self.store.records.get("replay:last")
+            started = bool(last) and last.get("key") == progress_key(path) and last.get("status") != "done"
+            return str(Path(path).resolve()) if (saved and saved.get("status") != "done") or (not saved and started) else None
         last, _ = self.store.records.get("replay:last")
         if not last or last.get("status") == "done":
             return None
         return str(last["path"])
+
+    def replayed(self, path: str | Path) -> bool:
+        """Whether a replay of ``path`` saved any progress in this store (finished or not)."""
+        return self._progress(path) is not None
+
+    def replay_started(self, path: str | Path) -> None:
+        """Record that a replay of ``path`` starts, so ``resume`` finds it even if killed before its first save."""
+        resolved = str(Path(path).resolve())
+        self.store.records.put("replay:last", {"key": progress_key(resolved), "path": resolved, "status": "started"})
 
     @staticmethod
     def _entries(src: Source, skip_bad: bool) -> tuple[Iterator[LogEntry], str, list[SkippedLine]]:
