@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", metavar="OUT", help="write the report as JSON")
     r.add_argument("--html", metavar="OUT", help="write the report as a self-contained HTML page")
     r.add_argument("--skip-bad", action="store_true", help="skip unreadable lines (listed in the report) instead of stopping")
+    r.add_argument("--save-every", type=int, default=100, metavar="N", help="save resumable progress every N events (default 100)")
 
     rs = sub.add_parser("resume", help="continue the last unfinished replay (after Ctrl-C, a crash or kill -9)")
     rs.add_argument("log", metavar="LOG", nargs="?", help="the log whose replay to continue (from the start when nothing was saved)")
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--json", metavar="OUT", help="write the report as JSON")
     rs.add_argument("--html", metavar="OUT", help="write the report as a self-contained HTML page")
     rs.add_argument("--skip-bad", action="store_true", help="skip unreadable lines instead of stopping")
+    rs.add_argument("--save-every", type=int, default=100, metavar="N", help="save resumable progress every N events (default 100)")
 
     rc = sub.add_parser("record", help="export tapped live traffic (with its real effect responses) to a JSON Lines log")
     app_args(rc)
@@ -198,6 +200,8 @@ def _outputs(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.save_every < 1:
+        raise MigrationKitError(f"--save-every {args.save_every}: give a number of events >= 1")
     _check_writable(args.json, "--json")
     _check_writable(args.html, "--html")
     if not Path(args.log).is_file():
@@ -269,7 +273,9 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
     try:
         with migration, logs, ReplayProgress(count_lines(log), stream=sys.stderr) as progress:
             print(f"migration-kit: replaying {one_line(log)}", file=sys.stderr, flush=True)  # a line to wait on
-            report = migration.replay(log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update, stop=stop)
+            report = migration.replay(
+                log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update, stop=stop, checkpoint_every=args.save_every
+            )
     except ReplayInterrupted as exc:
         _print_logs(logs)
         print(f"migration-kit: {one_line(exc)}", file=sys.stderr)

@@ -404,7 +404,7 @@ class Migration:
                 entries = EventLog(log.path, on_error="skip" if skip_bad else "raise").entries(
                     start_offset=identity.offset, start_line=identity.line + 1
                 )
-                suspect = checkpoint_every + 1
+                suspect = max(checkpoint_every, int(saved.get("every") or 0)) + 1  # the interrupted run's window too
         known = set(self.legacy.event_types)
         started = perf_counter()
 
@@ -423,6 +423,7 @@ class Migration:
                     "noise": self.noise.to_dict(),
                     "skipped": [{"line": x.line, "reason": x.reason} for x in skipped],
                     "elapsed": elapsed_before + perf_counter() - started,
+                    "every": checkpoint_every,
                 },
             )
 
