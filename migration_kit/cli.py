@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from checkpoints.urls import mask_url
 from migration_errors import ConfigurationError, MigrationKitError
 
+from migration_kit.resume import STORE_ERRORS
 from migration_kit.safe_text import one_line, terminal
 
 __all__ = ["main"]
@@ -247,7 +249,7 @@ def _silence_stdout() -> None:
 def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: Any = None) -> int:
     from migration_kit.console import print_replay
     from migration_kit.progress import ReplayProgress, count_lines
-    from migration_kit.resume import STORE_ERRORS, ReplayInterrupted
+    from migration_kit.resume import ReplayInterrupted
     from migration_kit.sandbox_logs import CapturedLogs
 
     import signal
@@ -504,6 +506,15 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("migration-kit: interrupted", file=sys.stderr)
         return 130
+    except STORE_ERRORS as exc:  # the store (Redis, SQLite) failed outside a replay's own handling
+        store = getattr(args, "store", None)
+        where = f" {mask_url(store)}" if store else ""
+        print(
+            f"migration-kit: error: the store{where} failed ({type(exc).__name__}: {one_line(exc)[:300]}); "
+            "check that it is up, reachable and really the store (--store)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except Exception as exc:
         if args.debug:
             raise

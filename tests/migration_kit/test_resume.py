@@ -119,14 +119,20 @@ def test_ctrl_c_during_the_cli_replay_prints_the_resume_command_and_resume_finis
     store = f"sqlite:///{tmp_path}/store.sqlite"
     cmd = [sys.executable, "-m", "migration_kit", "replay", str(log), "--app", "resume_app:migration", "--store", store]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    time.sleep(4)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # readiness: the CLI says it is replaying once its Ctrl-C handler is in place
+        seen.append(line)
+        if line.startswith("migration-kit: replaying"):
+            break
+    assert proc.poll() is None, "".join(seen)[-2000:] + proc.communicate()[1][-2000:]
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
+    err = "".join(seen) + err
     assert time.monotonic() - sent < 15, "Ctrl-C must stop the replay promptly"
     assert proc.returncode == 130, err[-2000:]
-    assert f"migration-kit resume --app resume_app:migration --store {store}" in err
+    assert f"migration-kit resume {log} --app resume_app:migration --store {store}" in err
     assert "Traceback" not in err
     out = tmp_path / "resumed.json"
     resumed = subprocess.run(
