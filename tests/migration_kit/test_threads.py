@@ -54,8 +54,15 @@ def _migration(store: str, bus: EventBus = orders.bus, kill_node: str | None = N
     return Migration("threads", legacy=bus, candidate=flow, store=store)
 
 
-def _cut(store: str, where: str, durability: str, *, event: Event = FIRST, bus: EventBus = orders.bus, answers=()) -> None:
-    """Run ``event`` on its thread in a forked child that SIGKILLs itself at ``where``."""
+def _cut(
+    store: str, where: str, durability: str, *, event: Event = FIRST, bus: EventBus = orders.bus, answers=(), thread: str | None = None
+) -> None:
+    """Run ``event`` on its thread (or ``thread``) in a forked child that SIGKILLs itself at ``where``.
+
+    ``where``: ``node:<name>`` (inside that node), ``put:<step>`` / ``afterput:<step>`` (before / after
+    the checkpoint of that step is saved; ``first`` is the first one this run saves), ``writes:<n>``
+    (after the n-th save of a task's writes), ``none`` (after the run, before anything else).
+    """
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
         try:
@@ -63,13 +70,13 @@ def _cut(store: str, where: str, durability: str, *, event: Event = FIRST, bus: 
             m = _migration(store, bus, arg if kind == "node" else None)
             saver = m.store.checkpointer
             if kind in ("put", "afterput"):
-                put, step = saver.put, int(arg)
+                put, step = saver.put, (None if arg == "first" else int(arg))
 
                 def hooked(cfg, cp, md, nv):
                     if kind == "put" and md.get("step") == step:
                         _die()
                     out = put(cfg, cp, md, nv)
-                    if kind == "afterput" and md.get("step") == step:
+                    if kind == "afterput" and step in (None, md.get("step")):
                         _die()
                     return out
 
@@ -85,7 +92,7 @@ def _cut(store: str, where: str, durability: str, *, event: Event = FIRST, bus: 
                     return out
 
                 saver.put_writes = hooked_writes
-            config = {"configurable": {"thread_id": m.thread_for(event)}}
+            config = {"configurable": {"thread_id": thread or m.thread_for(event)}}
             with Sandbox(answers):
                 m.graph.invoke({"event": event.to_dict()}, config, durability=durability)
             _die()  # finished, and killed before the thread was forgotten
@@ -214,3 +221,36 @@ def test_a_resumed_run_is_not_offered_the_answers_its_finished_nodes_took(tmp_pa
     found, outcome = _kind_and_outcome(store, event=START, bus=twice, answers=ANSWERS)
     assert isinstance(found, Resumable) and found.used and found.remaining(ANSWERS) == ANSWERS[1:]
     assert _essence(outcome) == expected
+
+
+# -- a saga's long-lived thread (cutover): runs of several events on one thread -----------------------
+
+SECOND = Event.model_validate_json((Path(orders.__file__).parent / "events.jsonl").read_text().splitlines()[1])
+SAGA = "threads:saga:one"
+
+
+def _saga_state(store: str, event_id: str):
+    with _migration(store) as m:
+        return m._resumed(m.graph, Event(type="OrderPlaced", payload={}, id=event_id), {"configurable": {"thread_id": SAGA}})
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("none", Finished),  # the second event finished: a redelivery gets its result
+        ("afterput:first", Resumable),  # its input checkpoint: values still show the first event
+        ("writes:1", Resumable),  # __start__'s writes saved, no checkpoint after them
+        ("node:reserve_inventory", Resumable),
+        ("writes:5", Resumable),
+    ],
+)
+def test_on_a_long_lived_thread_the_rule_tells_this_events_run_from_the_previous_events(tmp_path, where, expected):
+    store = f"sqlite:///{tmp_path}/s.sqlite"
+    _cut(store, "none", "sync", thread=SAGA)  # the first event ran to its end
+    assert isinstance(_saga_state(store, SECOND.id), Fresh)
+    assert isinstance(_saga_state(store, SECOND.id).other, Finished)
+    _cut(store, where, "sync", event=SECOND, thread=SAGA)
+    found = _saga_state(store, SECOND.id)
+    assert isinstance(found, expected) and found.event_id == SECOND.id
+    later = _saga_state(store, "a-third-event")
+    assert isinstance(later, Fresh) and isinstance(later.other, expected) and later.other.event_id == SECOND.id
