@@ -258,3 +258,55 @@ def test_a_server_that_is_not_redis_is_one_line(tmp_path, project, capsys):
     finally:
         sock.close()
     assert code == 2 and f"127.0.0.1:{port}" in _one_error_line(err)
+
+
+def test_an_oversized_stream_entry_is_dead_lettered_with_its_id_and_the_worker_carries_on(redis_url):
+    import redis
+
+    import shadow_app
+    from migration_kit import Worker
+    from migration_kit.shadow import ShadowKeys
+
+    m = shadow_app.migration(store=redis_url)
+    keys = ShadowKeys(m.name)
+    r = redis.Redis.from_url(redis_url)
+    big = r.xadd(keys.stream, {"d": b'{"v":1,"pad":"' + b"x" * (2 << 20) + b'"}'}).decode()
+    with m.attach() as handle:
+        shadow_app.bus.publish(shadow_app.order(1))
+        handle.flush()
+    w = Worker(m, max_events=2, block_ms=100, evidence_every=0.0)
+    w.run()
+    assert (w.stats.dead, w.stats.recorded) == (1, 1)
+    [reason] = [json.loads(x)["error"] for x in r.lrange(keys.dead, 0, -1)]
+    assert reason.startswith(f"stream entry {big} is 2,097,") and "longer than the limit" in reason
+
+
+def test_a_full_disk_mid_replay_ends_with_the_resume_command_and_resume_finishes_the_same_report(tmp_path):
+    import resource
+    import signal as sig
+
+    import resume_app
+    from resume_driver import summary
+
+    log = tmp_path / "events.jsonl"
+    EventLog(log).write(resume_app.events(300))
+    with resume_app.migration("memory://") as m:
+        whole = summary(m.replay(log).to_dict())
+    store = f"sqlite:///{tmp_path}/s.sqlite"
+    cmd = [sys.executable, "-m", "migration_kit", "replay", str(log), "--app", "resume_app:migration", "--store", store]
+
+    def disk_of_200_kb() -> None:  # the store's files cannot grow past 200 KB: writes fail as on a full disk
+        sig.signal(sig.SIGXFSZ, sig.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    full = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, preexec_fn=disk_of_200_kb, timeout=300)
+    assert full.returncode == 2, full.stderr[-2000:]
+    line = _one_error_line(full.stderr)
+    assert f"the store {store} failed" in line and f"migration-kit resume {log} --app resume_app:migration --store {store}" in line
+    out = tmp_path / "r.json"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "migration_kit", "resume", str(log), "--app", "resume_app:migration", "--store", store, "--json", str(out)],
+        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300,
+    )
+    assert resumed.returncode == 1, resumed.stderr[-2000:]
+    assert summary(json.loads(out.read_text())) == whole
