@@ -316,8 +316,8 @@ class Migration:
                 with Sandbox(found.remaining(answers)):
                     final = graph.invoke(None, config)
             else:
-                if found.stale:
-                    self._forget(graph, thread)  # a run of this event that can be neither finished nor resumed
+                if found.stale or found.other is not None:
+                    self._forget(graph, thread)  # a run that is not this event's, or can be neither finished nor resumed
                 with Sandbox(answers):
                     final = graph.invoke(inp, config)
         except Exception as exc:  # the candidate failing is evidence, never an exception here
