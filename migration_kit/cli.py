@@ -234,7 +234,8 @@ def _resume_command(args: argparse.Namespace, log: str, migration: Any) -> str:
     import shlex
 
     store = f" --store {shlex.quote(migration.store.display_url)}" if args.store else ""
-    return f"migration-kit resume {shlex.quote(str(log))} --app {shlex.quote(args.app)}{store}"
+    skip = " --skip-bad" if getattr(args, "skip_bad", False) else ""  # resumed as it was started
+    return f"migration-kit resume {shlex.quote(str(log))} --app {shlex.quote(args.app)}{store}{skip}"
 
 
 def _silence_stdout() -> None:
