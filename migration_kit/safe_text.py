@@ -28,9 +28,9 @@ __all__ = ["for_file", "markup", "one_line", "terminal", "text"]
 
 # C0 controls, DEL, C1 controls, bidi embeddings/overrides/isolates, line/paragraph
 # separators, and lone surrogates (a valid pair never reaches a str as two code points).
-_UNSAFE = "\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
-_ONE_LINE = re.compile(f"[{_UNSAFE}]")
-_MULTI_LINE = re.compile(f"[{_UNSAFE.replace(chr(0) + '-' + chr(0x1f), chr(0) + '-' + chr(8) + chr(0x0b) + '-' + chr(0x1f), 1)}]")
+_OTHERS = "\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_ONE_LINE = re.compile(f"[\x00-\x1f{_OTHERS}]")
+_MULTI_LINE = re.compile(f"[\x00-\x08\x0b-\x1f{_OTHERS}]")  # tab and newline pass
 # What Rich itself writes to a terminal: CSI sequences (colours, cursor moves of a live
 # progress bar) and carriage returns. OSC (hyperlinks, window titles) is not among them.
 _RICH = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
