@@ -107,7 +107,8 @@ def _event_of(snapshot: Any, pending_input: dict[str, Any] | None) -> str | None
     values = snapshot.values or {}
     if pending_input is not None and START_CHANNEL in (snapshot.next or ()):
         # The input checkpoint: the event is still in the __start__ channel.
-        return ((pending_input.get("event") or {}) or {}).get("id")
+        event = pending_input.get("event")
+        return event.get("id") if isinstance(event, dict) else getattr(event, "id", None)
     return (values.get("event") or {}).get("id")
 
 
