@@ -7,7 +7,7 @@ nodes, in a progress save) and 10 kills inside a given node at a given event
 (the app kills itself: ``MK_KILL_AT=<node>:<order>``). After each, ``resume``
 finishes the replay; its report equals an uninterrupted replay's in total,
 divergent, errors, by_node, the groups with their counts, the examples and the
-decision.
+count-based reasons of the decision (its latency rules compare timings of two runs).
 
 The CLI runs in a forked child of this test process (``migration_kit.cli.main``
 as the console script calls it, killed by SIGKILL like any process), so the
@@ -91,7 +91,15 @@ def _report(store: str, log: Path, tmp: Path, *, resume: bool, env: dict[str, st
     cmd = ["resume", str(log)] if resume else ["replay", str(log)]
     cmd += ["--app", "resume_app:migration", "--store", store, "--save-every", SAVE_EVERY, "--json", str(out)]
     code = _wait(_cli(cmd, tmp / "cli.txt", env))
-    return code, (summary(json.loads(out.read_text())) if out.exists() else None)
+    return code, (_counts(summary(json.loads(out.read_text()))) if out.exists() else None)
+
+
+def _counts(s: dict) -> dict:
+    """What is counted, not timed: on 80 events on a loaded machine the latency rules can pick
+    another path through the policy from run to run, so the decision's latency reasons (and the
+    final line they lead to) are left out; every count-based reason stays."""
+    reasons = [r for r in s["reasons"] if "latency" not in r and not r.startswith("->")]
+    return {k: s[k] for k in ("total", "divergent", "errors", "by_node", "groups", "examples")} | {"reasons": reasons}
 
 
 def _stores(tmp: Path, redis_url: str) -> dict[str, str]:
