@@ -29,7 +29,7 @@ from legacy_bus.records import EffectCall, ErrorInfo, call_key
 if TYPE_CHECKING:
     from legacy_bus.context import HandlerContext
 
-__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_sandbox", "sandboxed"]
+__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "sandboxed"]
 
 # The sandbox governing effect calls in this context (None: calls are real).
 _SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
@@ -83,6 +83,12 @@ class Sandbox:
 def current_sandbox() -> Sandbox | None:
     """The sandbox active in this context, or None when effect calls are real."""
     return _SANDBOX.get()
+
+
+def current_handler() -> str | None:
+    """The node name of the handler running in this context, if any (to attribute its logging)."""
+    active = _ACTIVE.get()
+    return None if active is None else active.node
 
 
 def sandboxed(answers: Iterable[EffectCall] = ()) -> Sandbox:

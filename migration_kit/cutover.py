@@ -57,6 +57,7 @@ from redis.exceptions import RedisError
 
 from migration_kit.outcome import Outcome
 from migration_kit.sagas import Handover, SagaLedger, Side
+from migration_kit.threads import Finished, Resumable, thread_state
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
@@ -155,14 +156,15 @@ class Cutover:
         """(config, what to invoke with, state before, finished values) for a candidate run."""
         saga = event.saga_key
         config = self.ledger.config(saga)
-        snap = self.migration.graph.get_state(config)
-        values = snap.values or {}
-        if values and (values.get("event") or {}).get("id") == event.id:
-            if snap.next:
-                return config, None, None, None  # cut off mid-run: resume it
-            return config, None, None, values  # already handled here: its result, run nothing
-        if values and snap.next:
+        graph, flow = self.migration.graph, self.migration.flow
+        found = thread_state(graph, config, event.id, complete=flow.is_complete if flow is not None else None)  # the one rule
+        if isinstance(found, Resumable):
+            return config, None, None, None  # cut off mid-run: resume it
+        if isinstance(found, Finished):
+            return config, None, None, found.values  # already handled here: its result, run nothing
+        if isinstance(found.other, Resumable):
             return config, _Resume(event), None, None  # a previous event cut off: finish it first
+        values = found.other.values if isinstance(found.other, Finished) else (graph.get_state(config).values or {})
         inp: dict[str, Any] = {"event": event.to_dict()}
         if values:
             before = (values.get("sagas") or {}).get(saga)

@@ -39,9 +39,10 @@ from migration_kit.policy import Monitor, Policy, load_policy
 from migration_kit.noise import NoiseModel
 from migration_kit.outcome import Outcome
 from migration_kit.report import ReplayReport, ReplayTally
-from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key
+from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key, store_failed
 from migration_kit.store import Store, VersionConflict
 from migration_kit.telemetry import Telemetry
+from migration_kit.threads import Finished, Fresh, Resumable, ThreadState, thread_state
 
 __all__ = ["Migration", "route_point"]
 
@@ -329,9 +330,17 @@ class Migration:
             cpu = time.thread_time()
             started = perf_counter()
             try:
-                with Sandbox(answers):
-                    final = self._resumed(graph, event, config) if resume else None
-                    if final is None:
+                found = self._resumed(graph, event, config) if resume else Fresh()
+                if isinstance(found, Finished):
+                    final = found.values
+                elif isinstance(found, Resumable):
+                    # Answers the finished nodes already took are not offered again.
+                    with Sandbox(found.remaining(answers)):
+                        final = graph.invoke(None, config, **options)
+                else:
+                    if found.stale or found.other is not None:
+                        self._forget(graph, thread)  # a run that is not this event's, or can be neither finished nor resumed
+                    with Sandbox(answers):
                         final = graph.invoke(inp, config, **options)
             except Exception as exc:  # the candidate failing is evidence, never an exception here
                 return Outcome.crash("candidate", event, exc, perf_counter() - started)
@@ -369,18 +378,10 @@ class Migration:
         """The graph thread of one event's comparison run (replay, shadow worker): ``<name>:<event id>``."""
         return f"{self.name}:{event.id}"
 
-    @staticmethod
-    def _resumed(graph: Any, event: Event, config: dict[str, Any]) -> dict[str, Any] | None:
-        """The final state of a thread an interrupted run left for ``event``: finished, or resumed now."""
-        if getattr(graph, "checkpointer", None) in (None, True, False):
-            return None
-        snapshot = graph.get_state(config)
-        values = snapshot.values or {}
-        if (values.get("event") or {}).get("id") != event.id:
-            return None  # no checkpoint of this event: run it whole
-        if snapshot.next:
-            return graph.invoke(None, config)  # cut off inside the graph: go on from the checkpoint
-        return values
+    def _resumed(self, graph: Any, event: Event, config: dict[str, Any]) -> ThreadState:
+        """What an interrupted run left on ``event``'s thread (``migration_kit.threads``: the one rule)."""
+        flow = self.flow
+        return thread_state(graph, config, event.id, complete=flow.is_complete if flow is not None else None)
 
     @staticmethod
     def _forget(graph: Any, thread: str) -> None:
@@ -451,7 +452,7 @@ class Migration:
                 entries = EventLog(log.path, on_error="skip" if skip_bad else "raise").entries(
                     start_offset=identity.offset, start_line=identity.line + 1
                 )
-                suspect = checkpoint_every + 1
+                suspect = max(checkpoint_every, int(saved.get("every") or 0)) + 1  # the interrupted run's window too
         known = set(self.legacy.event_types)
         started = perf_counter()
 
@@ -470,6 +471,7 @@ class Migration:
                     "noise": self.noise.to_dict(),
                     "skipped": [{"line": x.line, "reason": x.reason} for x in skipped],
                     "elapsed": elapsed_before + perf_counter() - started,
+                    "every": checkpoint_every,
                 },
             )
 
@@ -492,6 +494,7 @@ class Migration:
                     event, entry.effects, legacy_states, copy.deepcopy(seed) if seed else None, resume=suspect > 0
                 )
                 suspect = max(0, suspect - 1)
+                store_failed(comparison.candidate, self.store.display_url)  # a dead store is not a candidate error
                 candidate_states.save(key, after or {})
                 tally.add(comparison, entry.line)
                 last = entry
@@ -832,41 +835,8 @@ class Migration:
         return self._observed(comparison, traceparent)
 
     def _run_recorded_candidate(self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None) -> Outcome:
-        graph = self.graph
-        thread = self.thread_for(event)
-        config = {"configurable": {"thread_id": thread}}
-        snapshot = None
-        if getattr(graph, "checkpointer", None) not in (None, True, False):
-            try:
-                snapshot = graph.get_state(config)
-            except Exception:  # no usable checkpoint: run it whole
-                snapshot = None
-        if snapshot is None or not snapshot.next:
-            if snapshot is not None and snapshot.values:
-                self._forget(graph, thread)  # a finished run left behind: start clean
-            return self._run_candidate(event, answers, seed)
-        # Resume: answers the finished nodes already took are not offered again.
-        used: dict[str, int] = {}
-        for rec in (snapshot.values or {}).get("trace") or []:
-            for call in rec.get("effects") or []:
-                if call.get("mode") == "recorded":
-                    key = EffectCall.from_dict(call).key
-                    used[key] = used.get(key, 0) + 1
-        remaining = []
-        for call in answers:
-            if used.get(call.key):
-                used[call.key] -= 1
-                continue
-            remaining.append(call)
-        started = perf_counter()
-        try:
-            with Sandbox(remaining):
-                final = graph.invoke(None, config)
-        except Exception as exc:
-            return Outcome.crash("candidate", event, exc, perf_counter() - started)
-        finally:
-            self._forget(graph, thread)
-        return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+        # A reclaimed entry: its thread may hold a run a dead worker left (the same rule as replay).
+        return self._run_candidate(event, answers, seed, resume=True)
 
     def _seal(self, value: Any) -> dict[str, str]:
         """Saga state for the store's records, through the checkpointer's serializer: encrypted at
@@ -889,12 +859,26 @@ class Migration:
         self.store.records.put(key, {**doc, "log": identity.to_dict()})
         self.store.records.put("replay:last", {"key": key, "path": identity.path, "status": doc["status"]})
 
-    def unfinished_replay(self) -> str | None:
-        """The log path of the last replay if it did not finish (what ``resume`` continues)."""
+    def unfinished_replay(self, path: str | Path | None = None) -> str | None:
+        """The log path of the last replay (or of ``path``'s) if it did not finish (what ``resume`` continues)."""
+        if path is not None:
+            saved = self._progress(path)
+            last, _ = self.store.records.get("replay:last")
+            started = bool(last) and last.get("key") == progress_key(path) and last.get("status") != "done"
+            return str(Path(path).resolve()) if (saved and saved.get("status") != "done") or (not saved and started) else None
         last, _ = self.store.records.get("replay:last")
         if not last or last.get("status") == "done":
             return None
         return str(last["path"])
+
+    def replayed(self, path: str | Path) -> bool:
+        """Whether a replay of ``path`` saved any progress in this store (finished or not)."""
+        return self._progress(path) is not None
+
+    def replay_started(self, path: str | Path) -> None:
+        """Record that a replay of ``path`` starts, so ``resume`` finds it even if killed before its first save."""
+        resolved = str(Path(path).resolve())
+        self.store.records.put("replay:last", {"key": progress_key(resolved), "path": resolved, "status": "started"})
 
     @staticmethod
     def _entries(src: Source, skip_bad: bool) -> tuple[Iterator[LogEntry], str, list[SkippedLine]]:

@@ -292,8 +292,10 @@ class ReplayReport:
     def write_html(self, path: str | Path) -> None:
         """A self-contained HTML page of the report (inline CSS and SVG plots; no script, no network)."""
         from migration_kit.html import render_report
+        from migration_kit.safe_text import for_file
 
-        Path(path).write_text(render_report(self.to_dict(), redactor=self.redactor or redactor_named(self.migration)), encoding="utf-8")
+        page = render_report(self.to_dict(), redactor=self.redactor or redactor_named(self.migration))
+        Path(path).write_text(for_file(page), encoding="utf-8")  # a lone surrogate in the data must not stop the writing
 
 
 def related_ids(groups: tuple[DivergenceGroup, ...] | list[dict[str, Any]]) -> list[int]:

@@ -53,6 +53,7 @@ from legacy_bus import StateStore
 from migration_errors import MigrationKitError
 
 from migration_kit.store import VersionConflict
+from migration_kit.threads import Resumable, classify
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
@@ -273,7 +274,7 @@ class SagaLedger:
         graph = self.migration.graph
         config = self.config(saga)
         snap = graph.get_state(config)
-        if not snap.next:
+        if not isinstance(classify(snap, None), Resumable):  # the one rule (migration_kit.threads)
             return None, None, [], self.candidate_state(saga, doc)
         event = dict(snap.values.get("event") or {})
         if self.migration.policy.cutoff == "resume":

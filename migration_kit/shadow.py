@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_bus import Dispatch, Event, EventBus
 from legacy_bus.effects import _ACTIVE, _SANDBOX
+from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
 from checkpoints.urls import mask_url
 from migration_errors import BadEventLog, ConfigurationError
 
@@ -202,6 +203,9 @@ def encode_entry(
     return json.dumps(redactor.entry(doc), separators=(",", ":"), default=str).encode()
 
 
+ENTRY_LIMITS = InputLimits(max_depth=DEFAULT_LIMITS.max_depth + 8)  # a log line's bounds; an entry wraps the event a few levels deeper
+
+
 def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
     """Validate one stream entry's JSON into a ``Tapped``.
 
@@ -211,6 +215,11 @@ def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
     """
     if raw is None:
         raise BadShadowEntry(f"stream entry {entry_id} has no 'd' field: expected a JSON shadow entry (written by Migration.attach)")
+    try:  # bounded before it is parsed: a huge or deeply nested entry is dead-lettered, never evaluated
+        ENTRY_LIMITS.check_size(raw)
+        ENTRY_LIMITS.check_depth(raw)
+    except LimitExceeded as exc:
+        raise BadShadowEntry(f"stream entry {entry_id} {exc}") from None
     try:
         doc = ShadowEntry.model_validate_json(raw)
     except ValidationError as exc:
