@@ -53,7 +53,7 @@ class Sandbox:
             of the first unused answer with the same port and arguments.
     """
 
-    __slots__ = ("_answers", "_token", "calls", "otherwise")
+    __slots__ = ("_answers", "_token", "calls", "otherwise", "state")
 
     def __init__(self, answers: Iterable[EffectCall] = (), *, otherwise: str = "stub") -> None:
         if otherwise not in ("stub", "real"):
@@ -65,6 +65,15 @@ class Sandbox:
         for call in answers:
             self._answers[call.key].append(call)
         self.calls: list[EffectCall] = []
+        #: declared databases' connections and writes (``legacy_bus.database``), made on first use
+        self.state: Any = None
+
+    @property
+    def writes(self) -> tuple[Any, ...]:
+        """The rows this sandbox's runs wrote through declared databases (``legacy_bus.database.RowWrite``)."""
+        from legacy_bus.database import sandbox_writes
+
+        return sandbox_writes(self)
 
     def take(self, key: str) -> EffectCall | None:
         """Pop the next unused authoritative call with this identity, if any."""
@@ -77,6 +86,8 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         _SANDBOX.reset(self._token)
+        if self.state is not None:
+            self.state.close()  # roll back what declared databases were given: nothing sandboxed is committed
 
 
 def current_sandbox() -> Sandbox | None:

@@ -25,7 +25,8 @@ from legacy_bus import (
     SkippedLine,
     StateStore,
 )
-from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation
+from legacy_bus.database import RowWrite, rewind as rewind_writes
+from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation, UnisolatedNoiseLearning
 
 from migration_kit.comparator import Comparator, Comparison, Difference
 from migration_kit.decision import Decision
@@ -230,6 +231,7 @@ class Migration:
         if before:
             scratch.save(event.saga_key, copy.deepcopy(before))
         again = self._run_legacy(event, answers, scratch)
+        _refuse_unisolated(event, legacy, again)
         try:
             observation = self.comparator.noise_between(legacy, again)
         except Exception:  # learning is best effort; the comparison stands as it is
@@ -286,18 +288,27 @@ class Migration:
                     entry["example"] = {**ex, "first": m["legacy"], "second": m["candidate"]}
         return doc
 
-    def _run_legacy(self, event: Event, answers: tuple[EffectCall, ...], states: StateStore) -> Outcome:
+    def _run_legacy(
+        self, event: Event, answers: tuple[EffectCall, ...], states: StateStore, rewind: tuple[RowWrite, ...] = ()
+    ) -> Outcome:
         # A private copy: legacy handlers may mutate payloads in place.
         mine = event.model_copy(deep=True)
         started = perf_counter()
         try:
-            dispatch = self.legacy.dispatch(mine, sandbox=Sandbox(answers), states=states, capture=True)
+            sandbox = rewind_writes(Sandbox(answers), rewind)  # declared databases start from before the event
+            dispatch = self.legacy.dispatch(mine, sandbox=sandbox, states=states, capture=True)
         except Exception as exc:
             return Outcome.crash("legacy", event, exc, perf_counter() - started)
         return Outcome.from_dispatch(dispatch)
 
     def _run_candidate(
-        self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None, *, resume: bool = False
+        self,
+        event: Event,
+        answers: tuple[EffectCall, ...],
+        seed: dict[str, Any] | None,
+        *,
+        resume: bool = False,
+        rewind: tuple[RowWrite, ...] = (),
     ) -> Outcome:
         graph = self.graph
         thread = self.thread_for(event)
@@ -306,8 +317,9 @@ class Migration:
         if seed:
             inp["sagas"] = {event.saga_key: seed}
         started = perf_counter()
+        sandbox = rewind_writes(Sandbox(answers), rewind)
         try:
-            with Sandbox(answers):
+            with sandbox:
                 final = self._resumed(graph, event, config) if resume else None
                 if final is None:
                     final = graph.invoke(inp, config)
@@ -315,7 +327,7 @@ class Migration:
             return Outcome.crash("candidate", event, exc, perf_counter() - started)
         finally:
             self._forget(graph, thread)
-        return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+        return _with_writes(Outcome.from_flow_state(event, final, perf_counter() - started, started), sandbox)
 
     def thread_for(self, event: Event) -> str:
         """The graph thread of one event's comparison run (replay, shadow worker): ``<name>:<event id>``."""
@@ -775,15 +787,18 @@ class Migration:
             seeded = OverlayStateStore()
             if state_before:
                 seeded.save(event.saga_key, copy.deepcopy(state_before))
-            legacy = self._run_legacy(event, tuple(candidate.effects), seeded)
+            # The candidate served for real: its committed writes are undone in the legacy run's sandbox.
+            legacy = self._run_legacy(event, tuple(candidate.effects), seeded, candidate.writes)
         elif not resume:
-            candidate = self._run_candidate(event, tuple(legacy.effects), state_before)
+            candidate = self._run_candidate(event, tuple(legacy.effects), state_before, rewind=legacy.writes)
         else:
-            candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before)
+            candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before, legacy.writes)
         comparison = self._diff(legacy, candidate, self.noise)
         return self._observed(comparison, traceparent)
 
-    def _run_recorded_candidate(self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None) -> Outcome:
+    def _run_recorded_candidate(
+        self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None, rewind: tuple[RowWrite, ...] = ()
+    ) -> Outcome:
         graph = self.graph
         thread = self.thread_for(event)
         config = {"configurable": {"thread_id": thread}}
@@ -796,7 +811,7 @@ class Migration:
         if snapshot is None or not snapshot.next:
             if snapshot is not None and snapshot.values:
                 self._forget(graph, thread)  # a finished run left behind: start clean
-            return self._run_candidate(event, answers, seed)
+            return self._run_candidate(event, answers, seed, rewind=rewind)
         # Resume: answers the finished nodes already took are not offered again.
         used: dict[str, int] = {}
         for rec in (snapshot.values or {}).get("trace") or []:
@@ -811,14 +826,15 @@ class Migration:
                 continue
             remaining.append(call)
         started = perf_counter()
+        sandbox = rewind_writes(Sandbox(remaining), rewind)
         try:
-            with Sandbox(remaining):
+            with sandbox:
                 final = graph.invoke(None, config)
         except Exception as exc:
             return Outcome.crash("candidate", event, exc, perf_counter() - started)
         finally:
             self._forget(graph, thread)
-        return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+        return _with_writes(Outcome.from_flow_state(event, final, perf_counter() - started, started), sandbox)
 
     def _seal(self, value: Any) -> dict[str, str]:
         """Saga state for the store's records, through the checkpointer's serializer: encrypted at
@@ -869,6 +885,28 @@ class Migration:
                     raise BadEventLog(f"item {i} of the events given to replay() is a {type(item).__name__}, not an Event")
 
         return entries(), "<events>", []
+
+
+def _with_writes(outcome: Outcome, sandbox: Sandbox) -> Outcome:
+    """The candidate's outcome with the rows its sandboxed run wrote (the graph's state does not hold them)."""
+    writes = sandbox.writes
+    return dataclasses.replace(outcome, writes=writes) if writes else outcome
+
+
+def _refuse_unisolated(event: Event, *runs: Outcome) -> None:
+    """Noise is only learned from re-runs whose state was isolated; a blocked write means it was not."""
+    for run in runs:
+        for w in run.writes:
+            if w.op == "blocked":
+                raise UnisolatedNoiseLearning(
+                    f"noise learning refused to re-run the legacy path of {event.type!r} (event {event.id}): handler "
+                    f"{w.node or '?'!r} writes {w.database}, which no bus declared ({w.statement}), so two runs would not "
+                    "start from the same state. Declare it with bus.database(name, engine or sessionmaker), "
+                    "or turn learning off with Comparator(noise=False)",
+                    database=w.database,
+                    statement=w.statement or "",
+                    node=w.node,
+                )
 
 
 def _delta(now: dict[str, Any], loaded: dict[str, Any] | None) -> dict[str, Any]:
