@@ -52,7 +52,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from migration_errors import ConfigurationError, UndeclaredStateWrite
+from migration_errors import ConfigurationError, MigrationKitError, UndeclaredStateWrite
 
 from legacy_bus.effects import _ACTIVE, _SANDBOX, Sandbox
 
@@ -66,7 +66,7 @@ __all__ = [
     "rewind",
 ]
 
-WriteOp = Literal["insert", "update", "delete", "blocked"]
+WriteOp = Literal["insert", "update", "delete", "blocked", "read"]
 
 # The capture collecting the writes of the run in this context (a dispatch, a graph run).
 _CAPTURE: ContextVar[StateCapture | None] = ContextVar("legacy_bus_state_capture", default=None)
@@ -94,7 +94,8 @@ class RowWrite:
     ``before`` / ``after`` its column values (None: the row did not exist
     before / does not after), ``changed`` the columns the run set. A blocked
     write has ``statement`` (the SQL refused) and ``database`` the undeclared
-    one.
+    one. ``op="read"`` is a row a live run loaded, as it loaded it (``before``):
+    not a write, kept so that a sandbox can start from what the live run saw.
     """
 
     database: str
@@ -156,9 +157,13 @@ def merge_writes(writes: Iterable[RowWrite]) -> list[RowWrite]:
     rows: dict[tuple[str, str, str], RowWrite] = {}
     out: list[tuple[str, str, str]] = []
     blocked: list[RowWrite] = []
+    reads: dict[tuple[str, str, str], RowWrite] = {}
     for w in writes:
         if w.op == "blocked":
             blocked.append(w)
+            continue
+        if w.op == "read":
+            reads.setdefault((w.database, w.table, w.key_text), w)  # the first load: before the run changed it
             continue
         k = (w.database, w.table, w.key_text)
         prev = rows.get(k)
@@ -173,7 +178,7 @@ def merge_writes(writes: Iterable[RowWrite]) -> list[RowWrite]:
         op: WriteOp = "insert" if prev.before is None else ("delete" if w.after is None else "update")
         changed = tuple(dict.fromkeys(prev.changed + w.changed))
         rows[k] = RowWrite(w.database, w.table, w.key, op, prev.before, w.after, changed, prev.node)
-    return [rows[k] for k in out] + blocked
+    return [rows[k] for k in out] + blocked + [r for k, r in reads.items() if k not in rows]
 
 
 class StateCapture:
@@ -238,7 +243,14 @@ class SandboxState:
             self.connections[db.name] = (conn, outer)
         mine = [w for w in self.rewinds if w.database == db.name]
         if mine:
-            db.undo(conn, mine)
+            try:
+                db.undo(conn, mine)
+            except Exception as exc:
+                raise MigrationKitError(
+                    f"could not put database {db.name!r} back to the state before the event being compared "
+                    f"({type(exc).__name__}: {exc}); a row the real run changed may since be referenced or changed by "
+                    "later events (see README, State in a database: limits)"
+                ) from exc
         return conn
 
     def close(self) -> None:
@@ -355,20 +367,34 @@ class Database:
         return t
 
     def undo(self, conn: Any, writes: list[RowWrite]) -> None:
-        """Put back the rows ``writes`` changed, newest first, on ``conn`` (inside a sandbox's transaction)."""
-        from sqlalchemy import and_, delete, insert, update
+        """Put back, on ``conn`` (inside a sandbox's transaction), the rows as a real run found them.
 
-        for w in reversed(writes):
-            t = self.table(conn, w.table)
-            where = and_(*(t.c[c] == v for c, v in w.key.items()))
+        Rows it read get the values it read; rows it wrote their before-images
+        (a row it inserted is deleted), newest write first, so the first
+        before-image of each row wins.
+        """
+        from sqlalchemy import and_, delete
+
+        written = {(w.table, w.key_text) for w in writes if w.op != "read"}
+        for w in writes:
+            if w.op == "read" and (w.table, w.key_text) not in written and w.before is not None:
+                self._put(conn, w.table, w.key, w.before)
+        for w in reversed([w for w in writes if w.op != "read"]):
             if w.before is None:
-                conn.execute(delete(t).where(where))
-            elif w.after is None:
-                conn.execute(insert(t).values(**w.before))
+                t = self.table(conn, w.table)
+                conn.execute(delete(t).where(and_(*(t.c[c] == v for c, v in w.key.items()))))
             else:
-                values = {c: w.before[c] for c in w.changed if c in w.before}
-                if values:
-                    conn.execute(update(t).where(where).values(**values))
+                self._put(conn, w.table, w.key, w.before)
+
+    def _put(self, conn: Any, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        """Make the row ``key`` hold ``values``: update it, or insert it when it is gone."""
+        from sqlalchemy import and_, insert, update
+
+        t = self.table(conn, table)
+        cols = {c: v for c, v in values.items() if c in t.c}
+        done = conn.execute(update(t).where(and_(*(t.c[c] == v for c, v in key.items()))).values(**cols))
+        if done.rowcount == 0:
+            conn.execute(insert(t).values(**cols))
 
     def remember(self, table: Any) -> None:
         self._tables.setdefault(table.name, table)
@@ -521,6 +547,9 @@ def install_guard() -> None:
         event.listen(Session, "after_flush", _after_flush)
         event.listen(Session, "after_commit", _after_commit)
         event.listen(Session, "after_rollback", _after_rollback)
+        from sqlalchemy.orm import Mapper
+
+        event.listen(Mapper, "load", _after_load)
         _installed = True
 
 
@@ -588,6 +617,26 @@ def _after_flush(session: Any, flush_context: Any) -> None:
             pending.append(RowWrite(db.name, table.name, key, "delete", _plain(before), None, (), node))
         else:
             pending.append(RowWrite(db.name, table.name, key, "update", _plain(before), _plain(current), tuple(changed), node))
+
+
+def _after_load(target: Any, context: Any) -> None:
+    """On a live dispatch, remember each row as it was loaded (what a sandbox later starts from)."""
+    capture = _CAPTURE.get()
+    if capture is None or _SANDBOX.get() is not None:
+        return
+    db = context.session.info.get(_DECLARED)
+    if db is None:
+        return
+    from sqlalchemy import inspect
+
+    state = inspect(target)
+    mapper = state.mapper
+    table = mapper.local_table
+    values = {p.columns[0].name: state.dict.get(p.key) for p in mapper.column_attrs if p.columns[0].table is table}
+    pk = [c.name for c in mapper.primary_key if c.table is table]
+    active = _ACTIVE.get()
+    row = _plain(values)
+    capture.add((RowWrite(db.name, table.name, db.key_of(table, values, pk), "read", row, row, (), None if active is None else active.node),))
 
 
 def _after_commit(session: Any) -> None:

@@ -316,14 +316,14 @@ class Comparator:
 
     def _writes(self, a: tuple[RowWrite, ...], b: tuple[RowWrite, ...], out: list[Difference], ctx: _Ctx) -> None:
         """Rows written, per row (``write_missing`` / ``write_extra``) and per changed column (``write_changed``)."""
-        theirs = {(w.table, w.key_text): w for w in b if w.op != "blocked"}
+        theirs = {(w.table, w.key_text): w for w in b if w.op not in ("blocked", "read")}
         for side, writes in (("legacy", a), ("candidate", b)):
             for w in writes:
                 if w.op == "blocked":  # never parity: the run was stopped from writing what it meant to
                     lv, cv = (w.statement, None) if side == "legacy" else (None, w.statement)
                     self._add(out, ctx, Difference(f"writes.{w.table}", Kind.WRITE_BLOCKED, lv, cv, w.node, f"writes.{w.table}<blocked>"))
         for x in a:
-            if x.op == "blocked":
+            if x.op in ("blocked", "read"):  # a read is what the live run saw, not a write
                 continue
             base, kbase = f"writes.{x.table}[{x.key_text}]", f"writes.{x.table}[*]"
             y = theirs.pop((x.table, x.key_text), None)

@@ -309,7 +309,7 @@ class _WriteRecord(BaseModel):
     database: str
     table: str
     key: dict[str, Any] = Field(default_factory=dict)
-    op: Literal["insert", "update", "delete", "blocked"]
+    op: Literal["insert", "update", "delete", "blocked", "read"]
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     changed: list[str] = Field(default_factory=list)
