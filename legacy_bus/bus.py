@@ -389,14 +389,15 @@ class _writes:
         self.capture: Any = None
 
     def __enter__(self) -> Callable[[], tuple[Any, ...]] | None:
-        if not self.bus._databases:
-            return None
-        from legacy_bus.database import capturing
         from legacy_bus.effects import _SANDBOX
 
         sandbox = self.sandbox if self.sandbox is not None else _SANDBOX.get()
-        if sandbox is not None:
+        if sandbox is not None:  # what it wrote, and what it was stopped from writing to undeclared databases
             return lambda: sandbox.writes
+        if not self.bus._databases:
+            return None
+        from legacy_bus.database import capturing
+
         self.capture = capturing()
         return self.capture.__enter__().result
 
