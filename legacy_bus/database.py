@@ -241,16 +241,16 @@ class SandboxState:
             conn.info[_OWNED] = db.name
             outer = _outer_transaction(conn)
             self.connections[db.name] = (conn, outer)
-        mine = [w for w in self.rewinds if w.database == db.name]
-        if mine:
-            try:
-                db.undo(conn, mine)
-            except Exception as exc:
-                raise MigrationKitError(
-                    f"could not put database {db.name!r} back to the state before the event being compared "
-                    f"({type(exc).__name__}: {exc}); a row the real run changed may since be referenced or changed by "
-                    "later events (see README, State in a database: limits)"
-                ) from exc
+            mine = [w for w in self.rewinds if w.database == db.name]
+            if mine:
+                try:
+                    db.undo(conn, mine)
+                except Exception as exc:
+                    raise MigrationKitError(
+                        f"could not put database {db.name!r} back to the state before the event being compared "
+                        f"({type(exc).__name__}: {exc}); a row the real run changed may since be referenced or changed by "
+                        "later events (see README, State in a database: limits)"
+                    ) from exc
         return conn
 
     def close(self) -> None:
@@ -306,9 +306,11 @@ def rewind(sandbox: Sandbox, writes: Iterable[RowWrite]) -> Sandbox:
     Each declared database the sandboxed run opens first undoes those rows, newest
     first, inside its transaction (rolled back with it). Returns the sandbox.
     """
-    state = sandbox_state(sandbox)
-    assert state is not None
-    state.rewinds.extend(w for w in writes if w.op != "blocked")
+    mine = [w for w in writes if w.op != "blocked"]
+    if mine:
+        state = sandbox_state(sandbox)
+        assert state is not None
+        state.rewinds.extend(mine)
     return sandbox
 
 

@@ -73,6 +73,19 @@ def test_a_live_dispatch_writes_for_real_and_lists_its_writes(engine):
     assert [r.key for r in d.writes if r.op == "read"] == []  # a row it wrote is described by its write
 
 
+def test_a_live_dispatch_lists_the_rows_it_read_as_it_read_them(engine):
+    bus, sessions = item_bus(engine)
+
+    @bus.on("Look")
+    def look(event):
+        with sessions() as s:
+            return Event(type="Seen", payload={"v": s.get(Item, "b").v})
+
+    d = bus.publish("Look", {})
+    assert [(w.op, w.key, w.before) for w in d.writes] == [("read", {"k": "b"}, {"k": "b", "v": 2})]
+    assert bus.dispatch(Event(type="Look", payload={}), sandbox=Sandbox()).writes == ()  # a sandbox needs no reads
+
+
 def test_a_sandboxed_dispatch_commits_nothing_and_lists_the_rows_it_would_have_written(engine):
     bus, _ = item_bus(engine)
     d1 = bus.dispatch(Event(type="Put", payload={"k": "c", "v": 3}), sandbox=Sandbox())
