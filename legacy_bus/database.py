@@ -30,10 +30,13 @@ the session commits (a rolled-back flush is dropped), and attached to the
 dispatch (``Dispatch.writes``) or the sandbox (``Sandbox.writes``) as
 ``RowWrite`` records: the comparator compares them per row and column.
 
-``rewind(writes)`` gives a sandbox the writes a real run already committed
-for the event being compared (the live legacy run, tapped; or the candidate
-serving after cutover): its transaction undoes them first (before-images,
-newest first), so the sandboxed path starts from the state before the event.
+A live dispatch also keeps the rows its sessions loaded, as they were loaded
+(``op="read"``, the first ``MAX_READS``). ``rewind(sandbox, writes)`` gives a
+sandbox what a real run already did for the event being compared (the live
+legacy run, tapped; or the candidate serving after cutover): its transaction
+first puts back the rows that run read as it read them and undoes its writes
+(before-images, newest first), so the sandboxed path starts from the state
+that run saw before the event.
 
 A sandboxed statement that writes through any other connection (a database
 nobody declared, or a declared engine used directly) is stopped before it
@@ -67,6 +70,8 @@ __all__ = [
 ]
 
 WriteOp = Literal["insert", "update", "delete", "blocked", "read"]
+
+MAX_READS = 1000  # rows one live run's loads are kept for (what a sandbox restores before comparing)
 
 # The capture collecting the writes of the run in this context (a dispatch, a graph run).
 _CAPTURE: ContextVar[StateCapture | None] = ContextVar("legacy_bus_state_capture", default=None)
@@ -184,15 +189,21 @@ def merge_writes(writes: Iterable[RowWrite]) -> list[RowWrite]:
 class StateCapture:
     """The writes one run made through declared databases (and the writes it was stopped from making)."""
 
-    __slots__ = ("_lock", "writes")
+    __slots__ = ("_lock", "reads", "writes")
 
     def __init__(self) -> None:
         self.writes: list[RowWrite] = []
+        self.reads = 0
         self._lock = threading.Lock()  # graph nodes may flush from worker threads
 
     def add(self, writes: Iterable[RowWrite]) -> None:
         with self._lock:
-            self.writes.extend(writes)
+            for w in writes:
+                if w.op == "read":
+                    if self.reads >= MAX_READS:
+                        continue  # bounded: a run that loads a whole table keeps its first rows
+                    self.reads += 1
+                self.writes.append(w)
 
     def result(self) -> tuple[RowWrite, ...]:
         """The writes, one per row, in the order rows were first written (blocked ones last)."""
@@ -286,7 +297,27 @@ def _outer_transaction(conn: Any) -> Any:
         raw.isolation_level = None
         conn.exec_driver_sql("BEGIN")
         return conn.get_transaction()
-    return conn.begin()
+    outer = conn.begin()
+    if conn.dialect.name == "postgresql":
+        # Sandboxes take row locks on production rows until they roll back. One sandbox per
+        # database at a time (a transaction-scoped advisory lock) keeps two from deadlocking each
+        # other; a short lock_timeout afterwards makes a sandbox, never a live transaction, give
+        # up when the two wait on each other (it fires long before deadlock_timeout).
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SERIAL_WAIT_MS}ms'")
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(k)s)", {"k": _advisory_key(conn)})
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+    return outer
+
+
+SERIAL_WAIT_MS = 60_000  # how long a sandbox waits for another one on the same PostgreSQL database
+LOCK_TIMEOUT_MS = 200  # how long a sandboxed statement waits for a row lock a live transaction holds
+
+
+def _advisory_key(conn: Any) -> int:
+    import hashlib
+
+    name = f"migration-kit sandbox {conn.engine.url.database}"
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 _OWNED = "migration_kit_sandbox"  # Connection.info key: this connection belongs to a sandbox (its writes roll back)

@@ -79,6 +79,9 @@ def test_a_changed_handler_is_caught_with_noise_learning_on_localized_with_both_
     assert (missing.kind, missing.legacy["row"]["allocated_quantity"], missing.candidate) == (Kind.WRITE_MISSING, c.event.payload["qty"], None)
     assert (extra.kind, extra.legacy, extra.candidate["row"]["allocated_quantity"]) == (Kind.WRITE_EXTRA, None, c.event.payload["qty"])
     assert c.first_divergent_node == "allocate"
+    groups = {(g.node, g.kind, g.path): g.count for g in report.groups}  # one group per table and column, not per row
+    assert groups[("allocate", Kind.WRITE_CHANGED, "writes.allocations[*].batchref")] == len(events)
+    assert groups[("allocate", Kind.WRITE_CHANGED, "writes.allocations_view[*].batchref")] == len(events)
     assert not any(k.startswith("writes.") or "batchref" in k for k in m.noise.keys("Allocate"))
     assert db_app.rows(app.engine) == before
 
@@ -173,4 +176,18 @@ def test_noise_learning_refuses_to_rerun_a_path_that_writes_undeclared_state_nam
     with pytest.raises(UnisolatedNoiseLearning, match=r"noise learning refused .*'allocate' writes .*no bus declared \((INSERT INTO|UPDATE) "):
         m.replay([Event(type="Allocate", payload={"orderid": "o1", "sku": "LAMP", "qty": 2})])
     assert db_app.rows(app.engine) == before
+    app.engine.dispose()
+
+
+def test_card_numbers_in_rows_written_never_leave_the_process_in_a_stream_entry(tmp_path):
+    from migration_kit.redaction import Redactor
+    from migration_kit.shadow import encode_entry
+
+    app = db_app.build(f"sqlite:///{tmp_path / 'cards.db'}")
+    app.create("lamp-1", "LAMP", 12)
+    card = "4111 1111 1111 1111"
+    d = app.allocate(card, "LAMP", 1)
+    assert any(w.key.get("orderid") == card for w in d.writes)
+    raw = encode_entry("allocation", d, None, None, 0.0, redactor=Redactor())
+    assert b"4111" not in raw and b"[redacted:" in raw
     app.engine.dispose()

@@ -94,3 +94,23 @@ def test_live_shadow_with_two_workers_leaves_the_production_tables_exactly_as_wi
     assert (counts["compared"], counts.get("divergent", 0), counts.get("errors", 0)) == (n, 0, 0), migration.shadow_status()
     plain.engine.dispose()
     app.engine.dispose()
+
+
+def test_after_cutover_the_legacy_shadow_starts_from_before_the_candidates_real_writes(postgres_url, redis_url):
+    from migration_kit import Worker
+
+    app = db_app.build(postgres_url)
+    setup(app)
+    migration = db_app.Migration("allocation", legacy=app.bus, candidate=db_app.flow_from_bus(app.bus), store=redis_url)
+    migration.promote(to="primary")
+    with migration.attach() as handle:
+        kinds = traffic(app, 9)  # the candidate serves: its writes are real
+        assert handle.flush(30)
+    assert "Allocated" in kinds
+    served = db_app.rows(app.engine)
+    assert len(served["allocations"]) == kinds.count("Allocated")
+    stats = Worker(migration, consumer="w-primary", block_ms=100, max_events=9).run()
+    assert (stats.recorded, stats.divergent, stats.errors) == (9, 0, 0)  # legacy, sandboxed, saw what the candidate saw
+    assert db_app.rows(app.engine) == served
+    migration.close()
+    app.engine.dispose()
