@@ -50,7 +50,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -458,9 +459,11 @@ class DeclaredSessions:
         session.info[_DECLARED] = self.database
         return session
 
-    def begin(self) -> Any:
-        """``with sessions.begin() as session:`` as ``sessionmaker.begin()`` does."""
-        return self().begin()
+    @contextmanager
+    def begin(self) -> Iterator[Any]:
+        """``with sessions.begin() as session:``, as ``sessionmaker.begin()``: committed on success, else rolled back."""
+        with self() as session, session.begin():
+            yield session
 
 
 class DeclaredEngine:

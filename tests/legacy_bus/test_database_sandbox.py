@@ -138,6 +138,20 @@ def test_a_declared_engines_connect_and_begin_are_savepoints_inside_a_sandbox(en
     assert table(engine) == {"a": 2, "b": 3, "z": 26}
 
 
+def test_sessions_begin_commits_live_and_is_rolled_back_in_a_sandbox(engine):
+    bus, sessions = item_bus(engine)
+
+    @bus.on("Add")
+    def add(event):
+        with sessions.begin() as s:
+            s.add(Item(k=event.payload["k"], v=0))
+
+    assert [w.op for w in bus.dispatch(Event(type="Add", payload={"k": "s"}), sandbox=Sandbox()).writes] == ["insert"]
+    assert table(engine) == {"a": 1, "b": 2}
+    bus.publish("Add", {"k": "live"})
+    assert table(engine) == {"a": 1, "b": 2, "live": 0}
+
+
 def test_a_unit_of_work_rolled_back_after_a_flush_lists_no_write(engine):
     bus, sessions = item_bus(engine)
 

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventLog
@@ -191,3 +193,32 @@ def test_card_numbers_in_rows_written_never_leave_the_process_in_a_stream_entry(
     raw = encode_entry("allocation", d, None, None, 0.0, redactor=Redactor())
     assert b"4111" not in raw and b"[redacted:" in raw
     app.engine.dispose()
+
+
+ROWS = st.dictionaries(st.sampled_from(["b1", "b2", "b3"]), st.fixed_dictionaries({"q": st.integers(0, 5), "s": st.sampled_from(["x", "y"])}), max_size=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(legacy=ROWS, candidate=ROWS)
+def test_writes_compare_per_row_and_column_for_any_two_sets_of_rows(legacy, candidate):
+    """Every row only one path wrote is missing or extra; every column both wrote differently is one write_changed."""
+    from legacy_bus import RowWrite
+    from migration_kit.outcome import Outcome
+
+    event = Event(type="Allocate", payload={})
+
+    def outcome(path, rows):
+        ws = tuple(RowWrite("inv", "batches", {"reference": k}, "insert", None, {"reference": k, **v}, ("reference", "q", "s"), "allocate") for k, v in rows.items())
+        return Outcome(path=path, event=event, writes=ws)
+
+    c = Comparator(noise=False).compare(outcome("legacy", legacy), outcome("candidate", candidate))
+    expected = {f"writes.batches[reference={k}]": Kind.WRITE_MISSING for k in legacy.keys() - candidate.keys()}
+    expected |= {f"writes.batches[reference={k}]": Kind.WRITE_EXTRA for k in candidate.keys() - legacy.keys()}
+    for k in legacy.keys() & candidate.keys():
+        expected |= {f"writes.batches[reference={k}].{col}": Kind.WRITE_CHANGED for col in ("q", "s") if legacy[k][col] != candidate[k][col]}
+    assert {d.path: d.kind for d in c.differences} == expected
+    assert c.divergent == bool(expected) and (c.first_divergent_node == "allocate" if expected else c.first_divergent_node is None)
+    for d in c.differences:
+        if d.kind == Kind.WRITE_CHANGED:
+            k, col = d.path.split("=")[1].split("].")
+            assert (d.legacy, d.candidate) == (legacy[k][col], candidate[k][col])
