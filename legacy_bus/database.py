@@ -58,7 +58,7 @@ from typing import Any, Literal
 
 from migration_errors import ConfigurationError, MigrationKitError, UndeclaredStateWrite
 
-from legacy_bus.effects import _ACTIVE, _SANDBOX, Sandbox
+from legacy_bus.effects import _ACTIVE, _GUARDED, _SANDBOX, Sandbox
 
 __all__ = [
     "Database",
@@ -587,6 +587,7 @@ def install_guard() -> None:
 
         event.listen(Mapper, "load", _after_load)
         _installed = True
+        _GUARDED.append(True)
 
 
 def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:

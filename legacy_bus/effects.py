@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import sys
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -82,6 +83,11 @@ class Sandbox:
 
     def __enter__(self) -> Sandbox:
         self._token = _SANDBOX.set(self)
+        if not _GUARDED and "sqlalchemy" in sys.modules:
+            # Every SQLAlchemy engine's writes are watched from the first sandbox on, declared or not.
+            from legacy_bus.database import install_guard
+
+            install_guard()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -221,6 +227,7 @@ class EffectPort:
             active.effects.append(done)
 
 
+_GUARDED: list[bool] = []  # non-empty once legacy_bus.database listens to every engine (see Sandbox.__enter__)
 _REAL = object()  # no answer, and the sandbox lets such calls run for real
 
 

@@ -205,3 +205,9 @@ def migration(store: str | None = None, *, v2: bool = False, noise: bool = True)
     if v2 or os.environ.get("DB_APP_V2") == "1":
         flow = flow.replace("allocate", v2_allocate(app))
     return Migration("allocation", legacy=app.bus, candidate=flow, store=store, comparator=Comparator(noise=noise))
+
+
+def undeclared_migration(store: str | None = None) -> Migration:
+    """The service on ``DB_APP_URL`` with its unit of work on the bare sessionmaker (the database undeclared)."""
+    app = build(os.environ["DB_APP_URL"], declare=False, create=False)
+    return Migration("allocation", legacy=app.bus, candidate=flow_from_bus(app.bus), store=store)

@@ -222,3 +222,24 @@ def test_writes_compare_per_row_and_column_for_any_two_sets_of_rows(legacy, cand
         if d.kind == Kind.WRITE_CHANGED:
             k, col = d.path.split("=")[1].split("].")
             assert (d.legacy, d.candidate) == (legacy[k][col], candidate[k][col])
+
+
+def test_the_cli_refuses_a_replay_that_would_learn_noise_on_undeclared_state_in_one_line_exit_2(tmp_path):
+    import os
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    url = f"sqlite:///{tmp_path / 'inventory.db'}"
+    app = undeclared(url)
+    before = db_app.rows(app.engine)
+    log = write_log(tmp_path / "events.jsonl", allocations(3))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent.parent), str(here)]), "DB_APP_URL": url}
+    out = subprocess.run(
+        [sys.executable, "-m", "migration_kit", "replay", str(log), "--app", "db_app:undeclared_migration"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("migration-kit: error: noise learning refused") and "no bus declared" in line and "bus.database(" in line
+    assert db_app.rows(app.engine) == before
+    app.engine.dispose()
