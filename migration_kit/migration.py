@@ -227,11 +227,12 @@ class Migration:
         self, event: Event, answers: tuple[EffectCall, ...], before: dict[str, Any] | None, legacy: Outcome, *, sampled: bool
     ) -> bool:
         """Run the legacy path again from the same saga state; learn what differs. True if something new."""
+        _refuse_unisolated(event, legacy)
         scratch = OverlayStateStore()
         if before:
             scratch.save(event.saga_key, copy.deepcopy(before))
         again = self._run_legacy(event, answers, scratch)
-        _refuse_unisolated(event, legacy, again)
+        _refuse_unisolated(event, again)
         try:
             observation = self.comparator.noise_between(legacy, again)
         except Exception:  # learning is best effort; the comparison stands as it is
