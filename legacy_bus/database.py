@@ -502,35 +502,49 @@ class DeclaredEngine:
 
 
 class _SavepointConnection:
-    """The sandbox's connection as a context manager: a SAVEPOINT instead of a transaction, never closed."""
+    """The sandbox's connection, behaving as a handler's own connection would: its work in a SAVEPOINT.
 
-    __slots__ = ("_conn", "_nested", "_begin")
+    ``commit()`` releases the savepoint (the work stays in the sandbox's
+    transaction, rolled back with it) and starts the next one; ``rollback()``
+    undoes only this connection's work; leaving a ``connect()`` block without
+    committing discards it, as closing a real connection would. The sandbox's
+    outer transaction is never touched.
+    """
+
+    __slots__ = ("_begin", "_conn", "_nested")
 
     def __init__(self, conn: Any, *, begin: bool = False) -> None:
         self._conn = conn
-        self._begin = begin
-        self._nested: Any = None
+        self._begin = begin  # engine.begin(): committed when the block succeeds
+        self._nested = conn.begin_nested()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
-    def __enter__(self) -> Any:
-        if self._begin:
-            self._nested = self._conn.begin_nested()
-        return self if not self._begin else self._conn
+    def __enter__(self) -> _SavepointConnection:
+        return self
 
     def __exit__(self, exc_type: Any, *rest: object) -> None:
-        if self._nested is not None and self._nested.is_active:
-            (self._nested.rollback if exc_type is not None else self._nested.commit)()
+        if self._nested.is_active:
+            (self._nested.commit if self._begin and exc_type is None else self._nested.rollback)()
 
     def begin(self) -> Any:
         return self._conn.begin_nested()
 
     def commit(self) -> None:
-        """A sandboxed commit keeps the work in the sandbox's transaction (rolled back with it)."""
+        if self._nested.is_active:
+            self._nested.commit()
+        self._nested = self._conn.begin_nested()
+
+    def rollback(self) -> None:
+        if self._nested.is_active:
+            self._nested.rollback()
+        self._nested = self._conn.begin_nested()
 
     def close(self) -> None:
-        """The sandbox closes its connection itself."""
+        """Discard what was not committed; the sandbox closes the connection itself."""
+        if self._nested.is_active:
+            self._nested.rollback()
 
 
 def declare(name: str, target: Any, *, keys: Mapping[str, Iterable[str]] | None = None) -> tuple[Database, Any]:

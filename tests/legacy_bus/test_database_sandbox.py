@@ -126,6 +126,12 @@ def test_a_declared_engines_connect_and_begin_are_savepoints_inside_a_sandbox(en
             assert conn.execute(text("SELECT v FROM items WHERE k = 'a'")).scalar_one() == 2
             conn.execute(text("UPDATE items SET v = v + 1 WHERE k = 'b'"))
             conn.commit()
+            conn.execute(text("UPDATE items SET v = v + 100"))
+            conn.rollback()  # undoes its own work only, as on a real connection
+        with db.connect() as conn:
+            conn.execute(text("UPDATE items SET v = v + 1000"))  # left without commit: discarded
+        with db.connect() as conn:
+            assert dict(conn.execute(text("SELECT k, v FROM items")).all()) == {"a": 2, "b": 3}
         with db.session() as s:
             s.add(Item(k="z", v=26))
             s.commit()
