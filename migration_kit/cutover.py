@@ -42,6 +42,7 @@ a side that may not hold its saga's state.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -50,6 +51,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from legacy_bus import Dispatch, Event, EventBus, Sandbox
+from legacy_bus.database import capturing
 from legacy_bus.records import EffectCall, ErrorInfo, Step
 from graph_flows.errors import handler_exception
 from migration_errors import HandlerError, StoreUnavailable
@@ -181,15 +183,16 @@ class Cutover:
         config, inp, before, done = self._start(event)
         started = perf_counter()
         try:
-            if isinstance(inp, _Resume):
-                graph.invoke(None, config, durability="sync")
-                config, inp, before, done = self._start(event)
-            final = done if done is not None else graph.invoke(inp, config, durability="sync")
+            with capturing() as writes:  # the rows it writes for real, for the legacy shadow to start before
+                if isinstance(inp, _Resume):
+                    graph.invoke(None, config, durability="sync")
+                    config, inp, before, done = self._start(event)
+                final = done if done is not None else graph.invoke(inp, config, durability="sync")
         except Exception as exc:  # the graph machinery failed: as a crashed handler would
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
             self.ledger.seed_taken(event.saga_key)
-        return self._finish(event, final, before, started, capture)
+        return self._finish(event, final, before, started, capture, writes.result())
 
     async def arun_candidate(self, event: Event, capture: bool) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
         """Async twin of ``run_candidate`` (async handlers are awaited on the running loop)."""
@@ -197,21 +200,25 @@ class Cutover:
         config, inp, before, done = await asyncio.to_thread(self._start, event)
         started = perf_counter()
         try:
-            if isinstance(inp, _Resume):
-                await graph.ainvoke(None, config, durability="sync")
-                config, inp, before, done = await asyncio.to_thread(self._start, event)
-            final = done if done is not None else await graph.ainvoke(inp, config, durability="sync")
+            with capturing() as writes:
+                if isinstance(inp, _Resume):
+                    await graph.ainvoke(None, config, durability="sync")
+                    config, inp, before, done = await asyncio.to_thread(self._start, event)
+                final = done if done is not None else await graph.ainvoke(inp, config, durability="sync")
         except Exception as exc:
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
             await asyncio.to_thread(self.ledger.seed_taken, event.saga_key)
-        return self._finish(event, final, before, started, capture)
+        return self._finish(event, final, before, started, capture, writes.result())
 
     def _finish(
-        self, event: Event, final: dict[str, Any], before: dict[str, Any] | None, started: float, capture: bool
+        self, event: Event, final: dict[str, Any], before: dict[str, Any] | None, started: float, capture: bool,
+        writes: tuple[Any, ...] = (),
     ) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
         duration = perf_counter() - started
         outcome = Outcome.from_flow_state(event, final, duration, started)
+        if writes:
+            outcome = dataclasses.replace(outcome, writes=writes)
         result = dispatch_of(event, final, duration)
         if result.exception is not None and not capture and self.bus.on_error == "raise":
             raise result.exception

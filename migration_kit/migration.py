@@ -27,7 +27,8 @@ from legacy_bus import (
     StateStore,
 )
 from legacy_bus.protocol import LegacyBus, require_legacy_bus
-from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation
+from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation, UnisolatedNoiseLearning
+from legacy_bus.database import RowWrite, rewind as rewind_writes
 
 from migration_kit.comparator import Comparator, Comparison, Difference
 from migration_kit.decision import Decision
@@ -238,10 +239,12 @@ class Migration:
         self, event: Event, answers: tuple[EffectCall, ...], before: dict[str, Any] | None, legacy: Outcome, *, sampled: bool
     ) -> bool:
         """Run the legacy path again from the same saga state; learn what differs. True if something new."""
+        _refuse_unisolated(event, legacy)
         scratch = OverlayStateStore()
         if before:
             scratch.save(event.saga_key, copy.deepcopy(before))
         again = self._run_legacy(event, answers, scratch)
+        _refuse_unisolated(event, again)
         try:
             observation = self.comparator.noise_between(legacy, again)
         except Exception:  # learning is best effort; the comparison stands as it is
@@ -298,12 +301,15 @@ class Migration:
                     entry["example"] = {**ex, "first": m["legacy"], "second": m["candidate"]}
         return doc
 
-    def _run_legacy(self, event: Event, answers: tuple[EffectCall, ...], states: StateStore) -> Outcome:
+    def _run_legacy(
+        self, event: Event, answers: tuple[EffectCall, ...], states: StateStore, rewind: tuple[RowWrite, ...] = ()
+    ) -> Outcome:
         # A private copy: legacy handlers may mutate payloads in place.
         mine = event.model_copy(deep=True)
         started = perf_counter()
         try:
-            dispatch = self.legacy.dispatch(mine, sandbox=Sandbox(answers), states=states, capture=True)
+            sandbox = rewind_writes(Sandbox(answers), rewind)  # declared databases start from before the event
+            dispatch = self.legacy.dispatch(mine, sandbox=sandbox, states=states, capture=True)
         except Exception as exc:
             return Outcome.crash("legacy", event, exc, perf_counter() - started)
         return Outcome.from_dispatch(dispatch)
@@ -316,6 +322,7 @@ class Migration:
         *,
         resume: bool = False,
         durability: str | None = None,
+        rewind: tuple[RowWrite, ...] = (),
     ) -> Outcome:
         graph, timer = self._timed_graph()
         if durability == SANDBOX_DURABILITY and not resume:
@@ -329,25 +336,27 @@ class Migration:
         with timer.measure(thread) if timer is not None else contextlib.nullcontext() as spent:
             cpu = time.thread_time()
             started = perf_counter()
+            sandbox = rewind_writes(Sandbox(answers), rewind)
             try:
                 found = self._resumed(graph, event, config) if resume else Fresh()
                 if isinstance(found, Finished):
                     final = found.values
                 elif isinstance(found, Resumable):
                     # Answers the finished nodes already took are not offered again.
-                    with Sandbox(found.remaining(answers)):
+                    sandbox = rewind_writes(Sandbox(found.remaining(answers)), rewind)
+                    with sandbox:
                         final = graph.invoke(None, config, **options)
                 else:
                     if found.stale or found.other is not None:
                         self._forget(graph, thread)  # a run that is not this event's, or can be neither finished nor resumed
-                    with Sandbox(answers):
+                    with sandbox:
                         final = graph.invoke(inp, config, **options)
             except Exception as exc:  # the candidate failing is evidence, never an exception here
                 return Outcome.crash("candidate", event, exc, perf_counter() - started)
             finally:
                 elapsed, cpu = perf_counter() - started, time.thread_time() - cpu
                 self._forget(graph, thread)
-        outcome = Outcome.from_flow_state(event, final, elapsed, started)
+        outcome = _with_writes(Outcome.from_flow_state(event, final, elapsed, started), sandbox)
         if spent is None:
             return dataclasses.replace(outcome, cpu=cpu)
         return dataclasses.replace(outcome, checkpoint=spent.seconds, cpu=cpu, steps=max(0, spent.step))
@@ -826,17 +835,20 @@ class Migration:
             seeded = OverlayStateStore()
             if state_before:
                 seeded.save(event.saga_key, copy.deepcopy(state_before))
-            legacy = self._run_legacy(event, tuple(candidate.effects), seeded)
+            # The candidate served for real: its committed writes are undone in the legacy run's sandbox.
+            legacy = self._run_legacy(event, tuple(candidate.effects), seeded, candidate.writes)
         elif not resume:
-            candidate = self._run_candidate(event, tuple(legacy.effects), state_before)
+            candidate = self._run_candidate(event, tuple(legacy.effects), state_before, rewind=legacy.writes)
         else:
-            candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before)
+            candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before, legacy.writes)
         comparison = self._diff(legacy, candidate, self.noise)
         return self._observed(comparison, traceparent)
 
-    def _run_recorded_candidate(self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None) -> Outcome:
+    def _run_recorded_candidate(
+        self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None, rewind: tuple[RowWrite, ...] = ()
+    ) -> Outcome:
         # A reclaimed entry: its thread may hold a run a dead worker left (the same rule as replay).
-        return self._run_candidate(event, answers, seed, resume=True)
+        return self._run_candidate(event, answers, seed, resume=True, rewind=rewind)
 
     def _seal(self, value: Any) -> dict[str, str]:
         """Saga state for the store's records, through the checkpointer's serializer: encrypted at
@@ -901,6 +913,28 @@ class Migration:
                     raise BadEventLog(f"item {i} of the events given to replay() is a {type(item).__name__}, not an Event")
 
         return entries(), "<events>", []
+
+
+def _with_writes(outcome: Outcome, sandbox: Sandbox) -> Outcome:
+    """The candidate's outcome with the rows its sandboxed run wrote (the graph's state does not hold them)."""
+    writes = sandbox.writes
+    return dataclasses.replace(outcome, writes=writes) if writes else outcome
+
+
+def _refuse_unisolated(event: Event, *runs: Outcome) -> None:
+    """Noise is only learned from re-runs whose state was isolated; a blocked write means it was not."""
+    for run in runs:
+        for w in run.writes:
+            if w.op == "blocked":
+                raise UnisolatedNoiseLearning(
+                    f"noise learning refused to re-run the legacy path of {event.type!r} (event {event.id}): handler "
+                    f"{w.node or '?'!r} writes {w.database}, which no bus declared ({w.statement}), so two runs would not "
+                    "start from the same state. Declare it with bus.database(name, engine or sessionmaker), "
+                    "or turn learning off with Comparator(noise=False)",
+                    database=w.database,
+                    statement=w.statement or "",
+                    node=w.node,
+                )
 
 
 def _delta(now: dict[str, Any], loaded: dict[str, Any] | None) -> dict[str, Any]:

@@ -24,14 +24,14 @@ from migration_kit.statistics import rate_bounds
 
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
 
-_INDEX = re.compile(r"\[\d+\]")
+_INDEX = re.compile(r"\[(?:\d+|[^\]\[]*=[^\]\[]*)\]")  # list indices, and row keys of writes ([reference=b1])
 MAX_EXAMPLES = 20
 MAX_GROUPS = 1000
 MAX_TIMELINE = 400
 
 
 def signature(node: str | None, diff: Difference, redactor: Redactor | None = None) -> tuple[str, str, str]:
-    """How findings are grouped: the node, the kind, and the path with indices collapsed (masked by ``redactor``)."""
+    """How findings are grouped: the node, the kind, and the path with indices and row keys collapsed (masked by ``redactor``)."""
     path = diff.path if redactor is None else redactor.text(diff.path)
     return (node or diff.node or "?", diff.kind, _INDEX.sub("[*]", path))
 
