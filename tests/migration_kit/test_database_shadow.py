@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from migration_kit.shadow import ShadowKeys
+from migration_kit.shadow import GROUP, ShadowKeys
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -47,6 +47,10 @@ def start_worker(redis_url: str, db_url: str, name: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def compared(r: redis.Redis) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in r.hgetall(KEYS.counters).items()}
 
@@ -79,6 +83,13 @@ def test_live_shadow_with_two_workers_leaves_the_production_tables_exactly_as_wi
             for w in workers:
                 assert w.poll() is None, w.stderr.read()[-3000:]
             assert time.monotonic() < deadline, f"timed out: {compared(r)}"
+            time.sleep(0.05)
+        # Both workers are running (each has read from the group, so its SIGTERM handler is in
+        # place): one can do all the work while the other is still starting on a loaded machine.
+        while {_text(c["name"]) for c in r.xinfo_consumers(KEYS.stream, GROUP)} != {"w0", "w1"}:
+            for w in workers:
+                assert w.poll() is None, w.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "a worker never started reading"
             time.sleep(0.05)
     finally:
         outs = []
