@@ -104,6 +104,7 @@ class Migration:
         self.phase_ttl = 1.0  # seconds a read phase is trusted by route() and telemetry
         self._seen: tuple[PhaseState, int] | None = None
         self._seen_at = 0.0
+        self._view: Any = None  # while attached: the in-memory phase live traffic is routed by (migration_kit.router)
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self._graph: Any = None
@@ -541,6 +542,8 @@ class Migration:
     def _remember(self, t: Transition) -> None:
         self._seen = (t.to_state, t.version)
         self._seen_at = time.monotonic()
+        if self._view is not None:
+            self._view.saw(t.to_state)
 
     def route(self, event: Event) -> str:
         """Which path serves ``event`` now: ``legacy`` or ``candidate``.
@@ -553,7 +556,9 @@ class Migration:
         return self._side_for(event.saga_key)
 
     def _side_for(self, saga: str) -> str:
-        state = self._read_phase(fresh=False)[0]
+        view = self._view
+        seen = view.seen.state if view is not None else None  # attached: the in-memory phase, no I/O
+        state = seen if seen is not None else self._read_phase(fresh=False)[0]
         if state.phase in ("primary", "retired"):
             return "candidate"
         if state.phase != "canary" or not state.percent:

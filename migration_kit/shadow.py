@@ -313,7 +313,6 @@ class ShadowHandle:
         self._unsent = 0
         self.cutover = Cutover(migration, self.bus)
         self.redactor = redactor_for(migration)
-        self._last_plan_phase: str | None = None
         self._settle_at = 0.0
         self._recovered = False
 
@@ -368,6 +367,7 @@ class ShadowHandle:
         cutover = self.cutover
 
         planned = cutover.plan
+        locks = cutover.ledger.locks
 
         def state_before(event: Event) -> dict[str, Any] | None:
             before = bus.state_store.peek(event.saga_key)
@@ -391,7 +391,6 @@ class ShadowHandle:
             if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
                 return original_dispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
-            handle._last_plan_phase = plan.phase
             if plan.fast:
                 try:
                     before, tp = state_before(event), _traceparent()
@@ -403,7 +402,7 @@ class ShadowHandle:
                 if plan.shadow:
                     shadow((result, before, tp, time.time()))
             else:
-                with cutover.ledger.lock(event.saga_key):
+                with locks.hold(event.saga_key):
                     cutover.prepare(event, plan)
                     tp = _traceparent()
                     if plan.side == "legacy":
@@ -423,7 +422,6 @@ class ShadowHandle:
             if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
                 return await original_adispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
-            handle._last_plan_phase = plan.phase
             if plan.fast:
                 try:
                     before, tp = state_before(event), _traceparent()
@@ -435,20 +433,19 @@ class ShadowHandle:
                 if plan.shadow:
                     shadow((result, before, tp, time.time()))
             else:
-                lock = cutover.ledger.lock(event.saga_key)
-                await asyncio.to_thread(lock.acquire)  # a plain Lock: released below on the loop's thread
-                try:
-                    await asyncio.to_thread(cutover.prepare, event, plan)
+                # The saga's lock is released whatever cancels this task: a waiter that is
+                # cancelled never holds it, and a store call cut off by a cancellation keeps it
+                # until that call's thread returns (migration_kit.locks).
+                async with locks.ahold(event.saga_key) as held:
+                    await held.run(cutover.prepare, event, plan)
                     tp = _traceparent()
                     if plan.side == "legacy":
                         before = state_before(event)
                         result = await original_adispatch(event, capture=True)
-                        item: tuple[Any, ...] = (result, before, tp, time.time())
+                        item = (result, before, tp, time.time())
                     else:
-                        result, outcome, before = await cutover.arun_candidate(event, True)
+                        result, outcome, before = await cutover.arun_candidate(event, True, held.run)
                         item = (outcome, before, tp, time.time())
-                finally:
-                    lock.release()
                 if plan.shadow:
                     shadow(item)
             if result.exception is not None and not capture and bus.on_error == "raise":
@@ -478,6 +475,7 @@ class ShadowHandle:
         self._previous.clear()
 
     def start(self) -> ShadowHandle:
+        self.cutover.start()  # one phase read now, then off the publishers' threads
         self._install()
         self._thread = threading.Thread(target=self._run, name=f"mk-shadow-sender[{self.migration_name}]", daemon=True)
         self._thread.start()
@@ -494,6 +492,7 @@ class ShadowHandle:
             taps = _TAPS.get(self.bus)
             if taps is not None and taps.get(self.migration_name) is self:
                 del taps[self.migration_name]
+            self.cutover.close()
         thread, self._thread = self._thread, None
         if thread is not None:
             self._drain_deadline = time.monotonic() + timeout
@@ -566,11 +565,14 @@ class ShadowHandle:
         self._settle_at = now + SETTLE_EVERY
         c = self.cutover
         try:
+            seen = c.view.seen
             if not self._recovered:  # once, on attach: what a crashed process left half done
-                if c.migration.phase != "shadow" or c.ledger.may_have_candidate_sagas():
+                if seen.state is None:
+                    return  # the store has not answered yet
+                if seen.phase != "shadow" or seen.candidate_sagas:
                     c.recover()
                 self._recovered = True
-            if self._last_plan_phase == "rolled_back" or c.migration.phase == "rolled_back":
+            if seen.phase == "rolled_back" and seen.candidate_sagas:
                 if c.ledger.may_have_candidate_sagas():
                     c.settle(reason="rolled back: handed back to legacy", by="rollback")
         except Exception as exc:  # noqa: BLE001 - retried next time; events hand their saga back themselves
