@@ -648,9 +648,17 @@ class Migration:
     def _stored_evidence(self, attempt: int) -> Evidence:
         doc, _ = self.store.records.get(EVIDENCE_KEY)
         total = Evidence()
-        if doc and doc.get("attempt") == attempt:
-            for part in doc.get("sources", {}).values():
+        workers: dict[str, Any] = {}
+        if self.store.scheme in ("redis", "rediss"):  # shadow workers record theirs with their results
+            from migration_kit.shadow import ShadowKeys, worker_evidence
+
+            workers = worker_evidence(self.store.records, ShadowKeys(self.name), attempt)
+            for part in workers.values():
                 total.merge(Evidence.from_dict(part))
+        if doc and doc.get("attempt") == attempt:
+            for source, part in doc.get("sources", {}).items():
+                if source not in workers:
+                    total.merge(Evidence.from_dict(part))
         return total
 
     def _evidence_summary(self) -> dict[str, Any]:

@@ -26,8 +26,10 @@ several of them):
                                 ``migration_kit.report.signature``) -> number of events.
 * ``mk:{M}:shadow:examples``    hash: signature -> the first example (JSON), set once.
 * ``mk:{M}:shadow:dead``        list (capped) of rejected entries: ``{id, error}`` as JSON.
-* latency sketches and counts feed the migration's evidence (``mk:{M}:doc:evidence``,
-  one source per worker ``shadow:<consumer>``), which the policy evaluates.
+* ``mk:{M}:shadow:evidence``    hash: evidence source ``shadow:<consumer>`` -> JSON ``{attempt, evidence}``,
+                                a worker's latency sketches and counts, written by the same script
+                                as its results (so exactly once per event); merged into the
+                                migration's evidence (``Migration.evidence()``), which the policy evaluates.
 * candidate checkpoints: thread ``<M>:<event id>`` in the store's checkpointer
   (``checkpoints.redis_saver``), deleted once the event is recorded.
 
@@ -116,6 +118,10 @@ class ShadowKeys:
     @property
     def dead(self) -> str:
         return f"{self.tag}:shadow:dead"
+
+    @property
+    def evidence(self) -> str:
+        return f"{self.tag}:shadow:evidence"
 
     def done(self, event_id: str) -> str:
         return f"{self.tag}:done:{event_id}"
@@ -710,6 +716,19 @@ def read_status(client: Any, keys: ShadowKeys) -> dict[str, Any]:
     out["in_flight"] = pending
     out["lag"] = lag
     out["stream_length"] = length
+    return out
+
+
+def worker_evidence(records: Any, keys: ShadowKeys, attempt: int) -> dict[str, dict[str, Any]]:
+    """The evidence workers recorded with their results for ``attempt``: source -> evidence dict."""
+    client = getattr(records, "client", None)
+    if client is None:
+        return {}
+    out = {}
+    for source, raw in client.hgetall(keys.evidence).items():
+        doc = json.loads(raw)
+        if doc.get("attempt") == attempt:
+            out[_text(source)] = doc.get("evidence") or {}
     return out
 
 
