@@ -147,7 +147,8 @@ class SagaLocks:
     def _leave(self, saga: str, lock: SagaLock) -> None:
         with self._mu:
             lock.users -= 1
-            if lock.users == 0 and self._locks.get(saga) is lock:
+            # a lock still held with nobody left is a leak: kept, so held() shows it (and the saga waits)
+            if lock.users == 0 and not lock.locked and self._locks.get(saga) is lock:
                 del self._locks[saga]
 
     def _release(self, saga: str, lock: SagaLock) -> None:
@@ -157,7 +158,7 @@ class SagaLocks:
     def held(self) -> list[str]:
         """The sagas whose lock is held or waited for now (empty when the process is idle)."""
         with self._mu:
-            return sorted(s for s, lock in self._locks.items() if lock.users)
+            return sorted(s for s, lock in self._locks.items() if lock.users or lock.locked)
 
     @contextmanager
     def hold(self, saga: str) -> Iterator[None]:
