@@ -88,5 +88,5 @@ def test_async_publishes_cancelled_at_random_points_leak_no_lock_and_hang_no_sag
             assert live.runs[eid] <= (2 if candidate else 1), (eid, live.runs[eid])
         else:
             assert live.runs[eid] == 1, (eid, out, live.runs[eid])
-    assert list(cancelled.values()).count("cancelled") > ROUNDS // 3  # the cancellations did land
+    assert list(cancelled.values()).count("cancelled") > ROUNDS // 5  # the cancellations did land
     live.check()
