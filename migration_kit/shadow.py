@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import copy
+import gc
 import json
 import logging
 import queue
@@ -249,6 +250,7 @@ def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
 # -- the tap ---------------------------------------------------------------------------------
 
 _STOP = object()
+_yield = time.sleep  # _yield(0): let a waiting thread have the GIL
 SETTLE_EVERY = 1.0  # seconds between the sender's checks for sagas to hand back after a rollback
 _TAPS: weakref.WeakKeyDictionary[EventBus, dict[str, ShadowHandle]] = weakref.WeakKeyDictionary()
 _LIVE: weakref.WeakSet[ShadowHandle] = weakref.WeakSet()
@@ -293,7 +295,9 @@ class ShadowHandle:
         batch: int = 200,
         maxlen: int = 100_000,
         timeout: float = 1.0,
+        gc_freeze: bool = True,
     ) -> None:
+        self.gc_freeze = gc_freeze
         self.migration_name = migration.name
         self.bus = migration.legacy
         self.url = url
@@ -481,6 +485,12 @@ class ShadowHandle:
         self._previous.clear()
 
     def start(self) -> ShadowHandle:
+        if self.gc_freeze:
+            # Entries wait in the queue for the sender across a few young collections, so they are
+            # promoted and trigger full collections; with the process's heap at attach frozen
+            # (the imports, the compiled graph: most of it), a full collection scans only what
+            # came since, and stays short (measured in bench/bench_shadow_tap.py --full-rate).
+            gc.freeze()
         self.cutover.start()  # one phase read now, then off the publishers' threads
         self._install()
         self._thread = threading.Thread(target=self._run, name=f"mk-shadow-sender[{self.migration_name}]", daemon=True)
@@ -622,6 +632,7 @@ class ShadowHandle:
     def _send(self, items: list[Any]) -> None:
         payloads = []
         for dispatch, before, tp, at in items:
+            _yield(0)  # a publisher waiting for the GIL gets it after one entry, not after the 5 ms switch interval
             try:
                 payloads.append(encode_entry(self.migration_name, dispatch, before, tp, at, redactor=self.redactor))
             except Exception as exc:  # noqa: BLE001 - an unserializable outcome is shed, not fatal
@@ -633,7 +644,9 @@ class ShadowHandle:
             self._client = self._connect()
         pipe = self._client.pipeline(transaction=False)
         stream = self.keys.stream
-        for data in payloads:
+        for i, data in enumerate(payloads):
+            if i % 32 == 31:
+                _yield(0)
             pipe.xadd(stream, {FIELD: data}, maxlen=self.maxlen, approximate=True)
         unreported = self.shed - self._reported_shed
         if unreported:
@@ -647,7 +660,9 @@ def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
     """Hook ``migration.legacy`` and shadow its root publishes into the stream at ``url``.
 
     Idempotent: while a handle of this migration is active on the bus it is
-    returned again. Options: ``queue_size``, ``batch``, ``maxlen``, ``timeout``.
+    returned again. Options: ``queue_size``, ``batch``, ``maxlen``, ``timeout``, ``gc_freeze``
+    (default True: ``gc.freeze()`` once at attach, so full collections skip the heap the process
+    had then and the queued entries cannot make them long).
     """
     from checkpoints.urls import scheme_of
 
