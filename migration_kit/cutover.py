@@ -31,12 +31,15 @@ candidate thread whose last checkpoint is this very event is not run again:
 finished, its result is returned; cut off mid-run, it is resumed to
 completion.
 
-In the shadow phase (and after a rollback), while no saga is on the
-candidate, none of this runs: the tap's fast path is the legacy dispatch plus
-one queue put (none after a rollback). Once
-the candidate serves (canary and on), the store is on the serving path: if it
-cannot be read, the event fails with ``StoreUnavailable`` rather than run on
-a side that may not hold its saga's state.
+The phase comes from an in-memory view refreshed off the publisher's thread
+(``migration_kit.router``). In the shadow phase (and after a rollback), while
+no saga is on the candidate, none of this runs: the tap's fast path is the
+legacy dispatch plus one queue put (none after a rollback), with no I/O. Once
+the candidate serves (canary and on), the store is on the serving path, each
+of its Redis calls with a deadline (``migration_kit.store.STORE_TIMEOUT``): if
+it cannot be read, or the phase view is stale, the event fails with
+``StoreUnavailable`` rather than run on a side that may not hold its saga's
+state. Saga locks are per saga (``migration_kit.locks``).
 """
 
 from __future__ import annotations

@@ -355,6 +355,8 @@ class ShadowHandle:
             "queued": self.queued,
             "served": dict(c.served),
             "handovers": c.handovers,
+            "store_failures": c.store_failures,  # publishes failed with StoreUnavailable (canary and on)
+            "phase_reads_failed": c.view.failures,
             "last_error": self.last_error,
         }
 
