@@ -164,6 +164,18 @@ class Cutover:
             "Check that the store is up and reachable, or roll back (then legacy serves alone)"
         )
 
+    def _cut_off(self, event: Event, exc: BaseException) -> StoreUnavailable:
+        """The store failed while the candidate ran ``event`` (its checkpoints): the run is cut off mid-event."""
+        m = self.migration
+        with self._count_lock:
+            self.store_failures += 1
+        return StoreUnavailable(
+            f"migration {m.name!r}: the store {m.store.display_url} failed while the candidate ran event {event.id} "
+            f"({event.type}; {type(exc).__name__}): the run was cut off after its last checkpoint, and saga "
+            f"{event.saga_key!r}'s next event resumes it first (a node cut off may run again). "
+            "Check that the store is up and reachable, or roll back"
+        )
+
     def prepare(self, event: Event, plan: Plan) -> None:
         """Hand the event's saga to the serving side (the caller holds the saga's lock).
 
@@ -227,6 +239,8 @@ class Cutover:
                 graph.invoke(None, config, durability="sync")
                 config, inp, before, done = self._start(event)
             final = done if done is not None else graph.invoke(inp, config, durability="sync")
+        except (RedisError, StoreUnavailable) as exc:
+            raise self._cut_off(event, exc) from None
         except Exception as exc:  # the graph machinery failed: as a crashed handler would
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
@@ -249,6 +263,8 @@ class Cutover:
                 await graph.ainvoke(None, config, durability="sync")
                 config, inp, before, done = await offload(self._start, event)
             final = done if done is not None else await graph.ainvoke(inp, config, durability="sync")
+        except (RedisError, StoreUnavailable) as exc:
+            raise self._cut_off(event, exc) from None
         except Exception as exc:
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
