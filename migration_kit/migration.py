@@ -115,6 +115,7 @@ class Migration:
         self.phase_ttl = 1.0  # seconds a read phase is trusted by route() and telemetry
         self._seen: tuple[PhaseState, int] | None = None
         self._seen_at = 0.0
+        self._view: Any = None  # while attached: the in-memory phase live traffic is routed by (migration_kit.router)
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self._graph: Any = None
@@ -601,6 +602,8 @@ class Migration:
     def _remember(self, t: Transition) -> None:
         self._seen = (t.to_state, t.version)
         self._seen_at = time.monotonic()
+        if self._view is not None:
+            self._view.saw(t.to_state)
 
     def route(self, event: Event) -> str:
         """Which path serves ``event`` now: ``legacy`` or ``candidate``.
@@ -613,7 +616,9 @@ class Migration:
         return self._side_for(event.saga_key)
 
     def _side_for(self, saga: str) -> str:
-        state = self._read_phase(fresh=False)[0]
+        view = self._view
+        seen = view.seen.state if view is not None else None  # attached: the in-memory phase, no I/O
+        state = seen if seen is not None else self._read_phase(fresh=False)[0]
         if state.phase in ("primary", "retired"):
             return "candidate"
         if state.phase != "canary" or not state.percent:
@@ -703,9 +708,17 @@ class Migration:
     def _stored_evidence(self, attempt: int) -> Evidence:
         doc, _ = self.store.records.get(EVIDENCE_KEY)
         total = Evidence()
-        if doc and doc.get("attempt") == attempt:
-            for part in doc.get("sources", {}).values():
+        workers: dict[str, Any] = {}
+        if self.store.scheme in ("redis", "rediss"):  # shadow workers record theirs with their results
+            from migration_kit.shadow import ShadowKeys, worker_evidence
+
+            workers = worker_evidence(self.store.records, ShadowKeys(self.name), attempt)
+            for part in workers.values():
                 total.merge(Evidence.from_dict(part))
+        if doc and doc.get("attempt") == attempt:
+            for source, part in doc.get("sources", {}).items():
+                if source not in workers:
+                    total.merge(Evidence.from_dict(part))
         return total
 
     def _evidence_summary(self) -> dict[str, Any]:

@@ -277,18 +277,36 @@ class RedisServer:
             raise
         return cls(port=port, process=proc, workdir=workdir, tls=tls)
 
+    args: tuple[str, ...] = ()
+    """The extra arguments it was started with (``restart`` uses them again)."""
+
     @classmethod
-    def start(cls, *extra_args: str) -> RedisServer:
-        """Start a server on a free port and wait until it answers PING."""
+    def start(cls, *extra_args: str, port: int | None = None) -> RedisServer:
+        """Start a server on a free port (or ``port``) and wait until it answers PING."""
         workdir = tempfile.mkdtemp(prefix="redis-test-")
-        port = free_port()
+        port = port or free_port()
         proc = _spawn(port, workdir, *extra_args)
         try:
             _wait_ping(proc, port, workdir)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return cls(port=port, process=proc, workdir=workdir)
+        return cls(port=port, process=proc, workdir=workdir, args=tuple(extra_args))
+
+    def kill(self) -> None:
+        """SIGKILL the server (its directory, and an AOF in it, stay for ``restart``)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        log = getattr(self.process, "_log", None)
+        if log is not None:
+            log.close()
+
+    def restart(self) -> None:
+        """Start it again on the same port and directory (with AOF on, it reloads its data)."""
+        self.kill()
+        self.process = _spawn(self.port, self.workdir, *self.args)
+        _wait_ping(self.process, self.port, self.workdir)
 
     def cli(self, *args: str) -> str:
         """Run ``redis-cli`` against this server and return its stdout."""
