@@ -215,10 +215,7 @@ class Pipeline:
     def _write(self, packed: list[bytes]) -> None:
         if self._conn is None:
             self._conn = self._connect()
-        sock = self._conn._sock
-        if sock is None:
-            raise ConnectionError("connection closed")
-        sock.sendall(packed[0] if len(packed) == 1 else b"".join(packed))
+        self._conn.send_packed_command(packed, check_health=False)
 
     def _recover(self, cause: BaseException) -> bool:
         """Reopen the connection and send every unacknowledged write again, in order; else fail them."""
