@@ -20,7 +20,11 @@ slot and every per-thread operation is one atomic Lua script on one node:
                            bytes, task_path, idx] (pending writes)
 
 With a TTL, every write refreshes the expiry of all the thread's keys, so a
-thread lives until ``ttl`` seconds after its last write. Cross-thread
+thread lives until ``ttl`` seconds after its last write. Writes (``PUT``,
+``PUT_WRITES``, ``DELETE_THREAD``) of a standalone server go over one
+pipelined connection, so Redis applies a thread's scripts in the order
+LangGraph issued them; what waits for their replies is the run's durability
+(``checkpoints/durability.py``). Cross-thread
 operations (``list`` without a thread, ``delete_for_runs``) SCAN every master
 for ``P:{*}:nss``.
 """
