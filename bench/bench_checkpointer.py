@@ -204,7 +204,7 @@ def main() -> int:
         graphs = {name: builder.compile(checkpointer=saver) for name, saver in contenders.items()}
         ours, mem, peer = "checkpoints.RedisSaver", "InMemorySaver", "plainredis.RedisSaver"
         means = {d: measure(graphs, opts.rounds, opts.invocations, d) for d in ("async", "sync")}
-        trips = {d: count_round_trips(url, builder, d) for d in ("async", "sync")}
+        trips = {d: count_round_trips(url, builder, d) for d in ("async", "sync", "exit")}
 
         print()
         print(

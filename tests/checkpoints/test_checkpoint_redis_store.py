@@ -94,8 +94,8 @@ async def test_async_saver_takes_one_round_trip_per_operation(redis_url: str) ->
     await client.aclose()
 
 
-def test_a_run_sends_each_write_once_and_leaves_nothing_in_flight(redis_url: str) -> None:
-    """Under LangGraph's async durability a 5-node run sends 14 scripts, one request each, all acknowledged at return."""
+def test_a_run_runs_each_write_once_and_leaves_nothing_in_flight(redis_url: str) -> None:
+    """Under LangGraph's async durability a 5-node run is 14 scripts in at most 14 requests, all acknowledged at return."""
     from test_checkpoint_graph import chain_graph
 
     client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection))
@@ -109,7 +109,7 @@ def test_a_run_sends_each_write_once_and_leaves_nothing_in_flight(redis_url: str
     assert saver._pipe is not None and saver._pipe.pending == 0
     scripts_run = admin.info("commandstats")["cmdstat_evalsha"]["calls"]
     assert scripts_run == 14  # get_tuple + 7 puts (steps -1..5) + 6 put_writes (input + 5 nodes)
-    assert SENT["n"] - n == scripts_run
+    assert SENT["n"] - n <= scripts_run  # writes queued while a reply is awaited share one request
 
 
 # -- TTL, prefix, layout ------------------------------------------------------------
