@@ -12,10 +12,10 @@ twice (a worker died after comparing, a reclaim raced a slow worker, the same
 event twice in one batch) is counted once.
 
 Hot path: when the candidate would use the store's Redis checkpointer, the
-worker runs it on a written-behind one (``_BatchingSaver``): the checkpoints
-LangGraph writes under ``durability="async"`` go out as pipelined round trips
-from one writer thread, and dropping a finished event's thread is queued
-behind them; the writer is flushed before a batch is recorded, so an
+worker runs it on ``_BatchingSaver``: the checkpoints LangGraph writes under
+``durability="async"`` go out pipelined on one ordered connection (acknowledged
+before the run returns), and dropping a finished event's thread is queued
+behind them; the queue is flushed before a batch is recorded, so an
 acknowledged entry leaves no thread behind. The run of an entry delivered for
 the first time skips LangGraph's opening checkpoint lookup (it has none).
 
