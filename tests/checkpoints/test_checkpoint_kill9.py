@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import signal
 import subprocess
@@ -19,9 +20,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Annotated, TypedDict
 
 import pytest
 import redis
+from langgraph.graph import END, START, StateGraph
+
+from checkpoints import RedisSaver, StoreUnavailable
 
 from servers import RedisServer, _spawn, _terminate, _wait_ping
 
@@ -210,5 +215,64 @@ def test_redis_killed_right_after_invoke_returns_keeps_the_final_state(tmp_path:
         lines = markers.read_text().splitlines()
         assert "resume from next=" in lines  # the final checkpoint: nothing left to run
         assert lines.count("done n1") == 1 and lines.count("done n5") == 1
+    finally:
+        server.stop()
+
+
+class _State(TypedDict):
+    value: int
+    trail: Annotated[list[str], operator.add]
+
+
+@pytest.mark.parametrize("durability", ["async", "sync"])
+def test_redis_killed_mid_run_fails_the_run_and_the_same_saver_resumes_after_restart(
+    tmp_path: Path, durability: str
+) -> None:
+    """kill -9 of redis-server inside n3: invoke raises StoreUnavailable; restarted, the same saver resumes at n3.
+
+    n1 and n2 never run again: their checkpoints were acknowledged (and fsynced) before Redis died.
+    """
+    server = RedisServer.start("--appendonly", "yes", "--appendfsync", "always")
+    ran: list[str] = []
+    config = {"configurable": {"thread_id": f"redis-kill-{uuid.uuid4()}"}}
+
+    def make(name: str):
+        def node(state: _State) -> dict:
+            ran.append(name)
+            if name == "n3" and ran.count("n3") == 1:
+                # Kill Redis once n2's checkpoint is in it (read through another connection).
+                deadline = time.monotonic() + 30
+                with RedisSaver.from_conn_string(server.url) as probe:
+                    while probe.get_tuple(config) is None or probe.get_tuple(config).metadata["step"] < 2:
+                        assert time.monotonic() < deadline, "n2's checkpoint never reached Redis"
+                os.kill(server.process.pid, signal.SIGKILL)
+                server.process.wait(timeout=10)
+            return {"value": state["value"] + 1, "trail": [name]}
+
+        return node
+
+    builder = StateGraph(_State)
+    prev = START
+    for i in range(1, 6):
+        builder.add_node(f"n{i}", make(f"n{i}"))
+        builder.add_edge(prev, f"n{i}")
+        prev = f"n{i}"
+    builder.add_edge(prev, END)
+    try:
+        with RedisSaver.from_conn_string(server.url) as saver:
+            graph = builder.compile(checkpointer=saver)
+            with pytest.raises(StoreUnavailable):
+                graph.invoke({"value": 0, "trail": []}, config, durability=durability)
+
+            _terminate(server.process)
+            server.process = _spawn(server.port, server.workdir, "--appendonly", "yes", "--appendfsync", "always")
+            _wait_ping(server.process, server.port, server.workdir)
+            assert graph.get_state(config).next == ("n3",)
+            out = graph.invoke(None, config, durability=durability)
+        assert out == {"value": 5, "trail": ["n1", "n2", "n3", "n4", "n5"]}
+        if durability == "sync":  # the failed checkpoint stops the run at once
+            assert ran == ["n1", "n2", "n3", "n3", "n4", "n5"]
+        else:  # LangGraph raises a background write's failure when the run ends
+            assert ran == ["n1", "n2", "n3", "n4", "n5", "n3", "n4", "n5"]
     finally:
         server.stop()
