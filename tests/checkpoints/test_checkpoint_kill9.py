@@ -7,6 +7,10 @@
   alive), Redis run with ``appendfsync always``: the restarted server has the
   final state in every mode, because the run's writes were acknowledged
   before ``invoke`` returned.
+- redis-server killed inside n3: the run raises ``StoreUnavailable``; restarted,
+  the same saver resumes at n3.
+- The primary killed once its replica caught up, the replica promoted: the
+  final state is there in every mode.
 """
 
 from __future__ import annotations
@@ -276,3 +280,42 @@ def test_redis_killed_mid_run_fails_the_run_and_the_same_saver_resumes_after_res
             assert ran == ["n1", "n2", "n3", "n4", "n5", "n3", "n4", "n5"]
     finally:
         server.stop()
+
+
+def _replication(client: redis.Redis) -> dict:
+    return client.info("replication")
+
+
+@pytest.mark.parametrize("durability", ["async", "sync", "exit"])
+def test_failover_to_a_caught_up_replica_keeps_the_final_state(tmp_path: Path, durability: str) -> None:
+    """kill -9 of the primary once its replica has the run (replication offset), replica promoted: the state is there."""
+    primary = RedisServer.start()
+    replica = RedisServer.start("--replicaof", "127.0.0.1", str(primary.port))
+    try:
+        primary_client, replica_client = redis.Redis.from_url(primary.url), redis.Redis.from_url(replica.url)
+        deadline = time.monotonic() + 30
+        while _replication(replica_client).get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica never connected to the primary"
+            time.sleep(0.01)
+        markers = tmp_path / "markers.txt"
+        markers.touch()
+        thread_id = f"failover-{uuid.uuid4()}"
+        child = _run_child(tmp_path, primary.url, thread_id, str(markers), "whole", durability, "0")
+        _wait_marker(markers, "invoke returned", child)
+        offset = _replication(primary_client)["master_repl_offset"]
+        while _replication(replica_client).get("slave_repl_offset", 0) < offset:
+            assert time.monotonic() < deadline + 30, "the replica never caught up"
+            time.sleep(0.01)
+        os.kill(primary.process.pid, signal.SIGKILL)
+        primary.process.wait(timeout=10)
+        _kill9(child)
+        replica_client.replicaof("NO", "ONE")
+
+        resumed = _run_child(tmp_path, replica.url, thread_id, str(markers), "resume", durability, "0")
+        out, err = resumed.communicate(timeout=60)
+        assert resumed.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1]) == {"value": 5, "trail": ["n1", "n2", "n3", "n4", "n5"]}
+        assert markers.read_text().splitlines().count("done n1") == 1
+    finally:
+        replica.stop()
+        primary.stop()
