@@ -136,9 +136,13 @@ class Pipeline:
 
     def _wait(self, thread: Any, ticket: Any, timeout: float | None = None, *, raise_error: bool = True) -> bool:
         ledger = self.ledger
-        while not ledger.satisfied(thread, ticket):
-            if not self._read_or_wait(timeout):
-                return False
+        try:
+            while not ledger.satisfied(thread, ticket):
+                if not self._read_or_wait(timeout):
+                    return False
+        except BaseException:
+            ledger.release(thread, ticket)  # a guard that gives up lets the next write of its thread take over
+            raise
         if raise_error:
             error = ledger.release(thread, ticket)
             if error is not None:
