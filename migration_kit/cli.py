@@ -202,7 +202,8 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        with migration, ReplayProgress(count_lines(log), stream=sys.stderr) as progress:
+        every = 1.0 if getattr(args, "workers", None) is not None else 5.0  # lines across workers each second
+        with migration, ReplayProgress(count_lines(log), stream=sys.stderr, interval=every) as progress:
             spread = {"workers": args.workers} if getattr(args, "workers", None) is not None else {}
             if spread and hasattr(args, "partitions"):
                 spread.update(partitions=args.partitions, lease_ttl=args.lease_ttl)

@@ -72,7 +72,7 @@ from migration_kit.report import ReplayTally
 from migration_kit.resume import ReplayInterrupted, progress_key
 from migration_kit.store import Records, Store, VersionConflict
 
-__all__ = ["DistributedReplay", "ReplayWorker", "join_replay", "replay_status", "unfinished_job"]
+__all__ = ["DistributedReplay", "ReplayWorker", "join_replay", "last_job", "replay_status", "unfinished_job"]
 
 PARTITIONS = 64
 LEASE_TTL = 30.0
@@ -112,6 +112,12 @@ def unfinished_job(records: Records, path: str | Path) -> dict[str, Any] | None:
         return None
     job, _ = records.get(_job_key(pointer["job"]))
     return job if job and job.get("status") == "running" else None
+
+
+def last_job(records: Records, path: str | Path) -> dict[str, Any] | None:
+    """The record of the latest distributed replay of ``path`` (finished or not)."""
+    pointer, _ = records.get(_log_key(path))
+    return records.get(_job_key(pointer["job"]))[0] if pointer else None
 
 
 def replay_status(records: Records, job: str | None = None) -> dict[str, Any] | None:
@@ -279,7 +285,8 @@ class ReplayWorker:
                 dv = self.records.put(_part_key(self.job_id, p), doc, version=dv)
             except VersionConflict:
                 continue
-            got[p] = _Run(p, doc, dv, lv, self.migration, job)
+            run = got[p] = _Run(p, doc, dv, lv, self.migration, job)
+            self._write_lease(run)  # the claim count, for status and the job's record
         return got
 
     def _all_done(self) -> bool:
@@ -501,7 +508,12 @@ class DistributedReplay:
         """End a job: its status kept, its leases and partition records deleted (bounded storage)."""
         records = self.records
         doc, version = records.get(_job_key(job["id"]))
-        records.put(_job_key(job["id"]), {**(doc or job), "status": status, "ends": [], "sizes": [], "noise": None, "skipped": []})
+        claims = [int((records.get(_lease_key(job["id"], p))[0] or {}).get("claims", 0)) for p in range(int(job["partitions"]))]
+        records.put(
+            _job_key(job["id"]),
+            # kept: how many partitions were taken over from a worker that stopped answering
+            {**(doc or job), "status": status, "ends": [], "sizes": [], "noise": None, "skipped": [], "reclaims": sum(max(0, c - 1) for c in claims)},
+        )
         for p in range(int(job["partitions"])):
             records.delete(_lease_key(job["id"], p))
             records.delete(_part_key(job["id"], p))
@@ -533,7 +545,8 @@ class DistributedReplay:
                 done = sum(int(x.get("events", 0)) for x in leases)
                 if on_result is not None and (perf_counter() - last_shown >= 1.0 or all(x.get("done") for x in leases)):
                     last_shown = perf_counter()
-                    on_result(None, SimpleNamespace(total=done, divergent=sum(int(x.get("divergent", 0)) for x in leases), workers=len(procs)))
+                    live = {x["owner"] for x in leases if x.get("owner") and not x.get("done")}
+                    on_result(None, SimpleNamespace(total=done, divergent=sum(int(x.get("divergent", 0)) for x in leases), workers=len(live)))
                 if all(x.get("done") for x in leases):
                     break
                 if stop is not None and stop.is_set():

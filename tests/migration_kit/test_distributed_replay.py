@@ -1,0 +1,185 @@
+"""A replay split across worker processes reports what one process reports, field for field."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from examples.orders.v2 import migration as orders_v2
+from migration_kit.distributed import last_job, replay_status
+from migration_kit.partition import flag_of, merge_tallies
+from migration_kit.report import ReplayTally
+from migration_kit.resume import ReplayInterrupted
+from migration_kit.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "examples.orders.v2:migration"  # schedule_shipment changed on purpose: divergent groups, by_node, a hold
+EVENTS = ROOT / "examples" / "orders" / "events.jsonl"
+
+# What a run measures (each run times its own handlers) or how long it took: everything else must match.
+MEASURED = {"duration_s", "events_per_second", "latency", "duration", "sum", "min", "max", "index", "counts", "zero"}
+
+
+def comparable(value: Any) -> Any:
+    """A report (or tally) without what is measured: latency values, durations, rates."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in MEASURED and not k.endswith("_ms") and not k.endswith("_seconds")}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    with open(EVENTS, encoding="utf-8") as src:
+        path.write_text("".join(next(src) for _ in range(300)), encoding="utf-8")
+    return path
+
+
+def single_process_report(log: Path) -> dict[str, Any]:
+    with orders_v2() as m:
+        return json.loads(m.replay(log).to_json())
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = condition()
+        if got:
+            return got
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_three_workers_one_killed_with_sigkill_report_equals_single_process(log: Path, redis_url: str, tmp_path: Path) -> None:
+    expected = single_process_report(log)
+    out = tmp_path / "distributed.json"
+    cli = [sys.executable, "-m", "migration_kit"]
+    # The joiner starts first and waits for the job: a worker "on another machine" joining through Redis.
+    joiner = subprocess.Popen(
+        [*cli, "worker", "--replay", "--app", APP, "--store", redis_url, "--consumer", "victim", "--wait", "120"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+    )
+    coordinator = subprocess.Popen(
+        [*cli, "replay", str(log), "--app", APP, "--store", redis_url, "--workers", "2", "--partitions", "16", "--lease-ttl", "2", "--json", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+    )
+    records = Store(redis_url, "orders-v2").records
+    try:
+        def victim_mid_partition() -> bool:
+            status = replay_status(records)
+            return bool(status) and any(p["owner"] == "victim" and p["events"] > 0 and not p["done"] for p in status["partitions"])
+
+        _wait_for(victim_mid_partition, "the joined worker to be part-way through a partition")
+        os.kill(joiner.pid, signal.SIGKILL)
+        assert joiner.wait(timeout=30) == -signal.SIGKILL
+        stdout, stderr = coordinator.communicate(timeout=300)
+    finally:
+        for proc in (joiner, coordinator):
+            if proc.poll() is None:
+                proc.kill()
+    assert coordinator.returncode == 1, stderr  # the v2 candidate diverges: the policy holds
+    got = json.loads(out.read_text(encoding="utf-8"))
+    job = last_job(records, log)
+    assert job["status"] == "done" and job["reclaims"] >= 1  # the killed worker's partition was taken over
+    assert got["total"] == 300 and got["divergent"] > 0 and got["groups"]
+    assert comparable(got) == comparable(expected)
+    assert got["evidence"]["latency"]["candidate"]["n"] == expected["evidence"]["latency"]["candidate"]["n"]
+    assert "replay:" in stderr and "ev/s" in stderr  # progress across workers on stderr
+
+
+def test_interrupted_distributed_replay_resumes_to_the_single_process_report(log: Path, tmp_path: Path) -> None:
+    expected = single_process_report(log)
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    stop = threading.Event()
+
+    def progress(_comparison: Any, seen: Any) -> None:
+        if seen.total >= 40:
+            stop.set()
+
+    with orders_v2(store) as m, pytest.raises(ReplayInterrupted):
+        m.replay(log, workers=2, partitions=8, checkpoint_every=10, on_result=progress, stop=stop)
+    with orders_v2(store) as m:
+        assert m.unfinished_replay() == str(log.resolve())
+        status = replay_status(m.store.records)
+        assert 0 < status["compared"] < 300
+        resumed = json.loads(m.replay(log, resume=True).to_json())
+        assert m.unfinished_replay() is None
+    assert comparable(resumed) == comparable(expected)
+
+
+def test_memory_store_workers_report_and_noise_samples_equal_single_process(log: Path) -> None:
+    with orders_v2() as m:
+        expected = json.loads(m.replay(log).to_json())
+        samples = dict(m.noise.samples)
+    with orders_v2() as m:
+        got = json.loads(m.replay(log, workers=2, partitions=4).to_json())
+        # the same events were sampled for noise learning: the first 20 of each type in the whole log, then by hash
+        assert m.noise.samples == samples
+    assert comparable(got) == comparable(expected)
+
+
+def test_worker_replay_with_nothing_to_join_exits_2_with_one_line(redis_url: str, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "migration_kit", "worker", "--replay", "--app", APP, "--store", redis_url, "--wait", "0.2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "no distributed replay of migration 'orders-v2' to join" in done.stderr
+
+
+def test_replay_with_negative_workers_exits_2_with_one_line(log: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "migration_kit", "replay", str(log), "--app", APP, "--workers", "-1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "workers=-1" in done.stderr
+
+
+# -- the merge law: any cut of a sequence of comparisons into partitions merges to the sequence's tally --
+
+_POOL: list[Any] = []
+
+
+def _pool(log: Path) -> list[Any]:
+    if not _POOL:
+        from legacy_bus import BoundedStateStore, EventLog
+
+        with orders_v2() as m:
+            legacy, candidate = BoundedStateStore(), BoundedStateStore()
+            _POOL.extend(m.replay_step(e, legacy, candidate) for e, _ in zip(EventLog(log), range(60), strict=False))
+    return _POOL
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_merge_of_any_partitioning_equals_the_tally_of_the_whole_sequence(log: Path, data: st.DataObject) -> None:
+    pool = _pool(log)
+    picks = data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=80))
+    parts = data.draw(st.integers(1, 6))
+    where = data.draw(st.lists(st.integers(0, parts - 1), min_size=len(picks), max_size=len(picks)))
+    whole = ReplayTally()
+    tallies = [ReplayTally() for _ in range(parts)]
+    flags: list[list[Any]] = []
+    for ordinal, (i, p) in enumerate(zip(picks, where, strict=True)):
+        comparison = pool[i]
+        whole.add(comparison, ordinal + 1)
+        tallies[p].add(comparison, ordinal + 1)
+        if flag_of(comparison):
+            flags.append([ordinal, flag_of(comparison), comparison.first_divergent_node])
+    merged = merge_tallies(tallies, flags)
+    assert comparable(merged.to_dict()) == comparable(whole.to_dict())
+    assert merged.evidence.latency["candidate"].count == whole.evidence.latency["candidate"].count
