@@ -16,6 +16,7 @@ RUNS = [
     ["bench_policy_simulation.py"],
     ["bench_shadow_tap.py"],
     ["bench_shadow_workers.py"],
+    ["bench_distributed_replay.py"],
 ]
 
 
