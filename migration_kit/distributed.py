@@ -11,8 +11,8 @@ SHA-256 are checked against the job's).
 
 How the work is divided: ``partitions`` (64) partitions, ``hash(saga) mod P``
 (``migration_kit.partition``). A worker claims up to ``batch`` free partitions
-by writing their *lease* (owner, expiry; renewed every ``min(ttl/3, 1 s)`` by a
-heartbeat thread), then reads the log once from the earliest saved point of
+by writing their *lease* (owner, expiry; renewed every ``ttl/3`` by a heartbeat
+thread and at each save, with the partition's progress), then reads the log once from the earliest saved point of
 its batch to the last event of any of them, running only its partitions'
 events, in log order. Every ``checkpoint_every`` events of a partition it saves
 the partition's whole point in one record: byte offset, line, place in the log,
@@ -67,7 +67,7 @@ from typing import Any, Callable
 from legacy_bus import BoundedStateStore, EventLog, SkippedLine
 from migration_errors import BadEventLog, ConfigurationError, MigrationKitError
 
-from migration_kit.partition import TrackedNoise, flag_of, merge_tallies, partition_of, sampled
+from migration_kit.partition import TrackedNoise, flag_of, merge_tallies, observation_of, partition_of, sampled
 from migration_kit.report import ReplayTally
 from migration_kit.resume import ReplayInterrupted, progress_key
 from migration_kit.store import Records, Store, VersionConflict
@@ -160,7 +160,9 @@ class _Run:
         self.candidate = BoundedStateStore(migration.saga_capacity)
         self.legacy.restore(migration.unseal(doc.get("legacy_states")))
         self.candidate.restore(migration.unseal(doc.get("candidate_states")))
-        self.noise = TrackedNoise(job.get("noise"), doc.get("noise"))
+        self.noise = TrackedNoise(job.get("noise"), migration.unseal(doc.get("noise")))
+        self.shared = [observation_of(row) for row in migration.unseal(job.get("shared")) or []]
+        self.shared_at = 0
         self.flags: list[list[Any]] = list(doc.get("flags", []))
         self.offset, self.line, self.ordinal = int(doc.get("offset", 0)), int(doc.get("line", 0)), int(doc.get("ordinal", 0))
         self.types: dict[str, int] = dict(doc.get("types", {}))
@@ -169,6 +171,14 @@ class _Run:
         self.since = 0
         self.lost = False
         self.end = int(job["ends"][p])
+        self.catch_up(self.ordinal)
+
+    def catch_up(self, upto: int) -> None:
+        """Take in the shared first samples one process would have learned before ordinal ``upto``."""
+        while self.shared_at < len(self.shared) and self.shared[self.shared_at][0] < upto:
+            _, event_type, obs = self.shared[self.shared_at]
+            self.noise.observe_shared(event_type, obs)
+            self.shared_at += 1
 
     def doc(self, migration: Any, owner: str, status: str) -> dict[str, Any]:
         return {
@@ -183,7 +193,7 @@ class _Run:
             "flags": self.flags,
             "legacy_states": migration.seal(self.legacy.snapshot()),
             "candidate_states": migration.seal(self.candidate.snapshot()),
-            "noise": self.noise.learned.to_dict(),
+            "noise": migration.seal(self.noise.learned.to_dict()),
         }
 
 
@@ -222,7 +232,8 @@ class ReplayWorker:
             if (size, digest) != (doc["size"], doc["sha256"]):
                 raise BadEventLog(f"the log at {self.log} is not the one being replayed ({size:,} bytes, sha256 {digest[:12]}…)", source=self.log)
         self.ttl = float(doc["lease_ttl"])
-        self.beat = min(self.ttl / 3, 1.0)
+        self.beat = self.ttl / 3  # lease renewals; progress also rides on each partition's saves
+        self.poll = min(self.beat, 0.2)  # how often an idle worker looks for a lease to take or the end
         self.events = 0
         self._held: dict[int, _Run] = {}
         self._lock = threading.Lock()  # lease writes: the heartbeat thread and the replaying thread
@@ -269,24 +280,24 @@ class ReplayWorker:
             lease, lv = self.records.get(_lease_key(self.job_id, p))
             if lease and (lease.get("done") or (lease.get("owner") and float(lease.get("expires", 0)) > time.time())):
                 continue
-            mine = {**(lease or {}), "owner": self.name, "expires": time.time() + self.ttl, "done": False}
+            doc, dv = self.records.get(_part_key(self.job_id, p))
+            doc = dict(doc or {})
+            done = doc.get("status") == "done"  # its owner died between its last save and its lease
+            claims = int(doc.get("claims", 0)) + (0 if done else 1)
+            mine = {**(lease or {}), "owner": None if done else self.name, "expires": time.time() + self.ttl, "done": done, "claims": claims}
             try:
                 lv = self.records.put(_lease_key(self.job_id, p), mine, version=lv)
             except VersionConflict:
                 continue
-            doc, dv = self.records.get(_part_key(self.job_id, p))
-            if doc and doc.get("status") == "done":
-                self.records.put(_lease_key(self.job_id, p), {**mine, "owner": None, "done": True}, version=lv)
+            if done:
                 continue
-            doc = dict(doc or {})
-            doc.update(owner=self.name, claims=int(doc.get("claims", 0)) + 1, status="running")
+            doc.update(owner=self.name, claims=claims, status="running")
             try:
                 # The fence: a paused former owner's next save now finds another version and gives up.
                 dv = self.records.put(_part_key(self.job_id, p), doc, version=dv)
             except VersionConflict:
                 continue
-            run = got[p] = _Run(p, doc, dv, lv, self.migration, job)
-            self._write_lease(run)  # the claim count, for status and the job's record
+            got[p] = _Run(p, doc, dv, lv, self.migration, job)
         return got
 
     def _all_done(self) -> bool:
@@ -310,6 +321,8 @@ class ReplayWorker:
             self._write_lease(run, done=True)
         elif status == "released":
             self._write_lease(run, expires=0.0)
+        else:
+            self._write_lease(run)  # renewed, with the progress the coordinator shows
 
     def run(self) -> int:
         """Replay partitions until all are done (or ``stop``); returns how many events this worker compared."""
@@ -322,7 +335,7 @@ class ReplayWorker:
                 if not runs:
                     if self._all_done():
                         break
-                    self.stop.wait(self.beat)  # others hold the rest: wait for them to finish or their leases to expire
+                    self.stop.wait(self.poll)  # others hold the rest: wait for them to finish or their leases to expire
                     continue
                 self._held = runs
                 try:
@@ -338,6 +351,7 @@ class ReplayWorker:
         migration, job = self.migration, self.job
         learning = migration.comparator.learning
         base = (job.get("noise") or {}).get("samples") or {}
+        first = learning.first if learning is not None else 0
         known = set(migration.legacy.event_types)
         parts, every = int(job["partitions"]), int(job["checkpoint_every"])
         start = min(runs.values(), key=lambda r: r.offset)
@@ -356,7 +370,10 @@ class ReplayWorker:
             run = runs.get(partition_of(event.saga_key, parts))
             if run is None or run.lost or entry.end <= run.offset:
                 continue
-            sample = sampled(learning, event.type, event.id, int(base.get(event.type, 0)) + seen) if learning is not None else None
+            seen += int(base.get(event.type, 0))
+            # The first samples of a type were learned up front (shared, taken in by catch_up); later ones here.
+            sample = seen >= first and sampled(learning, event.type, event.id, seen) if learning is not None else None
+            run.catch_up(place + 1)
             comparison = migration.replay_step(entry, run.legacy, run.candidate, noise=run.noise, sample=sample, resume=run.suspect > 0)
             run.suspect = max(0, run.suspect - 1)
             run.tally.add(comparison, entry.line)
@@ -432,7 +449,9 @@ class DistributedReplay:
         self.checkpoint_every, self.partitions, self.lease_ttl, self.batch = max(1, checkpoint_every), partitions, lease_ttl, batch
         store = migration.store
         if store.scheme == "memory":
-            self._tmp = tempfile.mkdtemp(prefix="migration-kit-replay-")
+            # tmpfs when there is one: these records need no durability, and fsyncs would cost more than the work
+            shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+            self._tmp = tempfile.mkdtemp(prefix="migration-kit-replay-", dir=shm)
             self.coordination = f"sqlite:///{self._tmp}/coordination.sqlite"
         else:
             self._tmp = None
@@ -447,6 +466,10 @@ class DistributedReplay:
         known = set(self.migration.legacy.event_types)
         ends, sizes = [0] * self.partitions, [0] * self.partitions
         events = 0
+        learning = self.migration.comparator.learning
+        base = self.migration.noise.samples if learning is not None else {}
+        seen: dict[str, int] = {}
+        firsts: dict[int, str] = {}  # ordinal -> saga of the events one process samples first (per type)
         for entry in log:
             event = entry.event
             if event.type not in known:
@@ -457,12 +480,44 @@ class DistributedReplay:
                 continue
             p = partition_of(event.saga_key, self.partitions)
             ends[p], sizes[p] = entry.end, sizes[p] + 1
+            if learning is not None:
+                n = seen[event.type] = seen.get(event.type, 0) + 1
+                if base.get(event.type, 0) + n - 1 < learning.first:
+                    firsts[events] = event.saga_key
             events += 1
         size, digest = _file_digest(self.path)
         return {
             "events": events, "ends": ends, "sizes": sizes, "size": size, "sha256": digest,
             "skipped": [{"line": s.line, "reason": s.reason} for s in log.skipped],
+            "shared": self.migration.seal(self._first_samples(firsts)),
         }
+
+    def _first_samples(self, firsts: dict[int, str]) -> list[list[Any]]:
+        """Learn the first samples of each type up front, in log order: ``[ordinal, type, keys, unordered]``.
+
+        One process learns them before comparing each (and every later event of
+        the type is compared knowing them); learning them here and sharing them
+        gives every partition that knowledge at the same places. Only their sagas'
+        legacy paths run (a saga's state depends on its own events alone).
+        """
+        if not firsts:
+            return []
+        sagas, last = set(firsts.values()), max(firsts)
+        known = set(self.migration.legacy.event_types)
+        states = BoundedStateStore(max(self.migration.saga_capacity, len(sagas)))
+        out: list[list[Any]] = []
+        ordinal = 0
+        for entry in EventLog(self.path, on_error="skip"):
+            if entry.event.type not in known:
+                continue
+            if ordinal > last:
+                break
+            if entry.event.saga_key in sagas:
+                obs = self.migration.legacy_step(entry, states, sample=ordinal in firsts)
+                if obs is not None:
+                    out.append([ordinal, entry.event.type, obs.keys, sorted(obs.unordered)])
+            ordinal += 1
+        return out
 
     def _open_job(self) -> dict[str, Any]:
         records = self.records
@@ -512,7 +567,7 @@ class DistributedReplay:
         records.put(
             _job_key(job["id"]),
             # kept: how many partitions were taken over from a worker that stopped answering
-            {**(doc or job), "status": status, "ends": [], "sizes": [], "noise": None, "skipped": [], "reclaims": sum(max(0, c - 1) for c in claims)},
+            {**(doc or job), "status": status, "ends": [], "sizes": [], "noise": None, "shared": None, "skipped": [], "reclaims": sum(max(0, c - 1) for c in claims)},
         )
         for p in range(int(job["partitions"])):
             records.delete(_lease_key(job["id"], p))
@@ -531,6 +586,8 @@ class DistributedReplay:
         job = self._open_job()
         started = perf_counter()
         ctx = multiprocessing.get_context("fork")  # the workers inherit the migration as loaded here, whatever made it
+        if self.migration.store.scheme == "memory":
+            self.migration.graph  # compiled once here, inherited (other stores: each worker opens its own)
         base = _worker_name()
         procs = []
         for i in range(self.workers or 0):
@@ -579,13 +636,16 @@ class DistributedReplay:
     def _merge(self, job: dict[str, Any], monitor: Any, duration: float) -> DistributedResult:
         tallies, flags = [], []
         noise = TrackedNoise()
+        for row in self.migration.unseal(job.get("shared")) or []:
+            _, event_type, obs = observation_of(row)
+            noise.observe(event_type, obs)
         for p in range(int(job["partitions"])):
             doc, _ = self.records.get(_part_key(job["id"], p))
             if not doc or doc.get("status") != "done":
                 raise MigrationKitError(f"distributed replay {job['id']}: partition {p} has no finished record")
             tallies.append(ReplayTally.from_dict(doc["tally"]))
             flags.extend(doc.get("flags", []))
-            noise.merge(doc.get("noise") or {})
+            noise.merge(self.migration.unseal(doc.get("noise")) or {})
         tally = merge_tallies(tallies, flags, monitor=monitor, redactor=self.migration.redactor)
         skipped = [SkippedLine(int(x["line"]), x["reason"]) for x in job.get("skipped", [])]
 

@@ -228,17 +228,32 @@ class Migration:
         self, event: Event, answers: tuple[EffectCall, ...], before: dict[str, Any] | None, legacy: Outcome, *, sampled: bool
     ) -> bool:
         """Run the legacy path again from the same saga state; learn what differs. True if something new."""
+        observation = self._rerun_legacy(event, answers, before, legacy)
+        if observation is None:
+            return False
+        new = self.noise.observe(event.type, observation, sampled=sampled)
+        self._noise_dirty = self._noise_dirty or new or sampled
+        return new
+
+    def _rerun_legacy(self, event: Event, answers: tuple[EffectCall, ...], before: dict[str, Any] | None, legacy: Outcome) -> Any:
+        """What differs when the legacy path runs again from the same saga state (None: not known)."""
         scratch = OverlayStateStore()
         if before:
             scratch.save(event.saga_key, copy.deepcopy(before))
         again = self._run_legacy(event, answers, scratch)
         try:
-            observation = self.comparator.noise_between(legacy, again)
+            return self.comparator.noise_between(legacy, again)
         except Exception:  # learning is best effort; the comparison stands as it is
-            return False
-        new = self.noise.observe(event.type, observation, sampled=sampled)
-        self._noise_dirty = self._noise_dirty or new or sampled
-        return new
+            return None
+
+    def legacy_step(self, entry: LogEntry, states: StateStore, *, sample: bool = False) -> Any:
+        """Run one logged event's legacy path on a replay's saga state; with ``sample``, run it again from
+        the same state and return the ``NoiseObservation`` (what a distributed replay learns up front)."""
+        event = entry.event
+        peeked = states.peek(event.saga_key) if sample else None
+        before = copy.deepcopy(peeked) if peeked else None
+        legacy = self._run_legacy(event, entry.effects, states)
+        return self._rerun_legacy(event, entry.effects, before, legacy) if sample else None
 
     # -- learned noise ---------------------------------------------------------------------
 

@@ -17,7 +17,9 @@ ordinals what depends on the whole log's order: the first examples, each
 group's first and last event, the divergence timeline and the policy
 monitor's looks. Noise sampling is decided by the event's place among the
 events of its type in the whole log, exactly as one process decides it, so the
-same events are sampled however the log is cut.
+same events are sampled however the log is cut; the first samples of each type
+are learned up front and shared (``distributed``), so every partition knows at
+each event the noise one process would know from them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,17 @@ if TYPE_CHECKING:
     from migration_kit.policy import Monitor
     from migration_kit.redaction import Redactor
 
-__all__ = ["FLAG_DIVERGENT", "FLAG_ERRORED", "FLAG_LEGACY_ERROR", "TrackedNoise", "flag_of", "merge_tallies", "partition_of", "sampled"]
+__all__ = [
+    "FLAG_DIVERGENT",
+    "FLAG_ERRORED",
+    "FLAG_LEGACY_ERROR",
+    "TrackedNoise",
+    "flag_of",
+    "merge_tallies",
+    "observation_of",
+    "partition_of",
+    "sampled",
+]
 
 FLAG_DIVERGENT, FLAG_ERRORED, FLAG_LEGACY_ERROR = 1, 2, 4
 
@@ -85,6 +97,15 @@ class TrackedNoise(NoiseModel):
     def observe(self, event_type: str, obs: NoiseObservation, *, sampled: bool = True) -> bool:
         self.learned.observe(event_type, obs, sampled=sampled)
         return super().observe(event_type, obs, sampled=sampled)
+
+    def observe_shared(self, event_type: str, obs: NoiseObservation) -> None:
+        """Take in a sample learned elsewhere (counted there, not in ``learned``)."""
+        super().observe(event_type, obs, sampled=True)
+
+
+def observation_of(row: Sequence[Any]) -> tuple[int, str, NoiseObservation]:
+    """``[ordinal, event type, keys, unordered groups]`` (a shared sample, as the job keeps it) back."""
+    return int(row[0]), str(row[1]), NoiseObservation(dict(row[2]), frozenset(row[3]))
 
 
 def merge_tallies(
