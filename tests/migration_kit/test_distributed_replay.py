@@ -125,6 +125,31 @@ def test_interrupted_distributed_replay_resumes_to_the_single_process_report(log
     assert comparable(resumed) == comparable(expected)
 
 
+def test_cli_resume_after_the_whole_distributed_replay_is_killed_gives_the_single_process_report(
+    log: Path, redis_url: str, tmp_path: Path
+) -> None:
+    expected = single_process_report(log)
+    out = tmp_path / "resumed.json"
+    cli = [sys.executable, "-m", "migration_kit"]
+    app = ["--app", APP, "--store", redis_url]
+    coordinator = subprocess.Popen(
+        [*cli, "replay", str(log), *app, "--workers", "2", "--partitions", "8", "--lease-ttl", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=tmp_path, start_new_session=True,
+    )
+    records = Store(redis_url, "orders-v2").records
+    try:
+        _wait_for(lambda: (replay_status(records) or {}).get("compared", 0) >= 20, "the workers to save some progress")
+        job = replay_status(records)["job"]
+    finally:
+        os.killpg(coordinator.pid, signal.SIGKILL)  # the coordinator and its workers, at once
+        coordinator.wait(timeout=30)
+    resumed = subprocess.run([*cli, "resume", *app, "--json", str(out)], capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 1, resumed.stderr
+    assert f"resuming the replay of {log.resolve()}" in resumed.stderr
+    assert last_job(records, log)["id"] == job  # went on with the killed job's partitions
+    assert comparable(json.loads(out.read_text(encoding="utf-8"))) == comparable(expected)
+
+
 def test_memory_store_workers_report_and_noise_samples_equal_single_process(log: Path) -> None:
     with orders_v2() as m:
         expected = json.loads(m.replay(log).to_json())
