@@ -1,6 +1,6 @@
 """Distributed replay (issue 21): 2 worker processes vs 1, the distributed path vs the local one, 1M projected.
 
-    .venv/bin/python bench/bench_distributed_replay.py [--events 1200] [--rounds 3] [--store memory|sqlite] [--max-other-load 0.3]
+    .venv/bin/python bench/bench_distributed_replay.py [--events 3000] [--rounds 3] [--store memory|sqlite|redis] [--max-other-load 0.3]
 
 The orders example (``examples.orders.app``, parity), the same recorded log for
 every run. Each round runs, in alternating order (so drift on this shared VM
@@ -22,7 +22,9 @@ other than this bench used meanwhile (from /proc/stat, in cores); a round
 where any run saw more than ``--max-other-load`` is marked "busy" and the
 figures are given over the clean rounds and over all.
 ``--store sqlite`` gives each run a fresh SQLite store file (the CLI's
-default kind: every checkpoint is a write to one shared file).
+default kind: every checkpoint is a write to one shared file); ``--store redis``
+a real redis-server on a free port (flushed before each run), the store workers
+on several machines share.
 """
 
 from __future__ import annotations
@@ -47,10 +49,16 @@ def _cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def timed(kind: str, log: Path, store_kind: str, tmp: Path, partitions: int) -> dict:
+def timed(kind: str, log: Path, store_kind: str, tmp: Path, partitions: int, redis_url: str | None = None) -> dict:
     from examples.orders.app import make_migration
 
-    store = "memory://" if store_kind == "memory" else f"sqlite:///{tmp / f'{kind}-{time.monotonic_ns()}.sqlite'}"
+    if store_kind == "redis":
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+        store = redis_url
+    else:
+        store = "memory://" if store_kind == "memory" else f"sqlite:///{tmp / f'{kind}-{time.monotonic_ns()}.sqlite'}"
     with make_migration(store) as m:
         cpu0, busy0, t0 = _cpu(), machine_busy(), time.perf_counter()
         if kind == "local":
@@ -71,22 +79,40 @@ def timed(kind: str, log: Path, store_kind: str, tmp: Path, partitions: int) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=1200, help="events of examples/orders/events.jsonl to replay (default all 1200)")
+    ap.add_argument("--events", type=int, default=3000, help="events of recorded orders traffic to replay (generated, seed 7)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--store", choices=["memory", "sqlite"], default="memory")
+    ap.add_argument("--store", choices=["memory", "sqlite", "redis"], default="memory")
     ap.add_argument("--partitions", type=int, default=64)
     ap.add_argument("--max-other-load", type=float, default=0.3, metavar="CORES")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-dreplay-"))
     log = tmp / "events.jsonl"
-    with open(ROOT / "examples" / "orders" / "events.jsonl", encoding="utf-8") as src:
-        log.write_text("".join(line for _, line in zip(range(args.events), src, strict=False)), encoding="utf-8")
-    timed("local", log, args.store, tmp, args.partitions)  # warm-up: imports, first compile
+    from examples.orders.generate import generate
+    from legacy_bus import EventLog
+
+    EventLog(log).write(generate(args.events))  # seed 7: its first 1,200 are examples/orders/events.jsonl
+    server = None
+    if args.store == "redis":
+        sys.path.append(str(ROOT / "tests"))
+        from servers import RedisServer
+
+        server = RedisServer.start()
+    url = server.url if server is not None else None
+    try:
+        rounds = _rounds(args, log, tmp, url)
+    finally:
+        if server is not None:
+            server.stop()
+    _print_figures(args, rounds)
+
+
+def _rounds(args: argparse.Namespace, log: Path, tmp: Path, url: str | None) -> list:
+    timed("local", log, args.store, tmp, args.partitions, url)  # warm-up: imports, first compile
     kinds = ["local", "d1", "d2"]
     rounds = []
     for r in range(args.rounds):
         order = kinds if r % 2 == 0 else kinds[::-1]
-        runs = {k: timed(k, log, args.store, tmp, args.partitions) for k in order}
+        runs = {k: timed(k, log, args.store, tmp, args.partitions, url) for k in order}
         busy = max(x["other"] for x in runs.values()) > args.max_other_load
         rounds.append((runs, busy))
         print(
@@ -97,7 +123,10 @@ def main() -> None:
             f"other load {max(x['other'] for x in runs.values()):.2f}{'  busy' if busy else ''}",
             flush=True,
         )
+    return rounds
 
+
+def _print_figures(args: argparse.Namespace, rounds: list) -> None:
     def figures(sel: list) -> tuple[float, float, float, float, float]:
         return (
             statistics.median(x["d2"]["rate"] / x["d1"]["rate"] for x in sel),
