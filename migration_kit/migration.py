@@ -404,6 +404,8 @@ class Migration:
                 events_or_path, workers=workers, skip_bad=skip_bad, resume=resume, on_result=on_result,
                 checkpoint_every=checkpoint_every, stop=stop, **distributed,
             )
+        if distributed:
+            raise TypeError(f"replay() got {', '.join(sorted(distributed))}: options of a replay across processes, which need workers=N")
         entries, source, skipped = self._entries(events_or_path, skip_bad)
         log = events_or_path if isinstance(events_or_path, EventLog) else (
             EventLog(events_or_path) if isinstance(events_or_path, (str, Path)) else None
