@@ -613,10 +613,11 @@ class DistributedReplay:
                     ReplayWorker(self.migration, self.records, job["id"], name=f"{base}-c", stop=stop, verify=False).run()
                     procs = []
                     continue
+                # Reading every lease costs the store P reads: twice a second is enough for progress and the end.
                 if stop is not None:
-                    stop.wait(0.2)
+                    stop.wait(0.5)
                 else:
-                    time.sleep(0.2)
+                    time.sleep(0.5)
         except KeyboardInterrupt:
             for proc in procs:
                 if proc.is_alive():
