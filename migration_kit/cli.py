@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, metavar="N", help="split the log by saga across N worker processes (`worker --replay` elsewhere can join)")
     r.add_argument("--partitions", type=int, default=64, metavar="P", help="with --workers: partitions of the log (default 64)")
     r.add_argument("--lease-ttl", type=float, default=30.0, metavar="S", help="with --workers: seconds before a silent worker's partitions are reclaimed (default 30)")
+    r.add_argument("--checkpoint-every", type=int, default=100, metavar="N", help="events between saves of progress (with --workers: of each partition; default 100)")
 
     rs = sub.add_parser("resume", help="continue the last unfinished replay (after Ctrl-C, a crash or kill -9)")
     app_args(rs)
@@ -207,6 +208,8 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
             spread = {"workers": args.workers} if getattr(args, "workers", None) is not None else {}
             if spread and hasattr(args, "partitions"):
                 spread.update(partitions=args.partitions, lease_ttl=args.lease_ttl)
+            if hasattr(args, "checkpoint_every"):
+                spread["checkpoint_every"] = args.checkpoint_every
             report = migration.replay(log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update, stop=stop, **spread)
     except ReplayInterrupted as exc:
         store = f" --store {migration.store.display_url}" if args.store else ""

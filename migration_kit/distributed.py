@@ -666,6 +666,7 @@ def join_replay(migration: Any, *, name: str | None = None, log: str | None = No
     stop = stop or threading.Event()
     records = migration.store.records
     deadline = time.monotonic() + wait
+    print(f"replay worker {name or _worker_name()} waiting for a replay of {migration.name!r} to join", file=sys.stderr, flush=True)
     while True:
         active, _ = records.get(ACTIVE)
         if active:

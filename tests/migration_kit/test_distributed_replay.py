@@ -57,6 +57,16 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
+def _line(proc: subprocess.Popen, timeout: float = 120.0) -> str:
+    """The next line a process writes to stderr (within ``timeout``)."""
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(proc.stderr.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert got, f"no line from {proc.args[:4]} within {timeout} s"
+    return got[0]
+
+
 def _wait_for(condition: Any, what: str, timeout: float = 120.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -76,8 +86,10 @@ def test_three_workers_one_killed_with_sigkill_report_equals_single_process(log:
         [*cli, "worker", "--replay", "--app", APP, "--store", redis_url, "--consumer", "victim", "--wait", "120"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
     )
+    assert "waiting for a replay" in _line(joiner)  # loaded and polling: it will take partitions as soon as there are any
     coordinator = subprocess.Popen(
-        [*cli, "replay", str(log), "--app", APP, "--store", redis_url, "--workers", "2", "--partitions", "16", "--lease-ttl", "2", "--json", str(out)],
+        [*cli, "replay", str(log), "--app", APP, "--store", redis_url, "--workers", "2", "--partitions", "16", "--lease-ttl", "2",
+         "--checkpoint-every", "5", "--json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
     )
     records = Store(redis_url, "orders-v2").records
@@ -186,11 +198,13 @@ def test_noise_is_learned_as_one_process_learns_it_over_many_partitions(tmp_path
     assert "emitted<accept:OrderAccepted>.payload.trace_id" in rows(single)
 
 
-def test_worker_replay_with_nothing_to_join_exits_2_with_one_line(redis_url: str, tmp_path: Path) -> None:
+def test_worker_replay_with_nothing_to_join_exits_2_with_one_error_line(redis_url: str, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "migration_kit", "worker", "--replay", "--app", APP, "--store", redis_url, "--wait", "0.2"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "no distributed replay of migration 'orders-v2' to join" in done.stderr
+    waiting, error = done.stderr.splitlines()  # what it waited for, then why it gave up
+    assert "waiting for a replay of 'orders-v2' to join" in waiting
+    assert error.startswith("migration-kit: error: no distributed replay of migration 'orders-v2' to join")
 
 
 def test_replay_with_negative_workers_exits_2_with_one_line(log: Path, tmp_path: Path) -> None:
