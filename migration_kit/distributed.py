@@ -181,6 +181,7 @@ class _Run:
             self.shared_at += 1
 
     def doc(self, migration: Any, owner: str, status: str) -> dict[str, Any]:
+        """The partition's saved point, as its record keeps it."""
         return {
             "status": status,
             "owner": owner,
@@ -651,6 +652,7 @@ class DistributedReplay:
         skipped = [SkippedLine(int(x["line"]), x["reason"]) for x in job.get("skipped", [])]
 
         def finished() -> None:
+            """The job is done: its records go, ``resume`` has nothing left of it."""
             self._drop(job, status="done")
             self.records.put("replay:last", {"key": progress_key(self.path), "path": self.path, "status": "done"})
 

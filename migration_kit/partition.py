@@ -95,6 +95,7 @@ class TrackedNoise(NoiseModel):
             self.merge(learned)
 
     def observe(self, event_type: str, obs: NoiseObservation, *, sampled: bool = True) -> bool:
+        """Record an observation here and in ``learned``."""
         self.learned.observe(event_type, obs, sampled=sampled)
         return super().observe(event_type, obs, sampled=sampled)
 
