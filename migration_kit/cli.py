@@ -266,6 +266,9 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
     import signal
     import threading
 
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 0:  # a usage error: refused before anything runs
+        raise ConfigurationError(f"replay(workers={workers}): give a number of worker processes (0 or more)")
     migration = migration or _load(args)
     try:
         _refuse_overwrite(_outputs(args), {"the event log": log, "the store": _store_file(migration)})
