@@ -26,6 +26,7 @@ from legacy_bus import (
     SkippedLine,
     StateStore,
 )
+from legacy_bus.copying import copy_event
 from legacy_bus.protocol import LegacyBus, require_legacy_bus
 from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation
 
@@ -299,7 +300,7 @@ class Migration:
 
     def _run_legacy(self, event: Event, answers: tuple[EffectCall, ...], states: StateStore) -> Outcome:
         # A private copy: legacy handlers may mutate payloads in place.
-        mine = event.model_copy(deep=True)
+        mine = copy_event(event)
         started = perf_counter()
         try:
             dispatch = self.legacy.dispatch(mine, sandbox=Sandbox(answers), states=states, capture=True)
