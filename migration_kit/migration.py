@@ -339,10 +339,9 @@ class Migration:
             finally:
                 elapsed, cpu = perf_counter() - started, time.thread_time() - cpu
                 self._forget(graph, thread)
-        outcome = Outcome.from_flow_state(event, final, elapsed, started)
         if spent is None:
-            return dataclasses.replace(outcome, cpu=cpu)
-        return dataclasses.replace(outcome, checkpoint=spent.seconds, cpu=cpu, steps=max(0, spent.step))
+            return Outcome.from_flow_state(event, final, elapsed, started, cpu=cpu)
+        return Outcome.from_flow_state(event, final, elapsed, started, checkpoint=spent.seconds, cpu=cpu, steps=max(0, spent.step))
 
     def _unsaved_graph(self, graph: Any) -> Any:
         """``graph`` without a checkpointer: what a sandboxed run that needs no checkpoint runs on."""
