@@ -26,7 +26,7 @@ from legacy_bus import (
     SkippedLine,
     StateStore,
 )
-from legacy_bus.copying import copy_event
+from legacy_bus.copying import copy_event, deep_copy
 from legacy_bus.protocol import LegacyBus, require_legacy_bus
 from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation
 
@@ -200,7 +200,7 @@ class Migration:
             # The saga state before the event, so the legacy path can be run
             # again from the same starting point to learn what is noise.
             peeked = states.peek(event.saga_key)
-            before = copy.deepcopy(peeked) if peeked else None
+            before = deep_copy(peeked) if peeked else None
         noise = self.noise if learning is not None else None
         sampled = learning is not None and learning.samples(event.type, event.id, self.noise)
         legacy = self._run_legacy(event, answers, states)
@@ -489,7 +489,7 @@ class Migration:
                 key = event.saga_key
                 seed = candidate_states.peek(key)
                 comparison, after = self._compare(
-                    event, entry.effects, legacy_states, copy.deepcopy(seed) if seed else None, resume=suspect > 0
+                    event, entry.effects, legacy_states, deep_copy(seed) if seed else None, resume=suspect > 0
                 )
                 suspect = max(0, suspect - 1)
                 candidate_states.save(key, after or {})
