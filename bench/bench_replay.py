@@ -134,9 +134,6 @@ def throughput(n: int, rounds: int) -> dict:
         "events_per_cpu_second": med(cpu, 1),
         "dual_path_vs_graph_alone": med(ratios),
         "dual_path_vs_graph_alone_cpu": med(cpu_ratios),
-        # Best round against best round (as timeit advises): other processes only ever add
-        # time, so on a shared machine this moves least between runs.
-        "dual_path_vs_graph_alone_cpu_best": {k: round(max(cpu[k]) / max(cpu["graph alone"]), 3) for k in stores},
         "default_store_vs_memory": round(statistics.median(vs_memory), 3),
         "default_store_vs_memory_cpu": round(statistics.median(cpu_vs_memory), 3),
         "goal": "dual path >= 0.9x the graph alone (no checkpointer) on every store; default store >= 0.8x memory://",
