@@ -30,6 +30,7 @@ import copy
 import inspect
 import sys
 import textwrap
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -298,8 +299,27 @@ def _source_of(handler: Callable[..., Any]) -> Callable[..., Any]:
     return getattr(handler, "__listener__", handler)
 
 
+# published_types per handler: parsing the source is most of a short replay's fixed cost
+# (every report draws the graph), and the code a function object runs does not change.
+_PUBLISHED: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+
+
 def published_types(fn: Callable[..., Any]) -> list[str]:
     """Event types a handler visibly publishes: literal strings in its source (``publish``/``emit``), best effort."""
+    try:
+        found = _PUBLISHED.get(fn)
+    except TypeError:  # not weakly referable or not hashable: read it each time
+        return _published_types(fn)
+    if found is None:
+        found = _published_types(fn)
+        try:
+            _PUBLISHED[fn] = found
+        except TypeError:
+            pass
+    return list(found)
+
+
+def _published_types(fn: Callable[..., Any]) -> list[str]:
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError, IndentationError):

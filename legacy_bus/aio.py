@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import _signal
 import asyncio
 import atexit
 import contextvars
+import signal
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -43,7 +45,39 @@ def _runner() -> asyncio.Runner:
 
 
 def _run_here(coro: Coroutine[Any, Any, T], ctx: contextvars.Context) -> T:
-    return _runner().run(coro, context=ctx)
+    # asyncio.Runner.run, step for step (Ctrl-C cancels the task, then raises KeyboardInterrupt),
+    # but swapping the SIGINT handler through _signal: signal.signal and signal.getsignal turn
+    # the handler they return into an enum member, which for a non-default handler costs a
+    # failed enum lookup that formats repr(task), twice a call: most of a short handler's cost.
+    loop = _runner().get_loop()
+    task = loop.create_task(coro, context=ctx)
+    interrupts = 0
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1 and not task.done():
+            task.cancel()
+            loop.call_soon_threadsafe(lambda: None)  # wake a loop blocked in select()
+            return
+        raise KeyboardInterrupt()
+
+    handler = None
+    if threading.current_thread() is threading.main_thread() and _signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        try:
+            _signal.signal(signal.SIGINT, on_sigint)
+            handler = on_sigint
+        except ValueError:  # an embedded interpreter without signals (as Runner.run allows)
+            handler = None
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        if interrupts > 0 and task.uncancel() == 0:
+            raise KeyboardInterrupt()  # noqa: B904 - as Runner.run raises it
+        raise
+    finally:
+        if handler is not None and _signal.getsignal(signal.SIGINT) is handler:
+            _signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 from migration_errors import ConfigurationError, CycleError, FanoutError
 
 from legacy_bus.codec import EventCodec
+from legacy_bus.copying import deep_copy
 from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
 from legacy_bus.event import Event, make_event
 from legacy_bus.protocol import Discipline
@@ -153,7 +154,7 @@ class _Cascade:
             emitted_by=tuple(self.emitted_by),
             steps=tuple(self.steps),
             error=self.error,
-            state=copy.deepcopy(state) if state else None,
+            state=deep_copy(state) if state else None,
             duration=perf_counter() - started,
             exception=self.exception,
             writes=writes() if writes is not None else (),

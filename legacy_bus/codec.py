@@ -128,7 +128,16 @@ def _fields(value: Any) -> dict[str, Any]:
 
 def encode(value: Any) -> Any:
     """``value`` as JSON-shaped data that ``decode`` turns back into an equal value."""
-    if value is None or isinstance(value, (bool, str)):
+    # Exact JSON types first (every effect call encodes its arguments and answer): what the
+    # chain below returns for them, without its isinstance checks.
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is list:
+        return [encode(v) for v in value]
+    if kind is dict and TAG not in value and all(type(k) is str for k in value):
+        return {k: encode(v) for k, v in value.items()}
+    if isinstance(value, (bool, str)):
         return value
     if isinstance(value, enum.Enum):
         cls = type(value)

@@ -221,7 +221,8 @@ class EffectPort:
         """Find the answer for a sandboxed call; the call's record is completed by ``_record``."""
         # Recorded, streamed and compared in their exact encoding, so every path sees the same values.
         largs, dkwargs = _exact(list(args)), _exact(dict(kwargs))
-        recorded = sandbox.take(call_key(self.name, largs, dkwargs))
+        # No answers at all (a replay of a log without recorded effects): no identity to look up.
+        recorded = sandbox.take(call_key(self.name, largs, dkwargs)) if sandbox._answers else None
         if recorded is not None:
             call = EffectCall(self.name, largs, dkwargs, recorded.response, recorded.error, "recorded")
             if recorded.error is not None:

@@ -92,7 +92,7 @@ class Subscription:
         exc: BaseException | None = None
         try:
             result = self._call(ctx)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):  # most handlers return None
                 result = run_sync(_await(result))
         except Exception as e:  # the handler's own failure, recorded on the step
             exc = e

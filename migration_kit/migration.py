@@ -26,6 +26,7 @@ from legacy_bus import (
     SkippedLine,
     StateStore,
 )
+from legacy_bus.copying import copy_event, deep_copy
 from legacy_bus.protocol import LegacyBus, require_legacy_bus
 from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation, UnisolatedNoiseLearning
 from legacy_bus.database import RowWrite, rewind as rewind_writes
@@ -203,7 +204,7 @@ class Migration:
             # The saga state before the event, so the legacy path can be run
             # again from the same starting point to learn what is noise.
             peeked = states.peek(event.saga_key)
-            before = copy.deepcopy(peeked) if peeked else None
+            before = deep_copy(peeked) if peeked else None
         noise = self.noise if learning is not None else None
         # ``sample`` overrides the choice (a distributed replay decides by the event's place in the whole log).
         sampled = learning is not None and (learning.samples(event.type, event.id, self.noise) if sample is None else sample)
@@ -323,7 +324,7 @@ class Migration:
         self, event: Event, answers: tuple[EffectCall, ...], states: StateStore, rewind: tuple[RowWrite, ...] = ()
     ) -> Outcome:
         # A private copy: legacy handlers may mutate payloads in place.
-        mine = event.model_copy(deep=True)
+        mine = copy_event(event)
         started = perf_counter()
         try:
             sandbox = rewind_writes(Sandbox(answers), rewind)  # declared databases start from before the event
@@ -374,10 +375,10 @@ class Migration:
             finally:
                 elapsed, cpu = perf_counter() - started, time.thread_time() - cpu
                 self._forget(graph, thread)
-        outcome = _with_writes(Outcome.from_flow_state(event, final, elapsed, started), sandbox)
         if spent is None:
-            return dataclasses.replace(outcome, cpu=cpu)
-        return dataclasses.replace(outcome, checkpoint=spent.seconds, cpu=cpu, steps=max(0, spent.step))
+            return _with_writes(Outcome.from_flow_state(event, final, elapsed, started, cpu=cpu), sandbox)
+        outcome = Outcome.from_flow_state(event, final, elapsed, started, checkpoint=spent.seconds, cpu=cpu, steps=max(0, spent.step))
+        return _with_writes(outcome, sandbox)
 
     def _unsaved_graph(self, graph: Any) -> Any:
         """``graph`` without a checkpointer: what a sandboxed run that needs no checkpoint runs on."""
@@ -534,7 +535,7 @@ class Migration:
                 key = event.saga_key
                 seed = candidate_states.peek(key)
                 comparison, after = self._compare(
-                    event, entry.effects, legacy_states, copy.deepcopy(seed) if seed else None, resume=suspect > 0
+                    event, entry.effects, legacy_states, deep_copy(seed) if seed else None, resume=suspect > 0
                 )
                 suspect = max(0, suspect - 1)
                 store_failed(comparison.candidate, self.store.display_url)  # a dead store is not a candidate error

@@ -124,20 +124,9 @@ class Outcome:
         root = dispatch.root
         saga = root.saga_key
         index = {root.id: 0}
-        emitted: list[Emission] = []
-        for i, (ev, node) in enumerate(zip(dispatch.emitted, dispatch.emitted_by, strict=True), start=1):
+        pairs = tuple(zip(dispatch.emitted, dispatch.emitted_by, strict=True))
+        for i, (ev, _node) in enumerate(pairs, start=1):
             index[ev.id] = i
-            emitted.append(
-                Emission(
-                    node,
-                    ev.type,
-                    ev.payload,
-                    ev.headers,
-                    ROOT_CORRELATION if ev.correlation_id == saga else str(ev.correlation_id),
-                    0,
-                    ev.id,
-                )
-            )
         trace = []
         durations: dict[str, float] = {}
         for step in dispatch.steps:
@@ -154,11 +143,19 @@ class Outcome:
                 )
             )
             durations[step.node] = durations.get(step.node, 0.0) + step.duration
-        if emitted:
-            emitted = [
-                Emission(e.node, e.type, e.payload, e.headers, e.correlation, d, e.id)
-                for e, d in zip(emitted, _depths(trace, len(emitted)), strict=True)
-            ]
+        # Each emission built once, with the depth the trace gives it.
+        emitted = [
+            Emission(
+                node,
+                ev.type,
+                ev.payload,
+                ev.headers,
+                ROOT_CORRELATION if ev.correlation_id == saga else str(ev.correlation_id),
+                d,
+                ev.id,
+            )
+            for (ev, node), d in zip(pairs, _depths(trace, len(pairs)), strict=True)
+        ]
         return cls(
             path="legacy",
             event=root,
@@ -174,8 +171,18 @@ class Outcome:
         )
 
     @classmethod
-    def from_flow_state(cls, event: Event, final: dict[str, Any], duration: float, started: float = 0.0) -> Outcome:
-        """The candidate path's outcome from a derived graph's final state."""
+    def from_flow_state(
+        cls,
+        event: Event,
+        final: dict[str, Any],
+        duration: float,
+        started: float = 0.0,
+        *,
+        checkpoint: float = 0.0,
+        cpu: float | None = None,
+        steps: int = 0,
+    ) -> Outcome:
+        """The candidate path's outcome from a derived graph's final state (with its timing parts, when measured)."""
         saga = event.saga_key
         raw = final.get("emitted") or []
         depths = final.get("depths") or []
@@ -232,6 +239,9 @@ class Outcome:
             duration=duration,
             node_durations=durations,
             started=started,
+            checkpoint=checkpoint,
+            cpu=cpu,
+            steps=steps,
         )
 
     @classmethod
