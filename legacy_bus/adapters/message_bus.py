@@ -13,7 +13,9 @@ COMMAND_HANDLERS)`` to ``message_bus("allocation", {**EVENT_HANDLERS,
 **COMMAND_HANDLERS}, dependencies={"uow": uow}, collect=lambda uow:
 uow.collect_new_events(), errors={Event: "log", Command: "raise"})``, and the
 app keeps calling ``bus.handle(message)``. No handler changes. No cascade
-bounds are added (``max_depth`` / ``max_fanout`` only when asked).
+bounds are added (``max_depth`` / ``max_fanout`` only when asked). A unit of
+work on SQLAlchemy builds on ``bus.database(name, sessionmaker)`` (as on every
+bus: ``legacy_bus.database.DatabasesMixin``), so replays and shadows roll back.
 """
 
 from __future__ import annotations

@@ -136,3 +136,15 @@ def test_a_database_name_is_declared_once_per_adapter(engines):
     bus, _ = adapter_bus("message_bus", *engines)
     with pytest.raises(ConfigurationError, match="'items' is already declared on bus 'items'"):
         bus.database("items", engines[0])
+
+
+@pytest.mark.parametrize("kind", ADAPTERS)
+def test_the_async_dispatch_of_each_adapter_lists_the_same_writes_and_a_sandbox_still_commits_nothing(kind, engines):
+    import asyncio
+
+    bus, root = adapter_bus(kind, *engines)
+    live = asyncio.run(bus.adispatch(root("a", 10)))
+    sandboxed = asyncio.run(bus.adispatch(root("c", 3), sandbox=Sandbox()))
+    assert [(w.op, w.key, w.after) for w in live.writes if w.op != "read"] == [("update", {"k": "a"}, {"k": "a", "v": 10})]
+    assert [(w.op, w.key) for w in sandboxed.writes] == [("insert", {"k": "c"})]
+    assert table(engines[0]) == {"a": 10, "b": 2}
