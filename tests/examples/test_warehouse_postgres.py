@@ -201,3 +201,23 @@ def test_canary_primary_and_rollback_while_attached_end_exactly_as_a_pure_legacy
     to_candidate, to_legacy = ({h["saga"] for h in audit if h["to"] == side} for side in ("candidate", "legacy"))
     assert to_candidate <= to_legacy and all(m.saga(s)["side"] == "legacy" for s in to_candidate)
     app.engine.dispose()
+
+
+def test_a_changed_read_model_handler_is_caught_in_live_shadow_at_its_node_and_writes_nothing(postgres_url, redis_url):
+    from migration_kit import Worker
+
+    app = bootstrap(db_url=postgres_url)
+    stock(app)
+    m = migration(app, view_v2=True, store=redis_url)
+    with m.attach() as handle:
+        returned = [app.bus.handle(c) for c in orders(0, 6)]
+        assert handle.flush(30)
+    assert all(returned)  # all six allocated: each writes the read model
+    before = rows(app.engine)
+    stats = Worker(m, consumer="w-v2", block_ms=100, max_events=6).run()
+    assert (stats.recorded, stats.divergent, stats.errors) == (6, 6, 0)  # the shadow compares writes, not only events
+    groups = m.shadow_status()["groups"]
+    assert {g["node"] for g in groups} == {"add_allocation_to_read_model"}, groups
+    assert rows(app.engine) == before
+    m.close()
+    app.engine.dispose()
