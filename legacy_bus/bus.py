@@ -19,8 +19,8 @@ from typing import Any, Literal, TypeVar
 from migration_errors import ConfigurationError, CycleError, FanoutError
 
 from legacy_bus.codec import EventCodec
-from legacy_bus.database import DatabasesMixin, dispatch_writes
 from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
+from legacy_bus.database import DatabasesMixin, dispatch_writes
 from legacy_bus.event import Event, make_event
 from legacy_bus.protocol import Discipline
 from legacy_bus.records import EffectCall, ErrorInfo, Step
