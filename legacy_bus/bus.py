@@ -21,6 +21,7 @@ from migration_errors import ConfigurationError, CycleError, FanoutError
 from legacy_bus.codec import EventCodec
 from legacy_bus.copying import deep_copy
 from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
+from legacy_bus.database import DatabasesMixin, dispatch_writes
 from legacy_bus.event import Event, make_event
 from legacy_bus.protocol import Discipline
 from legacy_bus.records import EffectCall, ErrorInfo, Step
@@ -161,7 +162,7 @@ class _Cascade:
         )
 
 
-class EventBus:
+class EventBus(DatabasesMixin):
     """An in-process publish/subscribe bus.
 
     Args:
@@ -263,29 +264,6 @@ class EventBus:
 
         return decorate
 
-    def database(self, name: str, target: Any, *, keys: dict[str, Any] | None = None) -> Any:
-        """Declare the database handlers read and write: a SQLAlchemy ``Engine`` or ``sessionmaker``.
-
-        Returns what handlers (or the repository / unit of work they use)
-        should use instead: a ``DeclaredSessions`` factory for a sessionmaker,
-        a ``DeclaredEngine`` for an engine. Live dispatches get the real
-        database; sandboxed runs a transaction that is rolled back, and their
-        writes are captured (``legacy_bus.database``). ``keys`` names, per
-        table, the columns that identify a row when its primary key is generated.
-        """
-        from legacy_bus.database import declare
-
-        if name in self._databases:
-            raise ConfigurationError(f"a database named {name!r} is already declared on bus {self.name!r}")
-        db, handle = declare(name, target, keys=keys)
-        self._databases[name] = db
-        return handle
-
-    @property
-    def databases(self) -> dict[str, Any]:
-        """The declared databases, by name (``legacy_bus.database.Database``)."""
-        return dict(self._databases)
-
     # -- introspection ---------------------------------------------------------
 
     @property
@@ -361,7 +339,7 @@ class EventBus:
         """
         cascade = _Cascade(self, event, states if states is not None else self.state_store, self.on_error == "raise")
         started = perf_counter()
-        with sandbox if sandbox is not None else _nullcontext(), _writes(self, sandbox) as writes:
+        with sandbox if sandbox is not None else _nullcontext(), dispatch_writes(self, sandbox) as writes:
             for sub, ev, depth, state in cascade.deliveries():
                 cascade.record(sub.invoke(self, ev, depth, state), state)
         result = cascade.result(started, writes)
@@ -380,41 +358,13 @@ class EventBus:
         """Async twin of ``dispatch``."""
         cascade = _Cascade(self, event, states if states is not None else self.state_store, self.on_error == "raise")
         started = perf_counter()
-        with sandbox if sandbox is not None else _nullcontext(), _writes(self, sandbox) as writes:
+        with sandbox if sandbox is not None else _nullcontext(), dispatch_writes(self, sandbox) as writes:
             for sub, ev, depth, state in cascade.deliveries():
                 cascade.record(await sub.ainvoke(self, ev, depth, state), state)
         result = cascade.result(started, writes)
         if result.exception is not None and self.on_error == "raise" and not capture:
             raise result.exception
         return result
-
-
-class _writes:
-    """Collect a dispatch's writes through declared databases (nothing to do on a bus that declared none)."""
-
-    __slots__ = ("bus", "capture", "sandbox")
-
-    def __init__(self, bus: EventBus, sandbox: Sandbox | None) -> None:
-        self.bus = bus
-        self.sandbox = sandbox
-        self.capture: Any = None
-
-    def __enter__(self) -> Callable[[], tuple[Any, ...]] | None:
-        from legacy_bus.effects import _SANDBOX
-
-        sandbox = self.sandbox if self.sandbox is not None else _SANDBOX.get()
-        if sandbox is not None:  # what it wrote, and what it was stopped from writing to undeclared databases
-            return lambda: sandbox.writes
-        if not self.bus._databases:
-            return None
-        from legacy_bus.database import capturing
-
-        self.capture = capturing()
-        return self.capture.__enter__().result
-
-    def __exit__(self, *exc: object) -> None:
-        if self.capture is not None:
-            self.capture.__exit__(*exc)
 
 
 class _nullcontext:

@@ -62,11 +62,13 @@ from legacy_bus.effects import _ACTIVE, _GUARDED, _SANDBOX, Sandbox
 
 __all__ = [
     "Database",
+    "DatabasesMixin",
     "DeclaredEngine",
     "DeclaredSessions",
     "RowWrite",
     "StateCapture",
     "capturing",
+    "dispatch_writes",
     "rewind",
 ]
 
@@ -573,6 +575,67 @@ def declare(name: str, target: Any, *, keys: Mapping[str, Iterable[str]] | None 
         f"database({name!r}, ...) takes a SQLAlchemy Engine or a sessionmaker bound to one, not {type(target).__name__}; "
         "build a repository or unit of work on the handle it returns"
     )
+
+
+class DatabasesMixin:
+    """``database`` / ``databases`` for any bus (``EventBus`` and every adapter); needs ``name``."""
+
+    name: str
+
+    def database(self, name: str, target: Any, *, keys: Mapping[str, Iterable[str]] | None = None) -> Any:
+        """Declare the database handlers read and write: a SQLAlchemy ``Engine`` or ``sessionmaker``.
+
+        Returns what handlers (or the repository / unit of work they use)
+        should use instead: a ``DeclaredSessions`` factory for a sessionmaker,
+        a ``DeclaredEngine`` for an engine. Live dispatches get the real
+        database; sandboxed runs a transaction that is rolled back, and their
+        writes are captured. ``keys`` names, per table, the columns that
+        identify a row when its primary key is generated.
+        """
+        declared = self._declared()
+        if name in declared:
+            raise ConfigurationError(f"a database named {name!r} is already declared on bus {self.name!r}")
+        db, handle = declare(name, target, keys=keys)
+        declared[name] = db
+        return handle
+
+    @property
+    def databases(self) -> dict[str, Database]:
+        """The declared databases, by name."""
+        return dict(self._declared())
+
+    def _declared(self) -> dict[str, Database]:
+        # Set on first use, so a bus class needs no constructor change to declare databases.
+        return self.__dict__.setdefault("_databases", {})
+
+
+class dispatch_writes:
+    """Collect one dispatch's writes through declared databases: ``with dispatch_writes(bus, sandbox) as writes:``.
+
+    ``writes`` is None on a live dispatch of a bus that declared none, else a
+    callable giving the ``RowWrite``s (in a sandbox: what it wrote and what it
+    was stopped from writing to undeclared databases), read after the block.
+    """
+
+    __slots__ = ("bus", "capture", "sandbox")
+
+    def __init__(self, bus: Any, sandbox: Sandbox | None) -> None:
+        self.bus = bus
+        self.sandbox = sandbox
+        self.capture: capturing | None = None
+
+    def __enter__(self) -> Any:
+        sandbox = self.sandbox if self.sandbox is not None else _SANDBOX.get()
+        if sandbox is not None:
+            return lambda: sandbox.writes
+        if not getattr(self.bus, "_databases", None):
+            return None
+        self.capture = capturing()
+        return self.capture.__enter__().result
+
+    def __exit__(self, *exc: object) -> None:
+        if self.capture is not None:
+            self.capture.__exit__(*exc)
 
 
 # -- listeners -------------------------------------------------------------------------------------------

@@ -13,14 +13,16 @@ COMMAND_HANDLERS)`` to ``message_bus("allocation", {**EVENT_HANDLERS,
 **COMMAND_HANDLERS}, dependencies={"uow": uow}, collect=lambda uow:
 uow.collect_new_events(), errors={Event: "log", Command: "raise"})``, and the
 app keeps calling ``bus.handle(message)``. No handler changes. No cascade
-bounds are added (``max_depth`` / ``max_fanout`` only when asked).
+bounds are added (``max_depth`` / ``max_fanout`` only when asked). A unit of
+work on SQLAlchemy builds on ``bus.database(name, sessionmaker)`` (as on every
+bus: ``legacy_bus.database.DatabasesMixin``), so replays and shadows roll back.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,6 +36,7 @@ from legacy_bus.adapters import served
 from legacy_bus.adapters.ports import PortsMixin
 from legacy_bus.bus import Dispatch, cut_at_depth
 from legacy_bus.codec import ClassCodec
+from legacy_bus.database import dispatch_writes
 from legacy_bus.context import HandlerContext
 from legacy_bus.effects import EffectPort, Sandbox
 from legacy_bus.event import Event
@@ -64,7 +67,7 @@ def _injected(fn: Callable[..., Any], dependencies: Mapping[str, Any], first: bo
 class _Loop:
     """The bookkeeping of one breadth-first dispatch, shared by the sync and async drivers."""
 
-    __slots__ = ("bus", "emitted", "emitted_by", "exception", "queue", "results", "root", "started", "states", "steps")
+    __slots__ = ("bus", "emitted", "emitted_by", "exception", "queue", "results", "root", "started", "states", "steps", "writes")
 
     def __init__(self, bus: MessageBus, root: Event, states: StateStore) -> None:
         self.bus, self.root, self.states = bus, root, states
@@ -74,6 +77,7 @@ class _Loop:
         self.steps: list[Step] = []
         self.exception: BaseException | None = None
         self.results: list[Any] = []
+        self.writes: Callable[[], tuple[Any, ...]] | None = None
         self.started = perf_counter()
 
     def deliveries(self) -> Iterator[tuple[Subscription, Event, int, dict[str, Any]]]:
@@ -102,15 +106,13 @@ class _Loop:
 
     @contextmanager
     def running(self, sandbox: Sandbox | None) -> Iterator[None]:
-        """While the handlers run: their plain return values are collected, effects sandboxed if asked."""
+        """While the handlers run: their plain return values and writes are collected, effects sandboxed if asked."""
         token = _RESULTS.set(self.results)
         self.started = perf_counter()
         try:
-            if sandbox is None:
+            with sandbox if sandbox is not None else nullcontext(), dispatch_writes(self.bus, sandbox) as writes:
+                self.writes = writes  # read once the sandbox is closed: what declared databases were given
                 yield
-            else:
-                with sandbox:
-                    yield
         finally:
             _RESULTS.reset(token)
 
@@ -130,6 +132,7 @@ class _Loop:
             duration=perf_counter() - self.started,
             exception=self.exception,
             value=self.results,
+            writes=self.writes() if self.writes is not None else (),
         )
 
 

@@ -32,6 +32,7 @@ from legacy_bus.adapters import served
 from legacy_bus.adapters.ports import PortsMixin
 from legacy_bus.bus import Dispatch
 from legacy_bus.context import HandlerContext
+from legacy_bus.database import dispatch_writes
 from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
 from legacy_bus.event import Event
 from legacy_bus.records import ErrorInfo, Step
@@ -145,8 +146,9 @@ class ObservedBus(PortsMixin):
         started = perf_counter()
         value: Any = None
         exc: BaseException | None = None
+        writes: Callable[[], tuple[Any, ...]] | None = None
         try:
-            with sandbox if sandbox is not None else _null():
+            with sandbox if sandbox is not None else _null(), dispatch_writes(self, sandbox) as writes:
                 value = self._run_library(self.codec.from_event(event))
         except Exception as e:  # the library's own propagation; re-raised below unless captured
             exc = e
@@ -167,6 +169,7 @@ class ObservedBus(PortsMixin):
             duration=perf_counter() - started,
             exception=exc,
             value=value,
+            writes=writes() if writes is not None else (),
         )
         if exc is not None and not capture:
             raise exc

@@ -1,4 +1,4 @@
-"""What every adapter offers besides dispatch: effect ports and a read of saga state."""
+"""What every adapter offers besides dispatch: effect ports, declared databases and a read of saga state."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from typing import Any
 
 from migration_errors import ConfigurationError
 
+from legacy_bus.database import DatabasesMixin
 from legacy_bus.effects import EffectPort
 from legacy_bus.state import StateStore
 
 __all__ = ["PortsMixin"]
 
 
-class PortsMixin:
-    """``effect`` / ``ports`` / ``state_for`` as ``EventBus`` has them (needs ``name``, ``_ports``, ``state_store``)."""
+class PortsMixin(DatabasesMixin):
+    """``effect`` / ``ports`` / ``database`` / ``state_for`` as ``EventBus`` has them (needs ``name``, ``_ports``, ``state_store``)."""
 
     name: str
     state_store: StateStore
