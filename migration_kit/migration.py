@@ -36,7 +36,7 @@ from migration_kit.latency import TimedSaver, timed_saver
 from migration_kit.phases import PhaseMachine, PhaseState, Transition
 from migration_kit.redaction import redactor_for
 from migration_kit.policy import Monitor, Policy, load_policy
-from migration_kit.noise import NoiseModel
+from migration_kit.noise import NoiseModel, learned_since
 from migration_kit.outcome import Outcome
 from migration_kit.report import ReplayReport, ReplayTally
 from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key
@@ -921,26 +921,7 @@ class Migration:
 
 def _delta(now: dict[str, Any], loaded: dict[str, Any] | None) -> dict[str, Any]:
     """What was learned in this process since the model was loaded (counts minus the loaded counts)."""
-    if not loaded:
-        return now
-    out: dict[str, Any] = {"samples": {}, "paths": {}, "unordered": {}}
-    for t, n in now["samples"].items():
-        d = n - loaded.get("samples", {}).get(t, 0)
-        if d:
-            out["samples"][t] = d
-    for t, paths in now["paths"].items():
-        old = loaded.get("paths", {}).get(t, {})
-        for key, entry in paths.items():
-            d = entry["count"] - old.get(key, {}).get("count", 0)
-            if d:
-                out["paths"].setdefault(t, {})[key] = {"count": d, "example": entry["example"]}
-    for t, groups in now["unordered"].items():
-        old_g = loaded.get("unordered", {}).get(t, {})
-        for g, n in groups.items():
-            d = n - old_g.get(g, 0)
-            if d:
-                out["unordered"].setdefault(t, {})[g] = d
-    return out
+    return learned_since(now, loaded)
 
 
 def _drawable_limits(policy: Any) -> dict[str, Any] | None:
