@@ -56,6 +56,7 @@ from migration_errors import HandlerError, StoreUnavailable
 from redis.exceptions import RedisError
 
 from migration_kit.outcome import Outcome
+from migration_kit.pruning import ThreadPruner
 from migration_kit.sagas import Handover, SagaLedger, Side
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class Cutover:
         self.migration = migration
         self.bus = bus
         self.ledger = SagaLedger(migration, bus.state_store)
+        self.pruner = ThreadPruner()  # a saga's thread keeps its newest checkpoints only
         self._hint = True
         self._hint_at = -HINT_TTL
         self._count_lock = threading.Lock()
@@ -187,6 +189,7 @@ class Cutover:
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
             self.ledger.seed_taken(event.saga_key)
+        self.pruner.after(getattr(graph, "checkpointer", None), config)
         return self._finish(event, final, before, started, capture)
 
     async def arun_candidate(self, event: Event, capture: bool) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
@@ -203,6 +206,7 @@ class Cutover:
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
             await asyncio.to_thread(self.ledger.seed_taken, event.saga_key)
+        await self.pruner.aafter(getattr(graph, "checkpointer", None), config)
         return self._finish(event, final, before, started, capture)
 
     def _finish(
