@@ -30,11 +30,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $@
 
 # What the tests need from the system: redis-server (real servers, started by
-# the tests) and Debian's chromium (the HTML report is checked in a browser).
+# the tests), Debian's chromium (the HTML report is checked in a browser) and
+# postgresql (its initdb and pg_ctl: the tests start their own server).
 system-deps:
 	@missing=""; \
 	  command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing with apt-get:$$missing"; \
 	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \

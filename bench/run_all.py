@@ -17,6 +17,7 @@ RUNS = [
     ["bench_shadow_tap.py"],
     ["bench_shadow_workers.py"],
     ["bench_adapters.py"],
+    ["bench_database.py"],
 ]
 
 

@@ -199,6 +199,13 @@ class BusFlow:
         compiled.__class__ = _compiled_class(type(compiled))
         return compiled
 
+    def is_complete(self, values: dict[str, Any]) -> bool:
+        """Whether a flow state is a whole run: the dispatcher has nothing left to deliver."""
+        try:
+            return _Router(self.routes(), self.bus)(values) == END  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - a state the router cannot read is not a whole run
+            return False
+
     # -- drawing -------------------------------------------------------------------
 
     def graph_data(self, observed: dict[str, set[str]] | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""legacy_bus: the event model, the reference event bus, effect ports and event logs.
+"""legacy_bus: the event model, the reference event bus, effect ports, declared databases and event logs.
 
 This is the world a team migrates *from*. It knows nothing of LangGraph or of
 migrations; ``graph_flows`` and ``migration_kit`` build on it.
@@ -8,6 +8,7 @@ from migration_errors import BadEventLog, ConfigurationError, CycleError, Migrat
 
 from legacy_bus.bus import Dispatch, EventBus, OnError
 from legacy_bus.context import HandlerContext
+from legacy_bus.database import DeclaredEngine, DeclaredSessions, RowWrite
 from legacy_bus.effects import EffectPort, RecordedEffectError, Sandbox, current_sandbox, sandboxed
 from legacy_bus.event import Event
 from legacy_bus.protocol import Discipline, LegacyBus, MessageCodec
@@ -29,6 +30,8 @@ __all__ = [
     "ConfigurationError",
     "CycleError",
     "Discipline",
+    "DeclaredEngine",
+    "DeclaredSessions",
     "Dispatch",
     "EffectCall",
     "EffectPort",
@@ -46,6 +49,7 @@ __all__ = [
     "OverlayStateStore",
     "RecordedEffectError",
     "RedisStateStore",
+    "RowWrite",
     "Sandbox",
     "SkippedLine",
     "StateSerializationError",

@@ -46,6 +46,7 @@ class Dispatch:
     exception: BaseException | None = field(default=None, compare=False, repr=False)
     #: what the bus's own publish call returned (an adapter's ``emit`` / ``send`` result)
     value: Any = field(default=None, compare=False, repr=False)
+    writes: tuple[Any, ...] = ()  # rows written through declared databases (legacy_bus.database.RowWrite)
 
     @property
     def effects(self) -> tuple[EffectCall, ...]:
@@ -144,7 +145,7 @@ class _Cascade:
             if self.error is None:
                 self.error, self.exception = step.error, step.exception
 
-    def result(self, started: float) -> Dispatch:
+    def result(self, started: float, writes: Any = None) -> Dispatch:
         state = self.states.peek(self.root.saga_key)
         return Dispatch(
             root=self.root,
@@ -155,6 +156,7 @@ class _Cascade:
             state=copy.deepcopy(state) if state else None,
             duration=perf_counter() - started,
             exception=self.exception,
+            writes=writes() if writes is not None else (),
         )
 
 
@@ -199,6 +201,7 @@ class EventBus:
         self._subscriptions: dict[str, list[Subscription]] = {}
         self._names: dict[str, Subscription] = {}
         self._ports: dict[str, EffectPort] = {}
+        self._databases: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<EventBus {self.name!r}: {len(self._names)} handlers, {len(self._ports)} effect ports>"
@@ -258,6 +261,29 @@ class EventBus:
             return port
 
         return decorate
+
+    def database(self, name: str, target: Any, *, keys: dict[str, Any] | None = None) -> Any:
+        """Declare the database handlers read and write: a SQLAlchemy ``Engine`` or ``sessionmaker``.
+
+        Returns what handlers (or the repository / unit of work they use)
+        should use instead: a ``DeclaredSessions`` factory for a sessionmaker,
+        a ``DeclaredEngine`` for an engine. Live dispatches get the real
+        database; sandboxed runs a transaction that is rolled back, and their
+        writes are captured (``legacy_bus.database``). ``keys`` names, per
+        table, the columns that identify a row when its primary key is generated.
+        """
+        from legacy_bus.database import declare
+
+        if name in self._databases:
+            raise ConfigurationError(f"a database named {name!r} is already declared on bus {self.name!r}")
+        db, handle = declare(name, target, keys=keys)
+        self._databases[name] = db
+        return handle
+
+    @property
+    def databases(self) -> dict[str, Any]:
+        """The declared databases, by name (``legacy_bus.database.Database``)."""
+        return dict(self._databases)
 
     # -- introspection ---------------------------------------------------------
 
@@ -334,10 +360,10 @@ class EventBus:
         """
         cascade = _Cascade(self, event, states if states is not None else self.state_store, self.on_error == "raise")
         started = perf_counter()
-        with sandbox if sandbox is not None else _nullcontext():
+        with sandbox if sandbox is not None else _nullcontext(), _writes(self, sandbox) as writes:
             for sub, ev, depth, state in cascade.deliveries():
                 cascade.record(sub.invoke(self, ev, depth, state), state)
-        result = cascade.result(started)
+        result = cascade.result(started, writes)
         if result.exception is not None and self.on_error == "raise" and not capture:
             raise result.exception
         return result
@@ -353,13 +379,41 @@ class EventBus:
         """Async twin of ``dispatch``."""
         cascade = _Cascade(self, event, states if states is not None else self.state_store, self.on_error == "raise")
         started = perf_counter()
-        with sandbox if sandbox is not None else _nullcontext():
+        with sandbox if sandbox is not None else _nullcontext(), _writes(self, sandbox) as writes:
             for sub, ev, depth, state in cascade.deliveries():
                 cascade.record(await sub.ainvoke(self, ev, depth, state), state)
-        result = cascade.result(started)
+        result = cascade.result(started, writes)
         if result.exception is not None and self.on_error == "raise" and not capture:
             raise result.exception
         return result
+
+
+class _writes:
+    """Collect a dispatch's writes through declared databases (nothing to do on a bus that declared none)."""
+
+    __slots__ = ("bus", "capture", "sandbox")
+
+    def __init__(self, bus: EventBus, sandbox: Sandbox | None) -> None:
+        self.bus = bus
+        self.sandbox = sandbox
+        self.capture: Any = None
+
+    def __enter__(self) -> Callable[[], tuple[Any, ...]] | None:
+        from legacy_bus.effects import _SANDBOX
+
+        sandbox = self.sandbox if self.sandbox is not None else _SANDBOX.get()
+        if sandbox is not None:  # what it wrote, and what it was stopped from writing to undeclared databases
+            return lambda: sandbox.writes
+        if not self.bus._databases:
+            return None
+        from legacy_bus.database import capturing
+
+        self.capture = capturing()
+        return self.capture.__enter__().result
+
+    def __exit__(self, *exc: object) -> None:
+        if self.capture is not None:
+            self.capture.__exit__(*exc)
 
 
 class _nullcontext:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import sys
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -29,7 +30,7 @@ from legacy_bus.records import EffectCall, ErrorInfo, call_key
 if TYPE_CHECKING:
     from legacy_bus.context import HandlerContext
 
-__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_sandbox", "sandboxed"]
+__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "sandboxed"]
 
 # The sandbox governing effect calls in this context (None: calls are real).
 _SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
@@ -54,7 +55,7 @@ class Sandbox:
             of the first unused answer with the same port and arguments.
     """
 
-    __slots__ = ("_answers", "_token", "calls", "otherwise")
+    __slots__ = ("_answers", "_token", "calls", "otherwise", "state")
 
     def __init__(self, answers: Iterable[EffectCall] = (), *, otherwise: str = "stub") -> None:
         if otherwise not in ("stub", "real"):
@@ -66,6 +67,15 @@ class Sandbox:
         for call in answers:
             self._answers[call.key].append(call)
         self.calls: list[EffectCall] = []
+        #: declared databases' connections and writes (``legacy_bus.database``), made on first use
+        self.state: Any = None
+
+    @property
+    def writes(self) -> tuple[Any, ...]:
+        """The rows this sandbox's runs wrote through declared databases (``legacy_bus.database.RowWrite``)."""
+        from legacy_bus.database import sandbox_writes
+
+        return sandbox_writes(self)
 
     def take(self, key: str) -> EffectCall | None:
         """Pop the next unused authoritative call with this identity, if any."""
@@ -74,15 +84,28 @@ class Sandbox:
 
     def __enter__(self) -> Sandbox:
         self._token = _SANDBOX.set(self)
+        if not _GUARDED and "sqlalchemy" in sys.modules:
+            # Every SQLAlchemy engine's writes are watched from the first sandbox on, declared or not.
+            from legacy_bus.database import install_guard
+
+            install_guard()
         return self
 
     def __exit__(self, *exc: object) -> None:
         _SANDBOX.reset(self._token)
+        if self.state is not None:
+            self.state.close()  # roll back what declared databases were given: nothing sandboxed is committed
 
 
 def current_sandbox() -> Sandbox | None:
     """The sandbox active in this context, or None when effect calls are real."""
     return _SANDBOX.get()
+
+
+def current_handler() -> str | None:
+    """The node name of the handler running in this context, if any (to attribute its logging)."""
+    active = _ACTIVE.get()
+    return None if active is None else active.node
 
 
 def sandboxed(answers: Iterable[EffectCall] = ()) -> Sandbox:
@@ -220,6 +243,7 @@ class EffectPort:
             active.effects.append(done)
 
 
+_GUARDED: list[bool] = []  # non-empty once legacy_bus.database listens to every engine (see Sandbox.__enter__)
 _REAL = object()  # no answer, and the sandbox lets such calls run for real
 
 

@@ -21,11 +21,12 @@ from pydantic import ValidationError
 from migration_errors import BadEventLog
 
 from legacy_bus.event import Event
+from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
 from legacy_bus.records import EffectCall
 
 __all__ = ["EventLog", "LogEntry", "SkippedLine"]
 
-DEFAULT_MAX_LINE_BYTES = 1 << 20
+DEFAULT_MAX_LINE_BYTES = DEFAULT_LIMITS.max_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +67,16 @@ class EventLog:
         path: the log file.
         on_error: ``raise`` (default) or ``skip``.
         max_line_bytes: a longer line is rejected (bounded input).
+        max_depth: a line nesting objects or arrays deeper is rejected.
+        max_int_digits: a line with a longer integer is rejected.
     """
 
     path: Path | str
     on_error: Literal["raise", "skip"] = "raise"
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     skipped: list[SkippedLine] = field(default_factory=list)
+    max_depth: int = DEFAULT_LIMITS.max_depth
+    max_int_digits: int = DEFAULT_LIMITS.max_int_digits
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -110,11 +115,14 @@ class EventLog:
                 if not raw.strip():
                     continue
                 try:
-                    entry = self._parse(raw, lineno, start, offset)
+                    entry = self._parse(raw, lineno, start, offset, self._limits())
                 except _LineError as err:
                     self._bad(lineno, str(err))
                     continue
                 yield entry
+
+    def _limits(self) -> InputLimits:
+        return InputLimits(self.max_line_bytes, self.max_depth, self.max_int_digits)
 
     def events(self) -> Iterator[Event]:
         """Just the events, in order."""
@@ -128,10 +136,12 @@ class EventLog:
         raise BadEventLog(f"event log {self.path} line {lineno} {reason}", line=lineno, source=str(self.path))
 
     @staticmethod
-    def _parse(raw: bytes, lineno: int, offset: int, end: int = 0) -> LogEntry:
+    def _parse(raw: bytes, lineno: int, offset: int, end: int = 0, limits: InputLimits = DEFAULT_LIMITS) -> LogEntry:
         try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = limits.loads(raw)
+        except LimitExceeded as exc:
+            raise _LineError(str(exc)) from None
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise _LineError(
                 f"is not JSON ({exc.__class__.__name__}: {exc}); expected one object per line with 'type' and 'payload'"
             ) from None
@@ -145,12 +155,14 @@ class EventLog:
                 raise _LineError("has an 'event' that is not an object")
             try:
                 effects = tuple(EffectCall.from_dict(c) for c in record.get("effects") or ())
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise _LineError(f"has a malformed effect record ({exc})") from None
         try:
             event = Event.model_validate(data)
         except ValidationError as exc:
             raise _LineError(f"is not a valid event ({_describe(exc)})") from None
+        except (RecursionError, ValueError, TypeError) as exc:
+            raise _LineError(f"is not a valid event ({type(exc).__name__})") from None
         return LogEntry(lineno, event, effects, offset, end)
 
     # -- writing ---------------------------------------------------------------

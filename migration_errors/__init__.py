@@ -18,6 +18,8 @@ __all__ = [
     "PhaseConflict",
     "PolicyViolation",
     "StoreUnavailable",
+    "UndeclaredStateWrite",
+    "UnisolatedNoiseLearning",
 ]
 
 
@@ -64,3 +66,17 @@ class PolicyViolation(MigrationKitError):
 
 class PhaseConflict(PolicyViolation):
     """Another process changed the migration phase first (optimistic concurrency)."""
+
+
+class UndeclaredStateWrite(MigrationKitError):
+    """A sandboxed run tried to write a database no bus declared; it was stopped before the write."""
+
+    def __init__(self, message: str, *, database: str = "", statement: str = "", node: str | None = None) -> None:
+        super().__init__(message)
+        self.database = database
+        self.statement = statement
+        self.node = node
+
+
+class UnisolatedNoiseLearning(UndeclaredStateWrite):
+    """Noise learning refused to re-run the legacy path: it writes state that cannot be isolated."""

@@ -13,6 +13,8 @@ from migration_errors import (
     PhaseConflict,
     PolicyViolation,
     StoreUnavailable,
+    UndeclaredStateWrite,
+    UnisolatedNoiseLearning,
 )
 
 from migration_kit.comparator import Comparator, Comparison, Difference, Kind
@@ -54,6 +56,8 @@ __all__ = [
     "Sketch",
     "StoreUnavailable",
     "Transition",
+    "UndeclaredStateWrite",
+    "UnisolatedNoiseLearning",
     "Verdict",
     "Worker",
     "WorkerStats",

@@ -23,7 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from checkpoints.urls import mask_url
 from migration_errors import ConfigurationError, MigrationKitError
+
+from migration_kit.resume import STORE_ERRORS
+from migration_kit.safe_text import one_line, terminal
 
 __all__ = ["main"]
 
@@ -50,12 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", metavar="OUT", help="write the report as JSON")
     r.add_argument("--html", metavar="OUT", help="write the report as a self-contained HTML page")
     r.add_argument("--skip-bad", action="store_true", help="skip unreadable lines (listed in the report) instead of stopping")
+    r.add_argument("--save-every", type=int, default=100, metavar="N", help="save resumable progress every N events (default 100)")
 
     rs = sub.add_parser("resume", help="continue the last unfinished replay (after Ctrl-C, a crash or kill -9)")
+    rs.add_argument("log", metavar="LOG", nargs="?", help="the log whose replay to continue (from the start when nothing was saved)")
     app_args(rs)
     rs.add_argument("--json", metavar="OUT", help="write the report as JSON")
     rs.add_argument("--html", metavar="OUT", help="write the report as a self-contained HTML page")
     rs.add_argument("--skip-bad", action="store_true", help="skip unreadable lines instead of stopping")
+    rs.add_argument("--save-every", type=int, default=100, metavar="N", help="save resumable progress every N events (default 100)")
 
     rc = sub.add_parser("record", help="export tapped live traffic (with its real effect responses) to a JSON Lines log")
     app_args(rc)
@@ -114,11 +121,18 @@ class _MaskedStream:
         self._buf = ""
         self._lock = threading.Lock()  # worker threads log through it too
 
-    @staticmethod
-    def _mask(text: str) -> str:
+    def _mask(self, text: str) -> str:
         from migration_kit.redaction import default_redactor
 
-        return default_redactor().text(text)
+        # The last filter before the terminal: no raw control character or lone surrogate gets out.
+        return terminal(default_redactor().text(text), tty=self._tty)
+
+    @property
+    def _tty(self) -> bool:
+        try:
+            return bool(self._inner.isatty())
+        except (AttributeError, ValueError, OSError):
+            return False
 
     def write(self, s: Any) -> int:
         if not isinstance(s, str):
@@ -156,35 +170,99 @@ def _check_writable(path: str | None, flag: str) -> None:
         raise MigrationKitError(f"{flag} {path}: the directory {parent} is not writable")
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (symlinks and hard links resolved)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _refuse_overwrite(outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """Refuse an output path that is an input (the log, the store, another output) before anything runs."""
+    named = [(flag, out) for flag, out in outputs.items() if out]
+    for i, (flag, out) in enumerate(named):
+        for what, path in [*inputs.items(), *((f"the {f} output", o) for f, o in named[:i])]:
+            if path and _same_file(out, path):
+                raise MigrationKitError(f"{flag} {one_line(out)} is {what} ({one_line(path)}): refusing to overwrite it; write the report elsewhere")
+
+
+def _store_file(migration: Any) -> str | None:
+    if migration.store.scheme != "sqlite":
+        return None
+    from checkpoints.urls import sqlite_path
+
+    return sqlite_path(migration.store.url)
+
+
+def _outputs(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"--json": getattr(args, "json", None), "--html": getattr(args, "html", None)}
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.save_every < 1:
+        raise MigrationKitError(f"--save-every {args.save_every}: give a number of events >= 1")
     _check_writable(args.json, "--json")
     _check_writable(args.html, "--html")
     if not Path(args.log).is_file():
-        raise MigrationKitError(f"event log {args.log} does not exist or is not a file")
+        raise MigrationKitError(f"event log {one_line(args.log)} does not exist or is not a file")
+    _refuse_overwrite(_outputs(args), {"the event log": args.log})
     return _run_replay(args, args.log, resume=False)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     _check_writable(args.json, "--json")
     _check_writable(args.html, "--html")
+    if args.log is not None and not Path(args.log).is_file():
+        raise MigrationKitError(f"event log {one_line(args.log)} does not exist or is not a file")
     migration = _load(args)
-    path = migration.unfinished_replay()
+    path = migration.unfinished_replay(args.log)
+    if path is None and args.log is not None and not migration.replayed(args.log):
+        print(f"migration-kit: no progress saved for {one_line(args.log)}: replaying it from the start", file=sys.stderr)
+        path = args.log
     if path is None:
         migration.close()
-        raise MigrationKitError(f"nothing to resume: migration {migration.name!r} has no unfinished replay in {migration.store.display_url}")
-    print(f"resuming the replay of {path}", file=sys.stderr)
+        of = f" of {one_line(args.log)}" if args.log else ""
+        raise MigrationKitError(f"nothing to resume: migration {one_line(migration.name)!r} has no unfinished replay{of} in {migration.store.display_url}")
+    print(f"resuming the replay of {one_line(path)}", file=sys.stderr)
     return _run_replay(args, path, resume=True, migration=migration)
+
+
+def _resume_command(args: argparse.Namespace, log: str, migration: Any) -> str:
+    import shlex
+
+    store = f" --store {shlex.quote(migration.store.display_url)}" if args.store else ""
+    skip = " --skip-bad" if getattr(args, "skip_bad", False) else ""  # resumed as it was started
+    return f"migration-kit resume {shlex.quote(str(log))} --app {shlex.quote(args.app)}{store}{skip}"
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout went away (``| head``): send the rest of the output nowhere."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: Any = None) -> int:
     from migration_kit.console import print_replay
     from migration_kit.progress import ReplayProgress, count_lines
     from migration_kit.resume import ReplayInterrupted
+    from migration_kit.sandbox_logs import CapturedLogs
 
     import signal
     import threading
 
     migration = migration or _load(args)
+    try:
+        _refuse_overwrite(_outputs(args), {"the event log": log, "the store": _store_file(migration)})
+        migration.replay_started(log)  # so `resume` finds it even if this process dies before its first save
+    except BaseException:
+        migration.close()
+        raise
     stop = threading.Event()
 
     def interrupted(_sig: int, _frame: Any) -> None:
@@ -194,22 +272,48 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     previous = signal.signal(signal.SIGINT, interrupted)
+    logs = CapturedLogs()
     try:
-        with migration, ReplayProgress(count_lines(log), stream=sys.stderr) as progress:
-            report = migration.replay(log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update, stop=stop)
+        with migration, logs, ReplayProgress(count_lines(log), stream=sys.stderr) as progress:
+            print(f"migration-kit: replaying {one_line(log)}", file=sys.stderr, flush=True)  # a line to wait on
+            report = migration.replay(
+                log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update, stop=stop, checkpoint_every=args.save_every
+            )
     except ReplayInterrupted as exc:
-        store = f" --store {migration.store.display_url}" if args.store else ""
-        print(f"migration-kit: {exc}", file=sys.stderr)
-        print(f"migration-kit: to continue: migration-kit resume --app {args.app}{store}", file=sys.stderr)
+        _print_logs(logs)
+        print(f"migration-kit: {one_line(exc)}", file=sys.stderr)
+        print(f"migration-kit: to continue: {_resume_command(args, log, migration)}", file=sys.stderr)
         return 130
+    except STORE_ERRORS as exc:
+        _print_logs(logs)
+        print(
+            f"migration-kit: error: the replay of {one_line(log)} stopped: the store {migration.store.display_url} failed "
+            f"({type(exc).__name__}: {one_line(exc)[:300]}); progress up to its last save is kept; "
+            f"once the store works again, continue with: {_resume_command(args, log, migration)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     finally:
         signal.signal(signal.SIGINT, previous)
-    print_replay(report)
+    _print_logs(logs)
+    # The reports first: a reader of stdout that goes away (`| head`) must not lose them.
     if args.json:
         report.write_json(args.json)
     if args.html:
         report.write_html(args.html)
+    try:
+        print_replay(report)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
     return EXIT_OK if report.decision.ok else EXIT_DIVERGED
+
+
+def _print_logs(logs: Any) -> None:
+    if logs.total:
+        print(f"migration-kit: the app logged {logs.total:,} records during sandboxed runs (summarized, not shown):", file=sys.stderr)
+        for line in logs.summary():
+            print(f"  {line}", file=sys.stderr)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -228,7 +332,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from migration_kit.html import render_report
 
+    from migration_kit.safe_text import for_file
+
     _check_writable(args.html, "--html")
+    _refuse_overwrite({"--html": args.html}, {"the JSON report": args.report})
     try:
         data = json.loads(Path(args.report).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -237,7 +344,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise MigrationKitError(f"report {args.report} is not a JSON report from `replay --json` ({exc})") from None
     if not isinstance(data, dict) or "decision" not in data:
         raise MigrationKitError(f"report {args.report} is not a JSON report from `replay --json` (no decision)")
-    Path(args.html).write_text(render_report(data), encoding="utf-8")
+    Path(args.html).write_text(for_file(render_report(data)), encoding="utf-8")
     return EXIT_OK
 
 
@@ -334,12 +441,15 @@ def print_status(status: dict[str, Any], *, history: int = 10) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from migration_kit.safe_text import one_line, text
+
     console = Console(highlight=False, soft_wrap=True)
-    phase = status["phase"] + (f" {status['percent']:g}%" if status.get("percent") is not None else "")
-    table = Table(title=f"{status['migration']} ({status['store']})", show_header=False)
+    # Every value from the store goes in as Text (never parsed as markup), on one line.
+    phase = one_line(status["phase"]) + (f" {status['percent']:g}%" if status.get("percent") is not None else "")
+    table = Table(title=text(f"{status['migration']} ({status['store']})"), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("phase", f"{phase} (attempt {status.get('attempt', 1)}, since {status.get('since') or 'the start'})")
+    table.add_row("phase", text(f"{phase} (attempt {status.get('attempt', 1)}, since {status.get('since') or 'the start'})"))
     for key in ("compared", "divergent", "errors", "pending", "shed"):
         table.add_row(key, f"{status[key]:,}")
     ev = status.get("evidence") or {}
@@ -349,18 +459,18 @@ def print_status(status: dict[str, Any], *, history: int = 10) -> None:
         table.add_row("divergence", f"{div['rate']:.2%} (anytime {ev['confidence']:.0%}: {lo:.2%} to {hi:.2%})")
     for path, q in (ev.get("latency") or {}).items():
         if q.get("n"):
-            table.add_row(f"{path} latency", f"p50 {q['p50_ms']:.2f} ms, p95 {q['p95_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms")
+            table.add_row(text(f"{path} latency"), f"p50 {q['p50_ms']:.2f} ms, p95 {q['p95_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms")
     d = status["decision"]
     style = "bold green" if d["action"] in ("continue", "promote") else "bold red"
-    table.add_row("decision", Text(d["action"].upper(), style))
+    table.add_row("decision", text(str(d["action"]).upper(), style))
     console.print(table)
     for reason in d["reasons"]:
-        console.print(f"  - {reason}")
+        console.print(Text.assemble("  - ", text(reason)))
     if status.get("history"):
         console.print("history:")
         for h in status["history"][-history:]:
-            to = h["to"] + (f" {h['percent']:g}%" if h.get("percent") is not None else "")
-            console.print(f"  {h['at']}  {h['from']} -> {to}  by {h['by']}" + (f": {h['reason']}" if h.get("reason") else ""))
+            to = f"{h['to']}" + (f" {h['percent']:g}%" if h.get("percent") is not None else "")
+            console.print(text(f"  {h['at']}  {h['from']} -> {to}  by {h['by']}" + (f": {h['reason']}" if h.get("reason") else "")))
 
 
 COMMANDS = {"replay": cmd_replay, "resume": cmd_resume, "record": cmd_record, "report": cmd_report, "graph": cmd_graph, "status": cmd_status, "promote": cmd_promote, "rollback": cmd_rollback, "worker": cmd_worker}
@@ -383,21 +493,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "store", None) is not None and not args.store.strip():
+        print(f"migration-kit: error: --store is empty: give a store URL (sqlite:///path, redis://host:port/db) or leave the flag out (see migration-kit {args.command} --help)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         from migration_kit.telemetry import configure_from_env
 
         configure_from_env()
         return COMMANDS[args.command](args)
     except MigrationKitError as exc:
-        print(f"migration-kit: error: {exc}", file=sys.stderr)
+        print(f"migration-kit: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("migration-kit: interrupted", file=sys.stderr)
         return 130
+    except STORE_ERRORS as exc:  # the store (Redis, SQLite) failed outside a replay's own handling
+        store = getattr(args, "store", None)
+        where = f" {mask_url(store)}" if store else ""
+        print(
+            f"migration-kit: error: the store{where} failed ({type(exc).__name__}: {one_line(exc)[:300]}); "
+            "check that it is up, reachable and really the store (--store)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except Exception as exc:
         if args.debug:
             raise
-        print(f"migration-kit: unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        print(f"migration-kit: unexpected error: {type(exc).__name__}: {one_line(exc)[:500]} (run with --debug for the traceback)", file=sys.stderr)
         return EXIT_USAGE
 
 

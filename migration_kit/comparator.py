@@ -8,7 +8,10 @@ cascade agreed up to it.
 
 What is compared: emitted events (type, payload, headers, correlation, the
 emitting node), effect calls (port, arguments, the calling node), the saga
-state after the event, and errors. Generated identifiers (event ids,
+state after the event, errors, and the rows written through declared
+databases, per row and column (``writes.batches[reference=b1].allocated_quantity``,
+kinds ``write_missing``, ``write_extra``, ``write_changed``; a write a sandbox
+stopped is ``write_blocked``). Generated identifiers (event ids,
 timestamps, causation ids, a correlation id generated from the root) are not.
 """
 
@@ -22,6 +25,7 @@ from difflib import SequenceMatcher
 from typing import Any, Literal
 
 from legacy_bus import EffectCall, Event
+from legacy_bus.database import RowWrite
 
 from migration_kit.noise import NoiseLearning, NoiseModel, NoiseObservation
 from migration_kit.outcome import Emission, NodeRun, Outcome
@@ -44,6 +48,13 @@ class Kind:
     STATE = "state_changed"
     ERROR = "error"
     CRASH = "candidate_crashed"
+    WRITE_MISSING = "write_missing"
+    WRITE_EXTRA = "write_extra"
+    WRITE_CHANGED = "write_changed"
+    WRITE_BLOCKED = "write_blocked"
+
+
+WRITE_KINDS = frozenset({Kind.WRITE_MISSING, Kind.WRITE_EXTRA, Kind.WRITE_CHANGED, Kind.WRITE_BLOCKED})
 
 
 _MISSING = object()
@@ -237,6 +248,9 @@ class Comparator:
         """The first node, in cascade order, whose own output differs between the two traces."""
         if candidate.crashed:
             return None
+        # A node whose own writes differ diverges there, even when its events and calls agree;
+        # a write that differs only downstream of it is then not blamed on the node it shows at.
+        writers = {d.node for d in diffs or () if d.kind in WRITE_KINDS and d.node is not None}
         theirs: dict[tuple[str, int], NodeRun] = {}
         seen: dict[str, int] = {}
         for run in candidate.trace:
@@ -248,7 +262,7 @@ class Comparator:
             k = seen.get(run.node, 0)
             seen[run.node] = k + 1
             other = theirs.pop((run.node, k), None)
-            if other is None or not self._same_step(legacy, run, candidate, other, ctx):
+            if other is None or not self._same_step(legacy, run, candidate, other, ctx) or run.node in writers:
                 return run.node
         if theirs:
             return min(theirs.values(), key=candidate.trace.index).node
@@ -294,7 +308,45 @@ class Comparator:
                         key="error",
                     )
                 )
+        if legacy.writes or candidate.writes:
+            self._writes(legacy.writes, candidate.writes, diffs, ctx)
         return diffs
+
+    # writes -------------------------------------------------------------------------------------
+
+    def _writes(self, a: tuple[RowWrite, ...], b: tuple[RowWrite, ...], out: list[Difference], ctx: _Ctx) -> None:
+        """Rows written, per row (``write_missing`` / ``write_extra``) and per changed column (``write_changed``)."""
+        theirs = {(w.table, w.key_text): w for w in b if w.op not in ("blocked", "read")}
+        for side, writes in (("legacy", a), ("candidate", b)):
+            for w in writes:
+                if w.op == "blocked":  # never parity: the run was stopped from writing what it meant to
+                    lv, cv = (w.statement, None) if side == "legacy" else (None, w.statement)
+                    self._add(out, ctx, Difference(f"writes.{w.table}", Kind.WRITE_BLOCKED, lv, cv, w.node, f"writes.{w.table}<blocked>"))
+        for x in a:
+            if x.op in ("blocked", "read"):  # a read is what the live run saw, not a write
+                continue
+            base, kbase = f"writes.{x.table}[{x.key_text}]", f"writes.{x.table}[*]"
+            y = theirs.pop((x.table, x.key_text), None)
+            if y is None:
+                self._add(out, ctx, Difference(base, Kind.WRITE_MISSING, _row(x), None, x.node, kbase))
+                continue
+            if x.op != y.op:
+                self._add(out, ctx, Difference(f"{base}.op", Kind.WRITE_CHANGED, x.op, y.op, x.node, f"{kbase}.op"))
+                continue
+            after_x, after_y = x.after or {}, y.after or {}
+            for col in dict.fromkeys(x.changed + y.changed):
+                vx, vy = after_x.get(col, _MISSING), after_y.get(col, _MISSING)
+                if type(vx) is type(vy) and vx == vy:
+                    continue
+                if _number(vx) and _number(vy) and math.isclose(vx, vy, rel_tol=self.float_tolerance, abs_tol=0.0):
+                    continue
+                self._add(
+                    out, ctx,
+                    Difference(f"{base}.{col}", Kind.WRITE_CHANGED, None if vx is _MISSING else vx,
+                               None if vy is _MISSING else vy, x.node, f"{kbase}.{col}"),
+                )  # fmt: skip
+        for y in theirs.values():
+            self._add(out, ctx, Difference(f"writes.{y.table}[{y.key_text}]", Kind.WRITE_EXTRA, None, _row(y), y.node, f"writes.{y.table}[*]"))
 
     # ordering -----------------------------------------------------------------------------
 
@@ -542,6 +594,10 @@ def _plain_key(key: Any) -> bool:
 
 def _brief(e: Emission) -> dict[str, Any]:
     return {"type": e.type, "payload": e.payload}
+
+
+def _row(w: RowWrite) -> dict[str, Any]:
+    return {"op": w.op, "row": w.after if w.after is not None else w.before}
 
 
 def _call(c: EffectCall) -> dict[str, Any]:

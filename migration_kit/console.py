@@ -9,12 +9,14 @@ from rich.console import Console
 from rich.text import Text
 
 from migration_kit.report import ReplayReport
+from migration_kit.safe_text import one_line, text
 
 __all__ = ["latency_breakdown_lines", "print_latency_breakdown", "print_replay"]
 
 
 def _short(value: Any, width: int = 60) -> str:
     text = json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
+    text = one_line(text)  # escapes first: a cut never splits one
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -23,9 +25,10 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
     console = console or Console(highlight=False, soft_wrap=True)
     d = report.decision
     style = "bold green" if d.ok else "bold red"
+    # Every value from the data goes in as Text (never parsed as markup), on one line.
     head = Text.assemble(
-        (f"{report.migration}", "bold"),
-        f": {report.total:,} events replayed from {report.source}, ",
+        text(report.migration, "bold"),
+        f": {report.total:,} events replayed from {one_line(report.source)}, ",
         (f"{report.divergent:,} divergent", "red" if report.divergent else "green"),
         f", {report.errors:,} candidate errors",
         f", {len(report.skipped):,} lines skipped" if report.skipped else "",
@@ -34,20 +37,20 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
     console.print(head)
     console.print(Text.assemble("decision: ", (d.action.upper(), style)))
     for reason in d.reasons:
-        console.print(f"  - {reason}")
+        console.print(Text.assemble("  - ", text(reason)))
     print_latency_breakdown(report, console)
     if report.by_node:
         console.print("first divergent node:")
-        width = max(len(n) for n in report.by_node)
+        width = max(len(one_line(n)) for n in report.by_node)
         for node, n in report.by_node.items():
-            console.print(f"  {node:<{width}}  {n:>8,} events")
+            console.print(text(f"  {one_line(node):<{width}}  {n:>8,} events"))
     if report.groups:
         console.print(f"divergence groups ({len(report.groups)}):")
         shown = report.groups[:groups]
         for g, same in zip(shown, _same_events_as_above(shown), strict=True):
             # A group over the same events as the one above is the same finding at another path.
             lead = ("  same events:", "dim") if same else ("  " + f"{g.count:,} events", "bold")
-            console.print(Text.assemble(lead, f"  {g.node}  {g.kind}  ", (g.path, "cyan")))
+            console.print(Text.assemble(lead, f"  {one_line(g.node)}  {one_line(g.kind)}  ", text(g.path, "cyan")))
             console.print(
                 Text.assemble(
                     "      legacy: ", (_short(g.example.get("legacy")), "red"),
@@ -55,19 +58,19 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
                 )
             )
             if not same:  # on a line of its own, so a terminal never wraps the id in two
-                console.print(f"      first event {g.first_event}")
+                console.print(text(f"      first event {one_line(g.first_event)}"))
         if len(report.groups) > groups:
             console.print(f"  … and {len(report.groups) - groups} more groups (see --json)")
     if report.noise:
         console.print(f"learned noise, ignored in comparisons ({len(report.noise)}):")
         for row in report.noise[:groups]:
             console.print(
-                f"  {row['event_type']}: {row['path']}  differed in {row['differed']:,} of {row['samples']:,} legacy re-runs"
+                text(f"  {row['event_type']}: {row['path']}  differed in {row['differed']:,} of {row['samples']:,} legacy re-runs")
             )
         if len(report.noise) > groups:
             console.print(f"  … and {len(report.noise) - groups} more (see --json)")
     for s in report.skipped[:10]:
-        console.print(f"  skipped line {s.line}: {s.reason}", style="yellow")
+        console.print(text(f"  skipped line {s.line}: {s.reason}", "yellow"))
 
 
 def latency_breakdown_lines(report: ReplayReport) -> list[str]:

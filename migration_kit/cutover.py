@@ -31,25 +31,29 @@ candidate thread whose last checkpoint is this very event is not run again:
 finished, its result is returned; cut off mid-run, it is resumed to
 completion.
 
-In the shadow phase (and after a rollback), while no saga is on the
-candidate, none of this runs: the tap's fast path is the legacy dispatch plus
-one queue put (none after a rollback). Once
-the candidate serves (canary and on), the store is on the serving path: if it
-cannot be read, the event fails with ``StoreUnavailable`` rather than run on
-a side that may not hold its saga's state.
+The phase comes from an in-memory view refreshed off the publisher's thread
+(``migration_kit.router``). In the shadow phase (and after a rollback), while
+no saga is on the candidate, none of this runs: the tap's fast path is the
+legacy dispatch plus one queue put (none after a rollback), with no I/O. Once
+the candidate serves (canary and on), the store is on the serving path, each
+of its Redis calls with a deadline (``migration_kit.store.STORE_TIMEOUT``): if
+it cannot be read, or the phase view is stale, the event fails with
+``StoreUnavailable`` rather than run on a side that may not hold its saga's
+state. Saga locks are per saga (``migration_kit.locks``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from legacy_bus import Dispatch, Event, EventBus, Sandbox
+from legacy_bus.database import capturing
 from legacy_bus.records import EffectCall, ErrorInfo, Step
 from graph_flows.errors import handler_exception
 from migration_errors import HandlerError, StoreUnavailable
@@ -57,14 +61,16 @@ from redis.exceptions import RedisError
 
 from migration_kit.outcome import Outcome
 from migration_kit.pruning import ThreadPruner
+from migration_kit.router import PhaseView
 from migration_kit.sagas import Handover, SagaLedger, Side
+from migration_kit.threads import Finished, Resumable, thread_state
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
 
 __all__ = ["Cutover", "Plan"]
 
-HINT_TTL = 1.0  # seconds the "no saga is on the candidate" hint is trusted
+_STORE_ERRORS = (RedisError, OSError, sqlite3.Error, StoreUnavailable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,50 +83,73 @@ class Plan:
     fast: bool = False  # the shadow phase's fast path: legacy, no ledger
 
 
-class Cutover:
-    """Routes a live bus's root events by phase and keeps each saga's state on its serving side."""
+# The fast path's plans, built once: planning a shadow-phase publish allocates nothing.
+_FAST = {p: Plan("legacy", p == "shadow", p, fast=True) for p in ("shadow", "rolled_back")}
 
-    def __init__(self, migration: Migration, bus: EventBus) -> None:
+
+class Cutover:
+    """Routes a live bus's root events by phase and keeps each saga's state on its serving side.
+
+    The phase comes from ``view`` (``migration_kit.router.PhaseView``, in
+    memory); ``start()`` / ``close()`` run its refresher while a tap is attached.
+    """
+
+    def __init__(self, migration: Migration, bus: EventBus, view: PhaseView | None = None) -> None:
         self.migration = migration
         self.bus = bus
         self.ledger = SagaLedger(migration, bus.state_store)
         self.pruner = ThreadPruner()  # a saga's thread keeps its newest checkpoints only
-        self._hint = True
-        self._hint_at = -HINT_TTL
+        self.view = view if view is not None else PhaseView(
+            lambda: migration.phases.read()[0],
+            self.ledger.may_have_candidate_sagas,
+            every=migration.phase_ttl / 4,
+            bound=migration.phase_ttl,
+            name=migration.name,
+        )
         self._count_lock = threading.Lock()
         self.served = {"legacy": 0, "candidate": 0}
         self.handovers = 0
         self.redelivered = 0  # rewound events delivered on legacy
+        self.store_failures = 0  # events failed with StoreUnavailable (not run on either side)
+
+    def start(self) -> Cutover:
+        """Route by an in-memory phase from now on (one read now, then the refresher thread)."""
+        self.view.start()
+        self.migration._view = self.view
+        return self
+
+    def close(self) -> None:
+        """Stop the refresher; the migration routes by the store again."""
+        if getattr(self.migration, "_view", None) is self.view:
+            self.migration._view = None
+        self.view.close()
 
     # -- planning ------------------------------------------------------------------------------
 
-    def _candidate_sagas(self) -> bool:
-        now = time.monotonic()
-        if now - self._hint_at > HINT_TTL:
-            self._hint = self.ledger.may_have_candidate_sagas()
-            self._hint_at = now
-        return self._hint
-
     def plan(self, event: Event) -> Plan:
-        """The side serving ``event`` now, and whether the other path shadows it."""
-        m = self.migration
-        try:
-            phase = m._read_phase(fresh=False)[0].phase
-            fast = phase in ("shadow", "rolled_back") and not self._candidate_sagas()
-        except (RedisError, OSError, sqlite3.Error) as exc:
-            # The store is down. Legacy alone is safe while it served alone
-            # (shadow, rolled back; shadow work is shed); past that, unknown.
-            seen = m._seen[0].phase if m._seen is not None else "shadow"
-            if seen in ("shadow", "rolled_back"):
-                return Plan("legacy", seen == "shadow", seen, fast=True)
+        """The side serving ``event`` now, and whether the other path shadows it (no I/O).
+
+        Raises:
+            StoreUnavailable: past the shadow phase, the phase could not be
+                read from the store for longer than the view's bound.
+        """
+        view = self.view
+        seen = view.seen
+        phase = seen.phase
+        if phase in _FAST:
+            if not seen.candidate_sagas:
+                return _FAST[phase]
+            return Plan("legacy", phase == "shadow", phase)  # sagas may still be on the candidate: the ledger says
+        if view.stale():
+            m = self.migration
+            with self._count_lock:
+                self.store_failures += 1
             raise StoreUnavailable(
-                f"migration {m.name!r} ({seen}): cannot read the phase from the store {m.store.display_url} "
-                f"({type(exc).__name__}); event {event.id} ({event.type}) was not run on either side. "
+                f"migration {m.name!r} ({phase}): cannot read the phase from the store {m.store.display_url} "
+                f"({view.last_error or 'no answer'}); event {event.id} ({event.type}) was not run on either side. "
                 "Check that the store is up and reachable, or roll back (then legacy serves alone)"
-            ) from None
-        if fast:
-            return Plan("legacy", phase == "shadow", phase, fast=True)
-        side: Side = m.route(event)  # type: ignore[assignment]
+            )
+        side: Side = self.migration._side_for(event.saga_key)  # type: ignore[assignment]
         return Plan(side, phase not in ("retired", "rolled_back"), phase)
 
     def _count(self, side: str, handover: Handover | None) -> None:
@@ -129,7 +158,29 @@ class Cutover:
             if handover is not None:
                 self.handovers += 1
         if handover is not None and handover.to == "candidate":
-            self._hint, self._hint_at = True, time.monotonic()
+            self.view.candidate_claimed()
+
+    def _unavailable(self, event: Event, phase: str, what: str, exc: BaseException) -> StoreUnavailable:
+        m = self.migration
+        with self._count_lock:
+            self.store_failures += 1
+        return StoreUnavailable(
+            f"migration {m.name!r} ({phase}): cannot read {what} from the store "
+            f"{m.store.display_url} ({type(exc).__name__}); event {event.id} ({event.type}) was not run on either side. "
+            "Check that the store is up and reachable, or roll back (then legacy serves alone)"
+        )
+
+    def _cut_off(self, event: Event, exc: BaseException) -> StoreUnavailable:
+        """The store failed while the candidate ran ``event`` (its checkpoints): the run is cut off mid-event."""
+        m = self.migration
+        with self._count_lock:
+            self.store_failures += 1
+        return StoreUnavailable(
+            f"migration {m.name!r}: the store {m.store.display_url} failed while the candidate ran event {event.id} "
+            f"({event.type}; {type(exc).__name__}): the run was cut off after its last checkpoint, and saga "
+            f"{event.saga_key!r}'s next event resumes it first (a node cut off may run again). "
+            "Check that the store is up and reachable, or roll back"
+        )
 
     def prepare(self, event: Event, plan: Plan) -> None:
         """Hand the event's saga to the serving side (the caller holds the saga's lock).
@@ -142,14 +193,23 @@ class Cutover:
             h = self.ledger.ensure(event.saga_key, plan.side, reason=f"routed to {plan.side} in phase {plan.phase}")
             if h is not None and h.cutoff == "rewound":  # owed to legacy now, before this newer event
                 self.deliver_owed(event.saga_key)
-        except (RedisError, OSError, sqlite3.Error) as exc:
-            m = self.migration
-            raise StoreUnavailable(
-                f"migration {m.name!r} ({plan.phase}): cannot read which side holds saga {event.saga_key!r} from the store "
-                f"{m.store.display_url} ({type(exc).__name__}); event {event.id} ({event.type}) was not run on either side. "
-                "Check that the store is up and reachable, or roll back (then legacy serves alone)"
-            ) from None
+        except _STORE_ERRORS as exc:
+            raise self._unavailable(event, plan.phase, f"which side holds saga {event.saga_key!r}", exc) from None
         self._count(plan.side, h)
+
+    def begin(self, event: Event) -> tuple[dict[str, Any], Any, dict[str, Any] | None, dict[str, Any] | None]:
+        """``_start`` with its store failures as ``StoreUnavailable`` (the event was not run)."""
+        try:
+            return self._start(event)
+        except _STORE_ERRORS as exc:
+            raise self._unavailable(event, "candidate", f"saga {event.saga_key!r}'s graph thread", exc) from None
+
+    def took_seed(self, saga: str) -> None:
+        """The run took the seed: drop it from the record (best effort: a thread with a checkpoint wins anyway)."""
+        try:
+            self.ledger.seed_taken(saga)
+        except _STORE_ERRORS:
+            pass
 
     # -- the candidate, authoritative -----------------------------------------------------------
 
@@ -157,14 +217,15 @@ class Cutover:
         """(config, what to invoke with, state before, finished values) for a candidate run."""
         saga = event.saga_key
         config = self.ledger.config(saga)
-        snap = self.migration.graph.get_state(config)
-        values = snap.values or {}
-        if values and (values.get("event") or {}).get("id") == event.id:
-            if snap.next:
-                return config, None, None, None  # cut off mid-run: resume it
-            return config, None, None, values  # already handled here: its result, run nothing
-        if values and snap.next:
+        graph, flow = self.migration.graph, self.migration.flow
+        found = thread_state(graph, config, event.id, complete=flow.is_complete if flow is not None else None)  # the one rule
+        if isinstance(found, Resumable):
+            return config, None, None, None  # cut off mid-run: resume it
+        if isinstance(found, Finished):
+            return config, None, None, found.values  # already handled here: its result, run nothing
+        if isinstance(found.other, Resumable):
             return config, _Resume(event), None, None  # a previous event cut off: finish it first
+        values = found.other.values if isinstance(found.other, Finished) else (graph.get_state(config).values or {})
         inp: dict[str, Any] = {"event": event.to_dict()}
         if values:
             before = (values.get("sagas") or {}).get(saga)
@@ -178,42 +239,57 @@ class Cutover:
     def run_candidate(self, event: Event, capture: bool) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
         """Run ``event`` on the graph, for real, on its saga's thread (the caller holds the saga's lock)."""
         graph = self.migration.graph
-        config, inp, before, done = self._start(event)
+        config, inp, before, done = self.begin(event)
         started = perf_counter()
         try:
-            if isinstance(inp, _Resume):
-                graph.invoke(None, config, durability="sync")
-                config, inp, before, done = self._start(event)
-            final = done if done is not None else graph.invoke(inp, config, durability="sync")
+            with capturing() as writes:  # the rows it writes for real, for the legacy shadow to start before
+                if isinstance(inp, _Resume):
+                    graph.invoke(None, config, durability="sync")
+                    config, inp, before, done = self._start(event)
+                final = done if done is not None else graph.invoke(inp, config, durability="sync")
+        except (RedisError, StoreUnavailable) as exc:
+            raise self._cut_off(event, exc) from None
         except Exception as exc:  # the graph machinery failed: as a crashed handler would
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
-            self.ledger.seed_taken(event.saga_key)
+            self.took_seed(event.saga_key)
         self.pruner.after(getattr(graph, "checkpointer", None), config)
-        return self._finish(event, final, before, started, capture)
+        return self._finish(event, final, before, started, capture, writes.result())
 
-    async def arun_candidate(self, event: Event, capture: bool) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
-        """Async twin of ``run_candidate`` (async handlers are awaited on the running loop)."""
+    async def arun_candidate(
+        self, event: Event, capture: bool, offload: Any = asyncio.to_thread
+    ) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
+        """Async twin of ``run_candidate`` (async handlers are awaited on the running loop).
+
+        ``offload(fn, *args)`` runs its blocking store calls (``Held.run`` keeps
+        the saga's lock until they return, whatever cancels the caller).
+        """
         graph = self.migration.graph
-        config, inp, before, done = await asyncio.to_thread(self._start, event)
+        config, inp, before, done = await offload(self.begin, event)
         started = perf_counter()
         try:
-            if isinstance(inp, _Resume):
-                await graph.ainvoke(None, config, durability="sync")
-                config, inp, before, done = await asyncio.to_thread(self._start, event)
-            final = done if done is not None else await graph.ainvoke(inp, config, durability="sync")
+            with capturing() as writes:
+                if isinstance(inp, _Resume):
+                    await graph.ainvoke(None, config, durability="sync")
+                    config, inp, before, done = await offload(self._start, event)
+                final = done if done is not None else await graph.ainvoke(inp, config, durability="sync")
+        except (RedisError, StoreUnavailable) as exc:
+            raise self._cut_off(event, exc) from None
         except Exception as exc:
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
-            await asyncio.to_thread(self.ledger.seed_taken, event.saga_key)
-        await self.pruner.aafter(getattr(graph, "checkpointer", None), config)
-        return self._finish(event, final, before, started, capture)
+            await offload(self.took_seed, event.saga_key)
+        await offload(self.pruner.after, getattr(graph, "checkpointer", None), config)
+        return self._finish(event, final, before, started, capture, writes.result())
 
     def _finish(
-        self, event: Event, final: dict[str, Any], before: dict[str, Any] | None, started: float, capture: bool
+        self, event: Event, final: dict[str, Any], before: dict[str, Any] | None, started: float, capture: bool,
+        writes: tuple[Any, ...] = (),
     ) -> tuple[Dispatch, Outcome, dict[str, Any] | None]:
         duration = perf_counter() - started
         outcome = Outcome.from_flow_state(event, final, duration, started)
+        if writes:
+            outcome = dataclasses.replace(outcome, writes=writes)
         result = dispatch_of(event, final, duration)
         if result.exception is not None and not capture and self.bus.on_error == "raise":
             raise result.exception

@@ -26,7 +26,8 @@ from legacy_bus import (
     StateStore,
 )
 from legacy_bus.protocol import LegacyBus, require_legacy_bus
-from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation
+from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation, UnisolatedNoiseLearning
+from legacy_bus.database import RowWrite, rewind as rewind_writes
 
 from migration_kit.comparator import Comparator, Comparison, Difference
 from migration_kit.decision import Decision
@@ -39,9 +40,10 @@ from migration_kit.noise import NoiseModel, learned_since
 from migration_kit.saga_pages import PagedStates
 from migration_kit.outcome import Outcome
 from migration_kit.report import ReplayReport, ReplayTally
-from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key
+from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key, store_failed
 from migration_kit.store import Store, VersionConflict
 from migration_kit.telemetry import Telemetry
+from migration_kit.threads import Finished, Fresh, Resumable, ThreadState, thread_state
 
 __all__ = ["Migration", "route_point"]
 
@@ -113,6 +115,7 @@ class Migration:
         self.phase_ttl = 1.0  # seconds a read phase is trusted by route() and telemetry
         self._seen: tuple[PhaseState, int] | None = None
         self._seen_at = 0.0
+        self._view: Any = None  # while attached: the in-memory phase live traffic is routed by (migration_kit.router)
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self._graph: Any = None
@@ -237,10 +240,12 @@ class Migration:
         self, event: Event, answers: tuple[EffectCall, ...], before: dict[str, Any] | None, legacy: Outcome, *, sampled: bool
     ) -> bool:
         """Run the legacy path again from the same saga state; learn what differs. True if something new."""
+        _refuse_unisolated(event, legacy)
         scratch = OverlayStateStore()
         if before:
             scratch.save(event.saga_key, copy.deepcopy(before))
         again = self._run_legacy(event, answers, scratch)
+        _refuse_unisolated(event, again)
         try:
             observation = self.comparator.noise_between(legacy, again)
         except Exception:  # learning is best effort; the comparison stands as it is
@@ -297,12 +302,15 @@ class Migration:
                     entry["example"] = {**ex, "first": m["legacy"], "second": m["candidate"]}
         return doc
 
-    def _run_legacy(self, event: Event, answers: tuple[EffectCall, ...], states: StateStore) -> Outcome:
+    def _run_legacy(
+        self, event: Event, answers: tuple[EffectCall, ...], states: StateStore, rewind: tuple[RowWrite, ...] = ()
+    ) -> Outcome:
         # A private copy: legacy handlers may mutate payloads in place.
         mine = event.model_copy(deep=True)
         started = perf_counter()
         try:
-            dispatch = self.legacy.dispatch(mine, sandbox=Sandbox(answers), states=states, capture=True)
+            sandbox = rewind_writes(Sandbox(answers), rewind)  # declared databases start from before the event
+            dispatch = self.legacy.dispatch(mine, sandbox=sandbox, states=states, capture=True)
         except Exception as exc:
             return Outcome.crash("legacy", event, exc, perf_counter() - started)
         return Outcome.from_dispatch(dispatch)
@@ -315,6 +323,7 @@ class Migration:
         *,
         resume: bool = False,
         durability: str | None = None,
+        rewind: tuple[RowWrite, ...] = (),
     ) -> Outcome:
         graph, timer = self._timed_graph()
         if durability == SANDBOX_DURABILITY and not resume:
@@ -328,17 +337,27 @@ class Migration:
         with timer.measure(thread) if timer is not None else contextlib.nullcontext() as spent:
             cpu = time.thread_time()
             started = perf_counter()
+            sandbox = rewind_writes(Sandbox(answers), rewind)
             try:
-                with Sandbox(answers):
-                    final = self._resumed(graph, event, config) if resume else None
-                    if final is None:
+                found = self._resumed(graph, event, config) if resume else Fresh()
+                if isinstance(found, Finished):
+                    final = found.values
+                elif isinstance(found, Resumable):
+                    # Answers the finished nodes already took are not offered again.
+                    sandbox = rewind_writes(Sandbox(found.remaining(answers)), rewind)
+                    with sandbox:
+                        final = graph.invoke(None, config, **options)
+                else:
+                    if found.stale or found.other is not None:
+                        self._forget(graph, thread)  # a run that is not this event's, or can be neither finished nor resumed
+                    with sandbox:
                         final = graph.invoke(inp, config, **options)
             except Exception as exc:  # the candidate failing is evidence, never an exception here
                 return Outcome.crash("candidate", event, exc, perf_counter() - started)
             finally:
                 elapsed, cpu = perf_counter() - started, time.thread_time() - cpu
                 self._forget(graph, thread)
-        outcome = Outcome.from_flow_state(event, final, elapsed, started)
+        outcome = _with_writes(Outcome.from_flow_state(event, final, elapsed, started), sandbox)
         if spent is None:
             return dataclasses.replace(outcome, cpu=cpu)
         return dataclasses.replace(outcome, checkpoint=spent.seconds, cpu=cpu, steps=max(0, spent.step))
@@ -369,18 +388,10 @@ class Migration:
         """The graph thread of one event's comparison run (replay, shadow worker): ``<name>:<event id>``."""
         return f"{self.name}:{event.id}"
 
-    @staticmethod
-    def _resumed(graph: Any, event: Event, config: dict[str, Any]) -> dict[str, Any] | None:
-        """The final state of a thread an interrupted run left for ``event``: finished, or resumed now."""
-        if getattr(graph, "checkpointer", None) in (None, True, False):
-            return None
-        snapshot = graph.get_state(config)
-        values = snapshot.values or {}
-        if (values.get("event") or {}).get("id") != event.id:
-            return None  # no checkpoint of this event: run it whole
-        if snapshot.next:
-            return graph.invoke(None, config)  # cut off inside the graph: go on from the checkpoint
-        return values
+    def _resumed(self, graph: Any, event: Event, config: dict[str, Any]) -> ThreadState:
+        """What an interrupted run left on ``event``'s thread (``migration_kit.threads``: the one rule)."""
+        flow = self.flow
+        return thread_state(graph, config, event.id, complete=flow.is_complete if flow is not None else None)
 
     @staticmethod
     def _forget(graph: Any, thread: str) -> None:
@@ -454,7 +465,7 @@ class Migration:
                 entries = EventLog(log.path, on_error="skip" if skip_bad else "raise").entries(
                     start_offset=identity.offset, start_line=identity.line + 1
                 )
-                suspect = checkpoint_every + 1
+                suspect = max(checkpoint_every, int(saved.get("every") or 0)) + 1  # the interrupted run's window too
         if identity is not None and suspect == 0:  # a fresh replay: an abandoned run's saga pages go
             abandoned = self._progress(identity.path) or {}
             for states in (legacy_states, candidate_states):
@@ -479,6 +490,7 @@ class Migration:
                     "noise": self.noise.to_dict(),
                     "skipped": [{"line": x.line, "reason": x.reason} for x in skipped],
                     "elapsed": elapsed_before + perf_counter() - started,
+                    "every": checkpoint_every,
                 },
             )
             for s in (legacy_states, candidate_states):
@@ -505,6 +517,7 @@ class Migration:
                     event, entry.effects, legacy_states, copy.deepcopy(seed) if seed else None, resume=suspect > 0
                 )
                 suspect = max(0, suspect - 1)
+                store_failed(comparison.candidate, self.store.display_url)  # a dead store is not a candidate error
                 candidate_states.save(key, after or {})
                 tally.add(comparison, entry.line)
                 last = entry
@@ -602,6 +615,8 @@ class Migration:
     def _remember(self, t: Transition) -> None:
         self._seen = (t.to_state, t.version)
         self._seen_at = time.monotonic()
+        if self._view is not None:
+            self._view.saw(t.to_state)
 
     def route(self, event: Event) -> str:
         """Which path serves ``event`` now: ``legacy`` or ``candidate``.
@@ -614,7 +629,9 @@ class Migration:
         return self._side_for(event.saga_key)
 
     def _side_for(self, saga: str) -> str:
-        state = self._read_phase(fresh=False)[0]
+        view = self._view
+        seen = view.seen.state if view is not None else None  # attached: the in-memory phase, no I/O
+        state = seen if seen is not None else self._read_phase(fresh=False)[0]
         if state.phase in ("primary", "retired"):
             return "candidate"
         if state.phase != "canary" or not state.percent:
@@ -704,9 +721,17 @@ class Migration:
     def _stored_evidence(self, attempt: int) -> Evidence:
         doc, _ = self.store.records.get(EVIDENCE_KEY)
         total = Evidence()
-        if doc and doc.get("attempt") == attempt:
-            for part in doc.get("sources", {}).values():
+        workers: dict[str, Any] = {}
+        if self.store.scheme in ("redis", "rediss"):  # shadow workers record theirs with their results
+            from migration_kit.shadow import ShadowKeys, worker_evidence
+
+            workers = worker_evidence(self.store.records, ShadowKeys(self.name), attempt)
+            for part in workers.values():
                 total.merge(Evidence.from_dict(part))
+        if doc and doc.get("attempt") == attempt:
+            for source, part in doc.get("sources", {}).items():
+                if source not in workers:
+                    total.merge(Evidence.from_dict(part))
         return total
 
     def _evidence_summary(self) -> dict[str, Any]:
@@ -836,50 +861,20 @@ class Migration:
             seeded = OverlayStateStore()
             if state_before:
                 seeded.save(event.saga_key, copy.deepcopy(state_before))
-            legacy = self._run_legacy(event, tuple(candidate.effects), seeded)
+            # The candidate served for real: its committed writes are undone in the legacy run's sandbox.
+            legacy = self._run_legacy(event, tuple(candidate.effects), seeded, candidate.writes)
         elif not resume:
-            candidate = self._run_candidate(event, tuple(legacy.effects), state_before)
+            candidate = self._run_candidate(event, tuple(legacy.effects), state_before, rewind=legacy.writes)
         else:
-            candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before)
+            candidate = self._run_recorded_candidate(event, tuple(legacy.effects), state_before, legacy.writes)
         comparison = self._diff(legacy, candidate, self.noise)
         return self._observed(comparison, traceparent)
 
-    def _run_recorded_candidate(self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None) -> Outcome:
-        graph = self.graph
-        thread = self.thread_for(event)
-        config = {"configurable": {"thread_id": thread}}
-        snapshot = None
-        if getattr(graph, "checkpointer", None) not in (None, True, False):
-            try:
-                snapshot = graph.get_state(config)
-            except Exception:  # no usable checkpoint: run it whole
-                snapshot = None
-        if snapshot is None or not snapshot.next:
-            if snapshot is not None and snapshot.values:
-                self._forget(graph, thread)  # a finished run left behind: start clean
-            return self._run_candidate(event, answers, seed)
-        # Resume: answers the finished nodes already took are not offered again.
-        used: dict[str, int] = {}
-        for rec in (snapshot.values or {}).get("trace") or []:
-            for call in rec.get("effects") or []:
-                if call.get("mode") == "recorded":
-                    key = EffectCall.from_dict(call).key
-                    used[key] = used.get(key, 0) + 1
-        remaining = []
-        for call in answers:
-            if used.get(call.key):
-                used[call.key] -= 1
-                continue
-            remaining.append(call)
-        started = perf_counter()
-        try:
-            with Sandbox(remaining):
-                final = graph.invoke(None, config)
-        except Exception as exc:
-            return Outcome.crash("candidate", event, exc, perf_counter() - started)
-        finally:
-            self._forget(graph, thread)
-        return Outcome.from_flow_state(event, final, perf_counter() - started, started)
+    def _run_recorded_candidate(
+        self, event: Event, answers: tuple[EffectCall, ...], seed: dict[str, Any] | None, rewind: tuple[RowWrite, ...] = ()
+    ) -> Outcome:
+        # A reclaimed entry: its thread may hold a run a dead worker left (the same rule as replay).
+        return self._run_candidate(event, answers, seed, resume=True, rewind=rewind)
 
     def _seal(self, value: Any) -> dict[str, str]:
         """Saga state for the store's records, through the checkpointer's serializer: encrypted at
@@ -902,12 +897,26 @@ class Migration:
         self.store.records.put(key, {**doc, "log": identity.to_dict()})
         self.store.records.put("replay:last", {"key": key, "path": identity.path, "status": doc["status"]})
 
-    def unfinished_replay(self) -> str | None:
-        """The log path of the last replay if it did not finish (what ``resume`` continues)."""
+    def unfinished_replay(self, path: str | Path | None = None) -> str | None:
+        """The log path of the last replay (or of ``path``'s) if it did not finish (what ``resume`` continues)."""
+        if path is not None:
+            saved = self._progress(path)
+            last, _ = self.store.records.get("replay:last")
+            started = bool(last) and last.get("key") == progress_key(path) and last.get("status") != "done"
+            return str(Path(path).resolve()) if (saved and saved.get("status") != "done") or (not saved and started) else None
         last, _ = self.store.records.get("replay:last")
         if not last or last.get("status") == "done":
             return None
         return str(last["path"])
+
+    def replayed(self, path: str | Path) -> bool:
+        """Whether a replay of ``path`` saved any progress in this store (finished or not)."""
+        return self._progress(path) is not None
+
+    def replay_started(self, path: str | Path) -> None:
+        """Record that a replay of ``path`` starts, so ``resume`` finds it even if killed before its first save."""
+        resolved = str(Path(path).resolve())
+        self.store.records.put("replay:last", {"key": progress_key(resolved), "path": resolved, "status": "started"})
 
     @staticmethod
     def _entries(src: Source, skip_bad: bool) -> tuple[Iterator[LogEntry], str, list[SkippedLine]]:
@@ -930,6 +939,28 @@ class Migration:
                     raise BadEventLog(f"item {i} of the events given to replay() is a {type(item).__name__}, not an Event")
 
         return entries(), "<events>", []
+
+
+def _with_writes(outcome: Outcome, sandbox: Sandbox) -> Outcome:
+    """The candidate's outcome with the rows its sandboxed run wrote (the graph's state does not hold them)."""
+    writes = sandbox.writes
+    return dataclasses.replace(outcome, writes=writes) if writes else outcome
+
+
+def _refuse_unisolated(event: Event, *runs: Outcome) -> None:
+    """Noise is only learned from re-runs whose state was isolated; a blocked write means it was not."""
+    for run in runs:
+        for w in run.writes:
+            if w.op == "blocked":
+                raise UnisolatedNoiseLearning(
+                    f"noise learning refused to re-run the legacy path of {event.type!r} (event {event.id}): handler "
+                    f"{w.node or '?'!r} writes {w.database}, which no bus declared ({w.statement}), so two runs would not "
+                    "start from the same state. Declare it with bus.database(name, engine or sessionmaker), "
+                    "or turn learning off with Comparator(noise=False)",
+                    database=w.database,
+                    statement=w.statement or "",
+                    node=w.node,
+                )
 
 
 def _delta(now: dict[str, Any], loaded: dict[str, Any] | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_bus import Dispatch, EffectCall, ErrorInfo, Event
+from legacy_bus.database import RowWrite
 from migration_errors import BadEventLog
 
 __all__ = ["Emission", "NodeRun", "Outcome", "OutcomeRecord", "PathName"]
@@ -84,6 +85,7 @@ class Outcome:
     checkpoint: float = 0.0
     cpu: float | None = None
     steps: int = 0
+    writes: tuple[RowWrite, ...] = ()  # rows written through declared databases, and writes blocked
 
     @property
     def error(self) -> ErrorInfo | None:
@@ -98,6 +100,7 @@ class Outcome:
             "error": None if self.error is None else self.error.to_dict(),
             "crashed": self.crashed,
             "duration": self.duration,
+            "writes": [w.to_dict() for w in self.writes],
             "trace": [
                 {"node": r.node, "event_index": r.event_index, "out": list(r.out), "duration": r.duration}
                 for r in self.trace
@@ -167,6 +170,7 @@ class Outcome:
             duration=dispatch.duration,
             node_durations=durations,
             started=dispatch.steps[0].started if dispatch.steps else 0.0,
+            writes=tuple(dispatch.writes),
         )
 
     @classmethod
@@ -305,6 +309,19 @@ class _RunRecord(BaseModel):
     started: float = 0.0
 
 
+class _WriteRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    database: str
+    table: str
+    key: dict[str, Any] = Field(default_factory=dict)
+    op: Literal["insert", "update", "delete", "blocked", "read"]
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    changed: list[str] = Field(default_factory=list)
+    node: str | None = None
+    statement: str | None = None
+
+
 class OutcomeRecord(BaseModel):
     """The validated shape of ``Outcome.to_record()`` (version 1)."""
 
@@ -324,6 +341,7 @@ class OutcomeRecord(BaseModel):
     checkpoint: float = 0.0
     cpu: float | None = None
     steps: int = 0
+    writes: list[_WriteRecord] = Field(default_factory=list)
 
 
 def _effect_from(rec: _EffectRecord) -> EffectCall:
@@ -370,6 +388,8 @@ def _outcome_to_record(self: Outcome) -> dict[str, Any]:
         "checkpoint": self.checkpoint,
         "cpu": self.cpu,
         "steps": self.steps,
+        # Only when there are some: a record without writes reads as before.
+        **({"writes": [w.to_dict() for w in self.writes]} if self.writes else {}),
     }
 
 
@@ -419,6 +439,7 @@ def _outcome_from_record(cls: type[Outcome], data: Any) -> Outcome:
         checkpoint=rec.checkpoint,
         cpu=rec.cpu,
         steps=rec.steps,
+        writes=tuple(RowWrite.from_dict(w.model_dump()) for w in rec.writes),
     )
 
 

@@ -19,7 +19,6 @@ checkpointed and returned.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -68,7 +67,3 @@ class ThreadPruner:
             self.failed += 1
         else:
             self.pruned += 1
-
-    async def aafter(self, saver: Any, config: dict[str, Any]) -> None:
-        """Async twin of ``after`` (the prune runs in a worker thread, off the event loop)."""
-        await asyncio.to_thread(self.after, saver, config)

@@ -73,6 +73,7 @@ MIN_SECRET = 5  # shorter rule-masked values are not scrubbed from free text (to
 # Envelope and structure: never masked, by rule or pattern.
 _EVENT_KEYS = frozenset({"type", "id", "correlation_id", "causation_id", "timestamp"})
 _EMISSION_KEYS = frozenset({"node", "type", "id", "correlation", "depth"})
+_WRITE_KEYS = frozenset({"database", "table", "op", "changed", "node"})
 _CALL_KEYS = frozenset({"port", "mode", "node"})
 
 
@@ -407,6 +408,8 @@ class Redactor:
             out["effects"] = [self.call(c, i, secrets=s) for i, c in enumerate(record["effects"])]
         out["state"] = self._walk(record.get("state"), "state", "", s, frozenset(), False)
         out["errors"] = [self._error(e, s) for e in record.get("errors") or []]
+        if record.get("writes"):  # rows written through declared databases: values scrubbed like the rest
+            out["writes"] = [self._walk(w, "writes", "", s, _WRITE_KEYS, False) for w in record["writes"]]
         runs = []
         flat = 0
         for run in record.get("trace") or []:

@@ -24,7 +24,7 @@ from migration_kit.statistics import rate_bounds
 
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
 
-_INDEX = re.compile(r"\[\d+\]")
+_INDEX = re.compile(r"\[(?:\d+|[^\]\[]*=[^\]\[]*)\]")  # list indices, and row keys of writes ([reference=b1])
 # The tally's bounds (README "Bounds"): past MAX_GROUPS signatures a new finding is counted in
 # ``other`` (occurrences and events) instead of getting a group; past MAX_EXAMPLES divergent events
 # no example is taken (``examples_dropped`` counts them); a group example's value longer than
@@ -36,7 +36,7 @@ MAX_EXAMPLE_CHARS = 2000
 
 
 def signature(node: str | None, diff: Difference, redactor: Redactor | None = None) -> tuple[str, str, str]:
-    """How findings are grouped: the node, the kind, and the path with indices collapsed (masked by ``redactor``)."""
+    """How findings are grouped: the node, the kind, and the path with indices and row keys collapsed (masked by ``redactor``)."""
     path = diff.path if redactor is None else redactor.text(diff.path)
     return (node or diff.node or "?", diff.kind, _INDEX.sub("[*]", path))
 
@@ -317,8 +317,10 @@ class ReplayReport:
     def write_html(self, path: str | Path) -> None:
         """A self-contained HTML page of the report (inline CSS and SVG plots; no script, no network)."""
         from migration_kit.html import render_report
+        from migration_kit.safe_text import for_file
 
-        Path(path).write_text(render_report(self.to_dict(), redactor=self.redactor or redactor_named(self.migration)), encoding="utf-8")
+        page = render_report(self.to_dict(), redactor=self.redactor or redactor_named(self.migration))
+        Path(path).write_text(for_file(page), encoding="utf-8")  # a lone surrogate in the data must not stop the writing
 
 
 def _trimmed(example: dict[str, Any]) -> dict[str, Any]:

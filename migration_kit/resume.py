@@ -29,7 +29,7 @@ from typing import Any
 
 from migration_errors import BadEventLog, MigrationKitError
 
-__all__ = ["LogIdentity", "ReplayInterrupted", "progress_key", "MAX_POINTS"]
+__all__ = ["LogIdentity", "ReplayInterrupted", "STORE_ERRORS", "progress_key", "store_failed", "MAX_POINTS"]
 
 MAX_POINTS = 64
 _BLOCK = 1 << 20
@@ -41,6 +41,38 @@ class ReplayInterrupted(MigrationKitError):
     def __init__(self, message: str, *, line: int, total: int) -> None:
         super().__init__(message)
         self.line, self.total = line, total
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    from redis.exceptions import RedisError
+
+    from migration_errors import StoreUnavailable
+
+    return (StoreUnavailable, RedisError, sqlite3.Error, ConnectionError, TimeoutError)
+
+
+#: What a store failing looks like from inside a replay (the CLI turns it into a resume hint).
+STORE_ERRORS = _store_errors()
+
+# The same, as the type names an Outcome.crash records (the candidate's checkpointer failed).
+_STORE_ERROR_TYPES = ("redis.", "sqlite3.", "migration_errors.StoreUnavailable", "ConnectionRefusedError",
+                      "ConnectionResetError", "ConnectionAbortedError", "ConnectionError", "TimeoutError")  # fmt: skip
+
+
+def store_failed(outcome: Any, store: str) -> None:
+    """Raise ``StoreUnavailable`` if ``outcome`` is a crash of the store under the graph, not of the candidate.
+
+    A replay must stop there (and be resumed) rather than count the event as a candidate error.
+    """
+    if not getattr(outcome, "crashed", False) or not outcome.errors:
+        return
+    err = outcome.errors[0]
+    if err.type.startswith(_STORE_ERROR_TYPES):
+        from migration_errors import StoreUnavailable
+
+        raise StoreUnavailable(f"the candidate's checkpoints in {store} could not be read or written ({err.type}: {err.message})")
 
 
 def progress_key(path: str | Path) -> str:

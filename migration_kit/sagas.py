@@ -43,16 +43,16 @@ next event (``owed`` / ``delivered``).
 
 from __future__ import annotations
 
-import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from legacy_bus import StateStore
 from migration_errors import MigrationKitError
 
+from migration_kit.locks import SagaLocks
 from migration_kit.store import VersionConflict
+from migration_kit.threads import Resumable, classify
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
@@ -64,7 +64,6 @@ SIDES: tuple[Side, ...] = ("legacy", "candidate")
 JOURNAL = "sagas:journal"
 AUDIT = "sagas:audit"
 HINT = "sagas"
-_STRIPES = 256
 
 
 def saga_thread(migration: str, correlation_id: str) -> str:
@@ -125,7 +124,7 @@ class SagaLedger:
     def __init__(self, migration: Migration, states: StateStore) -> None:
         self.migration = migration
         self.states = states
-        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self.locks = SagaLocks()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -137,9 +136,9 @@ class SagaLedger:
     def _key(saga: str) -> str:
         return f"saga:{saga}"
 
-    def lock(self, saga: str) -> threading.Lock:
-        """The in-process lock a saga's events and handovers take (striped; not re-entrant)."""
-        return self._stripes[zlib.crc32(saga.encode()) % _STRIPES]
+    def lock(self, saga: str) -> Any:
+        """Hold the in-process lock of a saga's events and handovers: ``with ledger.lock(saga):`` (one per saga; not re-entrant)."""
+        return self.locks.hold(saga)
 
     def record(self, saga: str) -> tuple[dict[str, Any] | None, int]:
         return self.records.get(self._key(saga))
@@ -273,7 +272,7 @@ class SagaLedger:
         graph = self.migration.graph
         config = self.config(saga)
         snap = graph.get_state(config)
-        if not snap.next:
+        if not isinstance(classify(snap, None), Resumable):  # the one rule (migration_kit.threads)
             return None, None, [], self.candidate_state(saga, doc)
         event = dict(snap.values.get("event") or {})
         if self.migration.policy.cutoff == "resume":

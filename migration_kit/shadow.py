@@ -26,8 +26,10 @@ several of them):
                                 ``migration_kit.report.signature``) -> number of events.
 * ``mk:{M}:shadow:examples``    hash: signature -> the first example (JSON), set once.
 * ``mk:{M}:shadow:dead``        list (capped) of rejected entries: ``{id, error}`` as JSON.
-* latency sketches and counts feed the migration's evidence (``mk:{M}:doc:evidence``,
-  one source per worker ``shadow:<consumer>``), which the policy evaluates.
+* ``mk:{M}:shadow:evidence``    hash: evidence source ``shadow:<consumer>`` -> JSON ``{attempt, evidence}``,
+                                a worker's latency sketches and counts, written by the same script
+                                as its results (so exactly once per event); merged into the
+                                migration's evidence (``Migration.evidence()``), which the policy evaluates.
 * candidate checkpoints: thread ``<M>:<event id>`` in the store's checkpointer
   (``checkpoints.redis_saver``), deleted once the event is recorded.
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import copy
+import gc
 import json
 import logging
 import queue
@@ -56,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_bus import Dispatch, Event, EventBus
 from legacy_bus.effects import _ACTIVE, _SANDBOX
+from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
 from checkpoints.urls import mask_url
 from migration_errors import BadEventLog, ConfigurationError
 
@@ -116,6 +120,10 @@ class ShadowKeys:
     @property
     def dead(self) -> str:
         return f"{self.tag}:shadow:dead"
+
+    @property
+    def evidence(self) -> str:
+        return f"{self.tag}:shadow:evidence"
 
     def done(self, event_id: str) -> str:
         return f"{self.tag}:done:{event_id}"
@@ -202,6 +210,9 @@ def encode_entry(
     return json.dumps(redactor.entry(doc), separators=(",", ":"), default=str).encode()
 
 
+ENTRY_LIMITS = InputLimits(max_depth=DEFAULT_LIMITS.max_depth + 8)  # a log line's bounds; an entry wraps the event a few levels deeper
+
+
 def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
     """Validate one stream entry's JSON into a ``Tapped``.
 
@@ -211,6 +222,11 @@ def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
     """
     if raw is None:
         raise BadShadowEntry(f"stream entry {entry_id} has no 'd' field: expected a JSON shadow entry (written by Migration.attach)")
+    try:  # bounded before it is parsed: a huge or deeply nested entry is dead-lettered, never evaluated
+        ENTRY_LIMITS.check_size(raw)
+        ENTRY_LIMITS.check_depth(raw)
+    except LimitExceeded as exc:
+        raise BadShadowEntry(f"stream entry {entry_id} {exc}") from None
     try:
         doc = ShadowEntry.model_validate_json(raw)
     except ValidationError as exc:
@@ -243,6 +259,7 @@ def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
 # -- the tap ---------------------------------------------------------------------------------
 
 _STOP = object()
+_yield = time.sleep  # _yield(0): let a waiting thread have the GIL
 SETTLE_EVERY = 1.0  # seconds between the sender's checks for sagas to hand back after a rollback
 _TAPS: weakref.WeakKeyDictionary[EventBus, dict[str, ShadowHandle]] = weakref.WeakKeyDictionary()
 _LIVE: weakref.WeakSet[ShadowHandle] = weakref.WeakSet()
@@ -287,7 +304,9 @@ class ShadowHandle:
         batch: int = 200,
         maxlen: int = 100_000,
         timeout: float = 1.0,
+        gc_freeze: bool = True,
     ) -> None:
+        self.gc_freeze = gc_freeze
         self.migration_name = migration.name
         self.bus = migration.legacy
         self.url = url
@@ -313,7 +332,6 @@ class ShadowHandle:
         self._unsent = 0
         self.cutover = Cutover(migration, self.bus)
         self.redactor = redactor_for(migration)
-        self._last_plan_phase: str | None = None
         self._settle_at = 0.0
         self._recovered = False
 
@@ -346,6 +364,8 @@ class ShadowHandle:
             "queued": self.queued,
             "served": dict(c.served),
             "handovers": c.handovers,
+            "store_failures": c.store_failures,  # publishes failed with StoreUnavailable (canary and on)
+            "phase_reads_failed": c.view.failures,
             "last_error": self.last_error,
         }
 
@@ -368,6 +388,7 @@ class ShadowHandle:
         cutover = self.cutover
 
         planned = cutover.plan
+        locks = cutover.ledger.locks
 
         def state_before(event: Event) -> dict[str, Any] | None:
             before = bus.state_store.peek(event.saga_key)
@@ -391,7 +412,6 @@ class ShadowHandle:
             if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
                 return original_dispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
-            handle._last_plan_phase = plan.phase
             if plan.fast:
                 try:
                     before, tp = state_before(event), _traceparent()
@@ -403,7 +423,7 @@ class ShadowHandle:
                 if plan.shadow:
                     shadow((result, before, tp, time.time()))
             else:
-                with cutover.ledger.lock(event.saga_key):
+                with locks.hold(event.saga_key):
                     cutover.prepare(event, plan)
                     tp = _traceparent()
                     if plan.side == "legacy":
@@ -423,7 +443,6 @@ class ShadowHandle:
             if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
                 return await original_adispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
-            handle._last_plan_phase = plan.phase
             if plan.fast:
                 try:
                     before, tp = state_before(event), _traceparent()
@@ -435,20 +454,19 @@ class ShadowHandle:
                 if plan.shadow:
                     shadow((result, before, tp, time.time()))
             else:
-                lock = cutover.ledger.lock(event.saga_key)
-                await asyncio.to_thread(lock.acquire)  # a plain Lock: released below on the loop's thread
-                try:
-                    await asyncio.to_thread(cutover.prepare, event, plan)
+                # The saga's lock is released whatever cancels this task: a waiter that is
+                # cancelled never holds it, and a store call cut off by a cancellation keeps it
+                # until that call's thread returns (migration_kit.locks).
+                async with locks.ahold(event.saga_key) as held:
+                    await held.run(cutover.prepare, event, plan)
                     tp = _traceparent()
                     if plan.side == "legacy":
                         before = state_before(event)
                         result = await original_adispatch(event, capture=True)
-                        item: tuple[Any, ...] = (result, before, tp, time.time())
+                        item = (result, before, tp, time.time())
                     else:
-                        result, outcome, before = await cutover.arun_candidate(event, True)
+                        result, outcome, before = await cutover.arun_candidate(event, True, held.run)
                         item = (outcome, before, tp, time.time())
-                finally:
-                    lock.release()
                 if plan.shadow:
                     shadow(item)
             if result.exception is not None and not capture and bus.on_error == "raise":
@@ -478,6 +496,13 @@ class ShadowHandle:
         self._previous.clear()
 
     def start(self) -> ShadowHandle:
+        if self.gc_freeze:
+            # Entries wait in the queue for the sender across a few young collections, so they are
+            # promoted and trigger full collections; with the process's heap at attach frozen
+            # (the imports, the compiled graph: most of it), a full collection scans only what
+            # came since, and stays short (measured in bench/bench_shadow_tap.py --full-rate).
+            gc.freeze()
+        self.cutover.start()  # one phase read now, then off the publishers' threads
         self._install()
         self._thread = threading.Thread(target=self._run, name=f"mk-shadow-sender[{self.migration_name}]", daemon=True)
         self._thread.start()
@@ -494,6 +519,7 @@ class ShadowHandle:
             taps = _TAPS.get(self.bus)
             if taps is not None and taps.get(self.migration_name) is self:
                 del taps[self.migration_name]
+            self.cutover.close()
         thread, self._thread = self._thread, None
         if thread is not None:
             self._drain_deadline = time.monotonic() + timeout
@@ -566,11 +592,14 @@ class ShadowHandle:
         self._settle_at = now + SETTLE_EVERY
         c = self.cutover
         try:
+            seen = c.view.seen
             if not self._recovered:  # once, on attach: what a crashed process left half done
-                if c.migration.phase != "shadow" or c.ledger.may_have_candidate_sagas():
+                if seen.state is None:
+                    return  # the store has not answered yet
+                if seen.phase != "shadow" or seen.candidate_sagas:
                     c.recover()
                 self._recovered = True
-            if self._last_plan_phase == "rolled_back" or c.migration.phase == "rolled_back":
+            if seen.phase == "rolled_back" and seen.candidate_sagas:
                 if c.ledger.may_have_candidate_sagas():
                     c.settle(reason="rolled back: handed back to legacy", by="rollback")
         except Exception as exc:  # noqa: BLE001 - retried next time; events hand their saga back themselves
@@ -614,6 +643,7 @@ class ShadowHandle:
     def _send(self, items: list[Any]) -> None:
         payloads = []
         for dispatch, before, tp, at in items:
+            _yield(0)  # a publisher waiting for the GIL gets it after one entry, not after the 5 ms switch interval
             try:
                 payloads.append(encode_entry(self.migration_name, dispatch, before, tp, at, redactor=self.redactor))
             except Exception as exc:  # noqa: BLE001 - an unserializable outcome is shed, not fatal
@@ -625,7 +655,9 @@ class ShadowHandle:
             self._client = self._connect()
         pipe = self._client.pipeline(transaction=False)
         stream = self.keys.stream
-        for data in payloads:
+        for i, data in enumerate(payloads):
+            if i % 32 == 31:
+                _yield(0)
             pipe.xadd(stream, {FIELD: data}, maxlen=self.maxlen, approximate=True)
         unreported = self.shed - self._reported_shed
         if unreported:
@@ -639,7 +671,9 @@ def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
     """Hook ``migration.legacy`` and shadow its root publishes into the stream at ``url``.
 
     Idempotent: while a handle of this migration is active on the bus it is
-    returned again. Options: ``queue_size``, ``batch``, ``maxlen``, ``timeout``.
+    returned again. Options: ``queue_size``, ``batch``, ``maxlen``, ``timeout``, ``gc_freeze``
+    (default True: ``gc.freeze()`` once at attach, so full collections skip the heap the process
+    had then and the queued entries cannot make them long).
     """
     from checkpoints.urls import scheme_of
 
@@ -708,6 +742,19 @@ def read_status(client: Any, keys: ShadowKeys) -> dict[str, Any]:
     out["in_flight"] = pending
     out["lag"] = lag
     out["stream_length"] = length
+    return out
+
+
+def worker_evidence(records: Any, keys: ShadowKeys, attempt: int) -> dict[str, dict[str, Any]]:
+    """The evidence workers recorded with their results for ``attempt``: source -> evidence dict."""
+    client = getattr(records, "client", None)
+    if client is None:
+        return {}
+    out = {}
+    for source, raw in client.hgetall(keys.evidence).items():
+        doc = json.loads(raw)
+        if doc.get("attempt") == attempt:
+            out[_text(source)] = doc.get("evidence") or {}
     return out
 
 

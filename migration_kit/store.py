@@ -45,6 +45,10 @@ __all__ = [
 API_DEFAULT_STORE = "memory://"
 CLI_DEFAULT_STORE = "sqlite:///migration-kit.sqlite"
 _SCHEMES = ("memory", "sqlite", "redis", "rediss")
+# Seconds any one Redis call of the store may take (connect, send, reply): where the candidate
+# serves, store calls run on the publisher's thread, and this is their deadline. A URL's own
+# ?socket_timeout= wins.
+STORE_TIMEOUT = 1.0
 
 
 class VersionConflict(MigrationKitError):
@@ -268,7 +272,7 @@ class RedisRecords:
         # Credentials and TLS options come from the URL or MIGRATION_KIT_REDIS_* (see
         # checkpoints/urls.py); only the masked URL is kept, for messages and the repr.
         self.url = mask_url(url)
-        self.client = connect(url)
+        self.client = connect(url, socket_timeout=STORE_TIMEOUT, socket_connect_timeout=STORE_TIMEOUT)
         self._tag = f"mk:{{{namespace}}}"
         self._cas = self.client.register_script(_CAS)
 
@@ -313,6 +317,17 @@ class RedisRecords:
         self.client.close()
 
 
+def _with_deadline(url: str) -> str:
+    """``url`` with ``socket_timeout`` / ``socket_connect_timeout`` = ``STORE_TIMEOUT`` unless it sets them."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    have = {k.lower() for k, _ in query}
+    query += [(k, str(STORE_TIMEOUT)) for k in ("socket_timeout", "socket_connect_timeout") if k not in have]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
 class Store:
     """Opens what a migration keeps at ``url``, lazily, once.
 
@@ -353,7 +368,7 @@ class Store:
                 if self._checkpointer is None:
                     from checkpoints import open_checkpointer
 
-                    self._checkpointer = open_checkpointer(self.url)
+                    self._checkpointer = open_checkpointer(_with_deadline(self.url) if self.scheme in ("redis", "rediss") else self.url)
         return self._checkpointer
 
     @property

@@ -81,23 +81,44 @@ STOP_GRACE = 30.0  # seconds a stopping worker keeps trying to record what it co
 MAX_DEAD = 1000
 FLUSH_TIMEOUT = 10.0  # seconds to wait for queued checkpoint writes before recording a batch
 
-# Record the compared events of one read batch, each once, and acknowledge them,
-# atomically: per event a SET NX on its done marker decides whether the
-# counters and the divergence groups move (an entry delivered twice is counted
-# once), then one XACK takes every entry of the batch.
-# KEYS: counters, groups, examples, stream, then one done marker per event
-# ARGV: consumer, ttl, group, max groups, then per event (in KEYS order):
-#       entry id, divergent, errored, n, then n (signature, example) pairs
+# Record the compared events of one read batch, each once, with the worker's evidence,
+# and acknowledge them, atomically. First every done marker is looked at (an event
+# twice in the batch counts at its first place): when that is not what the worker
+# assumed when it computed the evidence (ARGV[7], one 0/1 per event), nothing is
+# written and the actual flags come back (as {-1, flags...}) for the worker to
+# recompute and call again. Otherwise a SET NX per first-time event moves the
+# counters and the divergence groups, the worker's evidence (ARGV[6], when not
+# empty) replaces its field ARGV[5] of the evidence hash, and one XACK takes every
+# entry of the batch: a worker killed at any point has recorded a batch's counts,
+# groups and evidence all, or none.
+# KEYS: counters, groups, examples, stream, evidence hash, then one done marker per event
+# ARGV: consumer, ttl, group, max groups, evidence field, evidence JSON, expected flags,
+#       then per event (in KEYS order): entry id, divergent, errored, n, then n (signature, example) pairs
 # Returns one 1 (first time) or 0 (already counted) per event.
 _RECORD = """
 local ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[4])
+local flags, seen = {}, {}
+local mismatch = false
+for k = 6, #KEYS do
+  local first = 0
+  if not seen[KEYS[k]] and redis.call('EXISTS', KEYS[k]) == 0 then first = 1 end
+  seen[KEYS[k]] = true
+  flags[#flags + 1] = first
+  if tostring(first) ~= string.sub(ARGV[7], k - 5, k - 5) then mismatch = true end
+end
+if mismatch then
+  local out = {-1}
+  for i = 1, #flags do out[#out + 1] = flags[i] end
+  return out
+end
 local compared, divergent, errors = 0, 0, 0
 local out, ids = {}, {}
-local a = 5
-for k = 5, #KEYS do
+local a = 8
+for k = 6, #KEYS do
   local n = tonumber(ARGV[a + 3])
   ids[#ids + 1] = ARGV[a]
-  if redis.call('SET', KEYS[k], ARGV[1], 'NX', 'EX', ttl) then
+  if flags[k - 5] == 1 then
+    redis.call('SET', KEYS[k], ARGV[1], 'EX', ttl)
     compared = compared + 1
     if ARGV[a + 1] == '1' then divergent = divergent + 1 end
     if ARGV[a + 2] == '1' then errors = errors + 1 end
@@ -107,15 +128,14 @@ for k = 5, #KEYS do
         redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1])
       end
     end
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
   end
+  out[#out + 1] = flags[k - 5]
   a = a + 4 + 2 * n
 end
 if compared > 0 then redis.call('HINCRBY', KEYS[1], 'compared', compared) end
 if divergent > 0 then redis.call('HINCRBY', KEYS[1], 'divergent', divergent) end
 if errors > 0 then redis.call('HINCRBY', KEYS[1], 'errors', errors) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[5], ARGV[5], ARGV[6]) end
 if #ids > 0 then redis.call('XACK', KEYS[4], ARGV[3], unpack(ids)) end
 return out
 """
@@ -273,6 +293,7 @@ class Worker:
         self._evidence = Evidence()
         self._attempt: int | None = None
         self._unsaved = 0
+        self._evidence_suspect = False
         self._saved_at = time.monotonic()
         self._claim_cursor = "0-0"
         self._fresh: set[bytes] = set()
@@ -521,18 +542,52 @@ class Worker:
         return comparison
 
     def _record_batch(self, done: list[tuple[str, Tapped, Comparison]]) -> list[bool]:
-        """Record compared events once each and acknowledge their entries (one script call per chunk)."""
+        """Record compared events once each, with the evidence, and acknowledge their entries (one script call per chunk)."""
         k = self.keys
+        if self._evidence_suspect and self.atomic_evidence:
+            self._reload_evidence()
         firsts: list[bool] = []
         for at in range(0, len(done), RECORD_CHUNK):
-            keys: list[str] = [k.counters, k.groups, k.examples, k.stream]
-            args: list[Any] = [self.consumer, DONE_TTL, GROUP, MAX_GROUPS]
-            for eid, tapped, comparison in done[at : at + RECORD_CHUNK]:
+            chunk = done[at : at + RECORD_CHUNK]
+            keys: list[str] = [k.counters, k.groups, k.examples, k.stream, k.evidence]
+            per_event: list[Any] = []
+            for eid, tapped, comparison in chunk:
                 keys.append(k.done(tapped.event.id))
                 groups = self._record_result(tapped, comparison)
-                args += [eid, int(comparison.divergent), int(comparison.errored), len(groups) // 2, *groups]
-            firsts += [bool(x) for x in self._record(keys=keys, args=args)]
+                per_event += [eid, int(comparison.divergent), int(comparison.errored), len(groups) // 2, *groups]
+            ids = [tapped.event.id for _, tapped, _ in chunk]
+            flags = [int(tapped.event.id not in ids[:i]) for i, (_, tapped, _) in enumerate(chunk)]  # first guess: all new
+            for _ in range(len(chunk) + 2):
+                evidence, doc = self._evidence_with(chunk, flags)
+                head = [self.consumer, DONE_TTL, GROUP, MAX_GROUPS, self.source, doc, "".join(map(str, flags))]
+                try:
+                    reply = [int(x) for x in self._record(keys=keys, args=head + per_event)]
+                except BaseException:
+                    self._evidence_suspect = True  # it may have run: reload what was recorded before retrying
+                    raise
+                if reply and reply[0] == -1:  # some were recorded meanwhile: recompute with what is so
+                    flags = reply[1:]
+                    continue
+                if evidence is not None:
+                    with self._lock:
+                        self._evidence = evidence
+                firsts += [bool(x) for x in reply]
+                break
+            else:
+                raise StoreUnavailable(f"shadow worker {self.consumer}: the done markers kept changing while recording a batch")
         return firsts
+
+    def _evidence_with(self, chunk: list[tuple[str, Tapped, Comparison]], flags: list[int]) -> tuple[Evidence | None, str]:
+        """The worker's evidence with the first-time events of ``chunk`` added, and its stored JSON ("" when not atomic)."""
+        if not self.atomic_evidence:
+            return None, ""
+        with self._lock:
+            evidence = self._evidence.copy()
+            attempt = self._attempt
+        for (_, _, comparison), first in zip(chunk, flags, strict=True):
+            if first:
+                evidence.add(comparison)
+        return evidence, json.dumps({"attempt": attempt, "evidence": evidence.to_dict()}, separators=(",", ":"))
 
     def _record_result(self, tapped: Tapped, comparison: Comparison) -> list[str]:
         """The divergence groups of one comparison: (signature, example) JSON pairs, flattened, masked.
@@ -568,19 +623,40 @@ class Worker:
     def source(self) -> str:
         return f"shadow:{self.consumer}"
 
+    @property
+    def atomic_evidence(self) -> bool:
+        """True when the evidence is recorded with the results (the stream is on the store's Redis)."""
+        m = self.migration
+        return m.store.scheme in ("redis", "rediss") and self.url == m.store.url
+
+    def _reload_evidence(self) -> None:
+        """This worker's evidence as last recorded (after a record call whose reply was lost)."""
+        raw = self._client.hget(self.keys.evidence, self.source)
+        doc = json.loads(raw) if raw else None
+        with self._lock:
+            if doc and doc.get("attempt") == self._attempt:
+                self._evidence = Evidence.from_dict(doc.get("evidence"))
+            else:
+                self._evidence = Evidence()
+            self._evidence_suspect = False
+
     def _load_evidence(self) -> None:
         from migration_kit.migration import EVIDENCE_KEY
 
         m = self.migration
         state = m._read_phase()[0]
         self._attempt = state.attempt
+        if self.atomic_evidence:  # a restarted worker with the same name continues its own evidence
+            self._with_redis(self._reload_evidence)
+            return
         doc, _ = m.store.records.get(EVIDENCE_KEY)
         if doc and doc.get("attempt") == state.attempt and self.source in doc.get("sources", {}):
             # A restarted worker with the same name continues its own evidence.
             self._evidence = Evidence.from_dict(doc["sources"][self.source])
 
     def _add_evidence(self, comparison: Comparison) -> None:
-        self._evidence.add(comparison)
+        if not self.atomic_evidence:  # atomic: already added, and recorded with the batch
+            self._evidence.add(comparison)
         self._unsaved += 1
 
     def _maybe_save(self) -> None:
@@ -598,7 +674,7 @@ class Worker:
                     self._evidence, self._attempt = Evidence(), state.attempt
                 snapshot = self._evidence.copy()
                 self._unsaved = 0
-            if snapshot.compared:
+            if snapshot.compared and not self.atomic_evidence:
                 m._save_evidence(self.source, snapshot, state.attempt)
             self._saved_at = time.monotonic()
             decision = m.decide()

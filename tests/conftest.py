@@ -7,6 +7,9 @@
 - ``redis_cluster`` (session): a 3-master Redis Cluster on loopback ports;
   ``.url`` (one node; cluster clients discover the rest), ``.ports``,
   ``.flushall()``. Started only by tests that ask for it.
+- ``postgres_server`` (session): a PostgreSQL server (``initdb`` + ``pg_ctl``,
+  run as a non-root user) on a free loopback port; ``postgres_url``
+  (function): a fresh, empty database on it, as a SQLAlchemy URL.
 
 The servers are real (``tests/servers.py``); if ``redis-server`` is missing the
 session errors instead of skipping. No fakes of Redis.
@@ -28,7 +31,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from servers import RedisCluster, RedisServer  # noqa: E402
+from servers import PostgresServer, RedisCluster, RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +61,22 @@ def redis_cluster() -> Iterator[RedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session (stopped at the end)."""
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A SQLAlchemy URL of a new, empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database(f"t{next(_databases)}")

@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 
 __all__ = [
+    "PostgresServer",
+    "PostgresServerError",
     "RedisCluster",
     "RedisServer",
     "RedisServerError",
@@ -275,18 +277,36 @@ class RedisServer:
             raise
         return cls(port=port, process=proc, workdir=workdir, tls=tls)
 
+    args: tuple[str, ...] = ()
+    """The extra arguments it was started with (``restart`` uses them again)."""
+
     @classmethod
-    def start(cls, *extra_args: str) -> RedisServer:
-        """Start a server on a free port and wait until it answers PING."""
+    def start(cls, *extra_args: str, port: int | None = None) -> RedisServer:
+        """Start a server on a free port (or ``port``) and wait until it answers PING."""
         workdir = tempfile.mkdtemp(prefix="redis-test-")
-        port = free_port()
+        port = port or free_port()
         proc = _spawn(port, workdir, *extra_args)
         try:
             _wait_ping(proc, port, workdir)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return cls(port=port, process=proc, workdir=workdir)
+        return cls(port=port, process=proc, workdir=workdir, args=tuple(extra_args))
+
+    def kill(self) -> None:
+        """SIGKILL the server (its directory, and an AOF in it, stay for ``restart``)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        log = getattr(self.process, "_log", None)
+        if log is not None:
+            log.close()
+
+    def restart(self) -> None:
+        """Start it again on the same port and directory (with AOF on, it reloads its data)."""
+        self.kill()
+        self.process = _spawn(self.port, self.workdir, *self.args)
+        _wait_ping(self.process, self.port, self.workdir)
 
     def cli(self, *args: str) -> str:
         """Run ``redis-cli`` against this server and return its stdout."""
@@ -382,4 +402,107 @@ class RedisCluster:
         """Stop every node and delete the temporary directory."""
         for proc in self.processes:
             _terminate(proc)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+
+class PostgresServerError(RuntimeError):
+    """A test PostgreSQL server could not be found, started or made ready."""
+
+
+def postgres_bindir() -> str:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` holding ``initdb`` and ``pg_ctl``, or raise."""
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    if not found:
+        raise PostgresServerError(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); the tests need a real server: "
+            "`apt-get install postgresql` (make test does it)"
+        )
+    return os.path.dirname(found[-1])
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server (``initdb`` + ``pg_ctl``) in a temporary directory, on a loopback port.
+
+    PostgreSQL refuses to run as root, so under root it runs as the ``postgres``
+    system user (created with ``useradd`` when missing); otherwise as the
+    current user. Authentication is ``trust`` on loopback only.
+    """
+
+    port: int
+    workdir: str
+    user: str | None  # the OS user the server runs as (None: the current one)
+    bindir: str
+    host: str = _HOST
+
+    @property
+    def datadir(self) -> str:
+        return os.path.join(self.workdir, "data")
+
+    def url(self, database: str = "postgres") -> str:
+        """A SQLAlchemy URL (psycopg 3) for ``database``."""
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{database}"
+
+    @staticmethod
+    def _as(user: str | None, cmd: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+        import shlex
+
+        full = cmd if user is None else ["su", user, "-s", "/bin/sh", "-c", shlex.join(cmd)]
+        return subprocess.run(full, capture_output=True, text=True, timeout=timeout)
+
+    @classmethod
+    def start(cls, timeout: float = 60.0) -> PostgresServer:
+        """initdb a fresh cluster, start it with ``pg_ctl -w`` (it waits until the server accepts connections)."""
+        import pwd
+
+        bindir = postgres_bindir()
+        user: str | None = None
+        if os.geteuid() == 0:
+            user = "postgres"
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", user], check=True, timeout=30)
+        workdir = tempfile.mkdtemp(prefix="mk-postgres-")
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(workdir, entry.pw_uid, entry.pw_gid)
+            os.chmod(workdir, 0o700)
+        port = free_port()
+        server = cls(port, workdir, user, bindir)
+        init = cls._as(user, [f"{bindir}/initdb", "-D", server.datadir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+        if init.returncode != 0:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise PostgresServerError(f"initdb failed:\n{init.stdout[-1500:]}\n{init.stderr[-1500:]}")
+        options = f"-p {port} -k {workdir} -c listen_addresses={_HOST} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        log = os.path.join(workdir, "postgres.log")
+        started = cls._as(user, [f"{bindir}/pg_ctl", "-D", server.datadir, "-l", log, "-o", options, "-w", "-t", str(int(timeout)), "start"], timeout + 10)
+        if started.returncode != 0:
+            text = open(log, errors="replace").read()[-2000:] if os.path.exists(log) else ""
+            server.stop()
+            raise PostgresServerError(f"pg_ctl start failed on port {port}:\n{started.stderr[-1000:]}\n{text}")
+        ready = subprocess.run([f"{bindir}/pg_isready", "-h", _HOST, "-p", str(port), "-t", str(int(timeout))], capture_output=True, text=True, timeout=timeout + 10)
+        if ready.returncode != 0:
+            server.stop()
+            raise PostgresServerError(f"PostgreSQL on port {port} is not ready: {ready.stdout.strip()}")
+        return server
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database; returns its URL."""
+        import psycopg
+
+        with psycopg.connect(host=self.host, port=self.port, user="postgres", dbname="postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown, waiting for it) and remove its directory."""
+        if os.path.exists(os.path.join(self.datadir, "postmaster.pid")):
+            self._as(self.user, [f"{self.bindir}/pg_ctl", "-D", self.datadir, "-m", "fast", "-w", "stop"])
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -3,11 +3,14 @@
 Environment (read by the candidate's nodes only):
     MK_MARKERS  a file the candidate's ``price`` node appends "<order>" to on every run
     MK_HOLD_AT  an order number: the candidate's ``charge`` node creates MK_HOLD_FILE and sleeps
+    MK_KILL_AT  ``<node>:<order>``: the candidate's node (price, charge, ship) SIGKILLs its own process
+                when it handles that order (a kill inside a node, at a known event)
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -51,7 +54,13 @@ def refund(e, ctx):
     return Event(type="Refunded", payload={"order": e.payload["order"], "was": was, "total": ctx.state.get("total")})
 
 
+def _kill_point(node: str, order: int) -> None:
+    if os.environ.get("MK_KILL_AT") == f"{node}:{order}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _price_candidate(e, ctx):
+    _kill_point("price", e.payload["n"])
     markers = os.environ.get("MK_MARKERS")
     if markers:
         with open(markers, "a") as fh:
@@ -60,6 +69,7 @@ def _price_candidate(e, ctx):
 
 
 def _charge_candidate(e, ctx):
+    _kill_point("charge", e.payload["order"])
     hold = os.environ.get("MK_HOLD_AT")
     if hold and int(hold) == e.payload["order"]:
         Path(os.environ["MK_HOLD_FILE"]).touch()
@@ -68,6 +78,7 @@ def _charge_candidate(e, ctx):
 
 
 def _ship_candidate(e):
+    _kill_point("ship", e.payload["order"])
     out = ship(e)
     if out is not None and e.payload["order"] % 50 == 7:
         return Event(type="Shipped", payload={**out.payload, "queue": "freight"})

@@ -107,6 +107,11 @@ def test_two_workers_one_killed_mid_way_compare_all_1000_events_exactly_once(red
     assert done_markers(r) == 1000
     assert r.xinfo_groups(KEYS.stream)[0]["lag"] == 0
     assert checkpoint_keys(r) == []  # every compared event's graph thread was dropped, the killed run's too
+    # The evidence is recorded with the results: the killed worker's counts neither lost nor doubled.
+    m = shadow_app.migration(store=redis_url)
+    assert m.status()["compared"] == m.evidence().compared == 1000
+    assert m.evidence().latency["candidate"].count == 1000
+    m.close()
 
 
 def test_sigterm_drains_in_flight_work_and_exits_0(redis_url):
