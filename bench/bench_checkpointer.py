@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/bench_checkpointer.py [--invocations N] [--rounds R]
 
-Each invocation uses a new thread id, the sync API (``graph.invoke``) and
-LangGraph's default durability. Rounds are interleaved in one process
-(memory, ours, peer, memory, ours, peer, ...) so drift hits all three alike.
+Each invocation uses a new thread id and the sync API (``graph.invoke``), under
+LangGraph's default ``durability="async"`` and then under ``"sync"``. Rounds
+are interleaved in one process (memory, ours, peer, memory, ours, peer, ...)
+so drift hits all three alike.
 Compared:
 
 - ``InMemorySaver`` (LangGraph; no I/O: the ceiling),
@@ -13,16 +14,13 @@ Compared:
 
 Both Redis savers use their own key prefix on one ``redis-server`` that the
 script starts on a free loopback port (no persistence) and stops at the end.
-Round trips are counted by a redis-py connection class that counts every
-request written to the socket (a pipeline counts once), per checkpointer
-method, and cross-checked with ``INFO commandstats``.
+Round trips of ours are counted three ways: scripts run by the server (``INFO
+commandstats``), requests written to the socket (a counting redis-py
+connection class), and the times a call blocked for replies (the saver's
+pipeline counts them: each is one round trip on some call's path).
 
-Ours runs twice: as configured by default (``write_behind=False``: every write
-waits for its reply, so every checkpoint is durable when ``invoke`` returns)
-and with the opt-in ``write_behind=True`` (writes issued under LangGraph's
-async durability are pipelined by one background writer).
-
-Goals (issue 3): ours >= 0.8x InMemorySaver and >= 2.2x the peer.
+Goals (issue 22): under ``"async"`` ours >= 0.8x InMemorySaver and >= 2.2x the
+peer; under ``"sync"`` the figure and the round trips per step that bound it.
 """
 
 from __future__ import annotations
@@ -113,7 +111,7 @@ def counting_client(url: str) -> redis.Redis:
 
 
 class MethodCounter:
-    """Wraps a saver's methods to count calls and the round trips made inside them."""
+    """Wraps a saver's methods to count their calls."""
 
     METHODS = ("get_tuple", "put", "put_writes", "list")
 
@@ -138,11 +136,12 @@ class MethodCounter:
 # -- benchmark ------------------------------------------------------------------
 
 
-def run_once(graph: Any, invocations: int) -> float:
+def run_once(graph: Any, invocations: int, durability: str = "async") -> float:
     """Invoke ``graph`` ``invocations`` times with fresh threads; return ops/s."""
     start = time.perf_counter()
     for _ in range(invocations):
-        out = graph.invoke({"value": 0, "trail": []}, {"configurable": {"thread_id": str(uuid.uuid4())}})
+        config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+        out = graph.invoke({"value": 0, "trail": []}, config, durability=durability)
         assert out["value"] == NODES, out
     return invocations / (time.perf_counter() - start)
 
@@ -151,32 +150,39 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
 
 
-def count_round_trips(url: str, builder: StateGraph, invocations: int = 50) -> dict[str, Any]:
-    """Round trips of our saver: per method with the default (write_behind=False), per invoke with write-behind."""
+def count_round_trips(url: str, builder: StateGraph, durability: str, invocations: int = 50) -> dict[str, Any]:
+    """Round trips of our saver under ``durability``: scripts, requests and blocking waits per invoke."""
     admin = redis.Redis.from_url(url)
-    out: dict[str, Any] = {}
-    for mode, write_behind in (("strict", False), ("default", True)):
-        saver = RedisSaver(counting_client(url), key_prefix=f"bench-count-{mode}", write_behind=write_behind)
-        counter = MethodCounter(saver)
-        graph = builder.compile(checkpointer=saver)
-        graph.invoke({"value": 0, "trail": []}, {"configurable": {"thread_id": "warm"}})
-        saver.flush()
-        counter.calls.clear()
-        counter.trips.clear()
-        admin.config_resetstat()
-        requests_before = _COUNTS["requests"]
-        for _ in range(invocations):
-            graph.invoke({"value": 0, "trail": []}, {"configurable": {"thread_id": str(uuid.uuid4())}})
-        saver.flush()
-        stats = commandstats(admin)
-        out[mode] = {
-            "per_call": {m: counter.trips[m] / counter.calls[m] for m in counter.METHODS if counter.calls[m]},
-            "calls": {m: counter.calls[m] / invocations for m in counter.METHODS if counter.calls[m]},
-            "requests": (_COUNTS["requests"] - requests_before) / invocations,
-            "scripts": (stats.get("evalsha", 0) + stats.get("eval", 0)) / invocations,
-        }
-        saver.close()
+    saver = RedisSaver(counting_client(url), key_prefix=f"bench-count-{durability}")
+    counter = MethodCounter(saver)
+    graph = builder.compile(checkpointer=saver)
+    graph.invoke({"value": 0, "trail": []}, {"configurable": {"thread_id": "warm"}}, durability=durability)
+    counter.calls.clear()
+    admin.config_resetstat()
+    requests_before, waits_before = _COUNTS["requests"], saver._pipe.waits
+    for _ in range(invocations):
+        graph.invoke({"value": 0, "trail": []}, {"configurable": {"thread_id": str(uuid.uuid4())}}, durability=durability)
+    stats = commandstats(admin)
+    out = {
+        "calls": {m: counter.calls[m] / invocations for m in counter.METHODS if counter.calls[m]},
+        "requests": (_COUNTS["requests"] - requests_before) / invocations,
+        "scripts": (stats.get("evalsha", 0) + stats.get("eval", 0)) / invocations,
+        "waits": (saver._pipe.waits - waits_before) / invocations,
+    }
+    saver.close()
     return out
+
+
+def measure(graphs: dict[str, Any], rounds: int, invocations: int, durability: str) -> dict[str, float]:
+    """Interleaved rounds of every graph under ``durability``; mean ops/s per checkpointer."""
+    for graph in graphs.values():  # warm up imports, scripts, connections
+        run_once(graph, 20, durability)
+    results: dict[str, list[float]] = defaultdict(list)
+    for r in range(rounds):
+        for name, graph in graphs.items():
+            results[name].append(run_once(graph, invocations, durability))
+        print(f"{durability} round {r + 1}: " + ", ".join(f"{n} {results[n][-1]:,.0f}/s" for n in graphs), flush=True)
+    return {name: sum(v) / len(v) for name, v in results.items()}
 
 
 def main() -> int:
@@ -192,54 +198,39 @@ def main() -> int:
         contenders: dict[str, Any] = {
             "InMemorySaver": InMemorySaver(),
             "checkpoints.RedisSaver": RedisSaver.from_url(url, key_prefix="bench-ours"),
-            "  ... write_behind=True": RedisSaver.from_url(url, key_prefix="bench-wb", write_behind=True),
         }
         if PeerRedisSaver is not None:
             contenders["plainredis.RedisSaver"] = PeerRedisSaver(url=url, prefix="bench-peer")
         graphs = {name: builder.compile(checkpointer=saver) for name, saver in contenders.items()}
-
-        for graph in graphs.values():  # warm up imports, scripts, connections
-            run_once(graph, 20)
-
-        results: dict[str, list[float]] = defaultdict(list)
-        for r in range(opts.rounds):
-            for name, graph in graphs.items():
-                results[name].append(run_once(graph, opts.invocations))
-            print(f"round {r + 1}: " + ", ".join(f"{n} {results[n][-1]:,.0f}/s" for n in graphs), flush=True)
-
-        trips = count_round_trips(url, builder)
-
-        mean = {name: sum(v) / len(v) for name, v in results.items()}
-        best = {name: max(v) for name, v in results.items()}
         ours, mem, peer = "checkpoints.RedisSaver", "InMemorySaver", "plainredis.RedisSaver"
+        means = {d: measure(graphs, opts.rounds, opts.invocations, d) for d in ("async", "sync")}
+        trips = {d: count_round_trips(url, builder, d) for d in ("async", "sync", "exit")}
+
         print()
         print(
-            f"5-node chain, new thread per invoke, sync invoke, default durability; "
-            f"{opts.rounds} interleaved rounds x {opts.invocations} invocations"
+            f"5-node chain, new thread per invoke, sync invoke; "
+            f"{opts.rounds} interleaved rounds x {opts.invocations} invocations per durability"
         )
-        print(f"{'checkpointer':<28}{'mean ops/s':>12}{'best ops/s':>12}{'vs memory':>11}{'vs peer':>9}")
-        for name in graphs:
-            vs_peer = f"{mean[name] / mean[peer]:.2f}x" if peer in mean else "-"
-            print(f"{name:<28}{mean[name]:>12,.0f}{best[name]:>12,.0f}{mean[name] / mean[mem]:>10.2f}x{vs_peer:>9}")
+        print(f"{'durability':<12}{'checkpointer':<26}{'mean ops/s':>12}{'vs memory':>11}{'vs peer':>9}")
+        for d, mean in means.items():
+            for name in graphs:
+                vs_peer = f"{mean[name] / mean[peer]:.2f}x" if peer in mean else "-"
+                print(f"{d:<12}{name:<26}{mean[name]:>12,.0f}{mean[name] / mean[mem]:>10.2f}x{vs_peer:>9}")
+        mean = means["async"]
         print()
-        print(f"goals: ours >= 0.80x InMemorySaver -> {mean[ours] / mean[mem]:.2f}x", end="")
+        print(f"goals (async): ours >= 0.80x InMemorySaver -> {mean[ours] / mean[mem]:.2f}x", end="")
         if peer in mean:
             print(f";  ours >= 2.20x plainredis -> {mean[ours] / mean[peer]:.2f}x")
         else:
             print("  (plainredis not installed)")
         print()
-        strict, default = trips["strict"], trips["default"]
-        print("round trips of checkpoints.RedisSaver (requests written to the socket; EVALSHA counted by INFO commandstats)")
-        for method in MethodCounter.METHODS:
-            if method in strict["per_call"]:
-                print(
-                    f"  {method:<11} {strict['per_call'][method]:.2f} per call (write_behind=False), "
-                    f"{strict['calls'][method]:.0f} calls per invoke"
-                )
-        print(
-            f"  per invoke: write_behind=False {strict['requests']:.1f} requests / {strict['scripts']:.1f} scripts; "
-            f"write_behind=True {default['requests']:.1f} requests / {default['scripts']:.1f} scripts (writes pipelined in batches)"
-        )
+        print("round trips of checkpoints.RedisSaver per invoke (5 steps; INFO commandstats / socket / blocking waits)")
+        for d, t in trips.items():
+            calls = ", ".join(f"{m} {n:.0f}" for m, n in t["calls"].items())
+            print(
+                f"  {d:<6} {t['scripts']:.1f} scripts, {t['requests']:.1f} requests, {t['waits']:.1f} waits "
+                f"({t['waits'] / NODES:.2f} per step); calls: {calls}"
+            )
         for saver in contenders.values():
             close = getattr(saver, "close", None)
             if callable(close):

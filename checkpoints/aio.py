@@ -1,6 +1,9 @@
-"""``AsyncRedisSaver``: the asyncio twin of ``RedisSaver`` (same layout, scripts and plans).
+"""``AsyncRedisSaver``: the asyncio twin of ``RedisSaver`` (same layout, scripts, plans and durability rules).
 
-The key layout is documented at the top of ``checkpoints/redis_saver.py``.
+The key layout is documented at the top of ``checkpoints/redis_saver.py``; the
+rules for what a write waits for in ``checkpoints/durability.py``. Here the
+writes of one thread run as one chain of tasks (each starts when the one before
+it has its reply), so Redis sees them in the order LangGraph issued them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from redis.exceptions import NoPermissionError, NoScriptError
 
 from checkpoints import scripts
 from checkpoints.connection import UNREACHABLE, aconnect, unavailable
+from checkpoints.durability import AckLedger, Policy, write_policy
 from checkpoints.redis_saver import _EVAL, _ITEM, DEFAULT_KEY_PREFIX, Plan, _RedisSaverCore
 from checkpoints.scripts import Script
 from checkpoints.serde import AllowedTypes, checkpoint_serde
@@ -53,6 +57,8 @@ class AsyncRedisSaver(_RedisSaverCore):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
+        self._ledger = AckLedger()
+        self._tails: dict[str, asyncio.Future[None]] = {}  # per thread: its newest write's task
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -94,9 +100,62 @@ class AsyncRedisSaver(_RedisSaverCore):
             await saver.aclose()
 
     async def aclose(self) -> None:
-        """Close the Redis client if this saver opened it."""
-        if self._owns_client:
-            await self.client.aclose()
+        """Wait for the writes in flight, then close the Redis client if this saver opened it."""
+        try:
+            await self.aflush()
+        finally:
+            if self._owns_client:
+                await self.client.aclose()
+
+    async def aflush(self) -> None:
+        """Wait until every checkpoint write made so far is acknowledged; raise a failed one (once)."""
+        while self._tails:
+            await asyncio.wait(list(self._tails.values()))
+        error = self._ledger.take_error()
+        if error is not None:
+            raise error
+
+    # -- durability: the rules of checkpoints/durability.py on chains of tasks --
+
+    async def _write(self, base: str, script: Script, keys: list[str], args: list[Any], policy: Policy) -> None:
+        ledger = self._ledger
+        error = ledger.take_error(base)
+        if error is not None:
+            raise error
+        seq = ledger.sent(base)
+        task = asyncio.ensure_future(self._chained(self._tails.get(base), base, seq, script, keys, args))
+        self._tails[base] = task
+        ticket = ledger.ticket(base, seq, policy)
+        if ticket is not None:
+            await self._until(base, ticket)
+
+    async def _chained(
+        self, prev: asyncio.Future[None] | None, base: str, seq: int, script: Script, keys: list[str], args: list[Any]
+    ) -> None:
+        if prev is not None and not prev.done():
+            await asyncio.wait([prev])
+        error: BaseException | None = None
+        try:
+            await self._eval(script, keys, args)
+        except Exception as e:  # noqa: BLE001 - recorded, raised to whoever waits for this write
+            error = e
+        finally:
+            self._ledger.acked(base, seq, error)
+            if self._tails.get(base) is asyncio.current_task():
+                del self._tails[base]
+
+    async def _until(self, base: str, ticket: Any) -> None:
+        while not self._ledger.satisfied(base, ticket):
+            await asyncio.wait([self._tails[base]])
+        error = self._ledger.release(base, ticket)
+        if error is not None:
+            raise error
+
+    async def _fence(self, thread_id: Any) -> None:
+        base = self.keys.base(str(thread_id))
+        ticket = self._ledger.fence(base)
+        if ticket is not None:
+            await self._until(base, ticket)
 
     # -- I/O ------------------------------------------------------------------
 
@@ -144,6 +203,7 @@ class AsyncRedisSaver(_RedisSaverCore):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch a checkpoint (the newest without ``checkpoint_id``) with its blobs and writes: one round trip."""
         keys, args = self._get_call(config)
+        await self._fence(config["configurable"]["thread_id"])
         return self._first_tuple(config, await self._eval(scripts.FETCH, keys, args))
 
     async def alist(
@@ -155,6 +215,10 @@ class AsyncRedisSaver(_RedisSaverCore):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         """List checkpoints newest first; ``config=None`` lists every thread (SCAN on all masters)."""
+        if config is None:
+            await self.aflush()
+        else:
+            await self._fence(config["configurable"]["thread_id"])
         async for item in self._drive(self._list_plan(config, filter, before, limit)):
             yield item
 
@@ -165,9 +229,9 @@ class AsyncRedisSaver(_RedisSaverCore):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Store a checkpoint and its new channel values atomically: one round trip."""
+        """Store a checkpoint and its new channel values atomically, acknowledged as the run's durability says."""
         keys, args, out = self._put_call(config, checkpoint, metadata, new_versions)
-        await self._eval(scripts.PUT, keys, args)
+        await self._write(keys[0][:-3], scripts.PUT, keys, args, write_policy(config["configurable"], checkpoint=True))
         return out
 
     async def aput_writes(
@@ -177,26 +241,31 @@ class AsyncRedisSaver(_RedisSaverCore):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        """Store a task's pending writes atomically: one round trip."""
+        """Store a task's pending writes atomically, acknowledged as the run's durability says."""
         call = self._put_writes_call(config, writes, task_id, task_path)
         if call is not None:
-            await self._eval(scripts.PUT_WRITES, *call)
+            keys, args = call
+            policy = write_policy(config["configurable"], checkpoint=False)
+            await self._write(keys[0][:-3], scripts.PUT_WRITES, keys, args, policy)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        """Delete every checkpoint, blob and write of a thread (all namespaces)."""
+        """Delete every checkpoint, blob and write of a thread (all namespaces), behind its writes in flight."""
         base = self.keys.base(str(thread_id))
-        await self._eval(scripts.DELETE_THREAD, [base + "nss"], [base])
+        await self._write(base, scripts.DELETE_THREAD, [base + "nss"], [base], Policy.ACK)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) created by these runs, in every thread."""
+        await self.aflush()
         await self._run(self._delete_for_runs_plan(run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and write of one thread into another (merging)."""
+        await self.aflush()
         await self._run(self._copy_plan(source_thread_id, target_thread_id))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Keep only the newest checkpoint per namespace (``keep_latest``, DeltaChannel-safe) or delete all."""
+        await self.aflush()
         await self._run(self._prune_plan(thread_ids, strategy))
 
     # -- sync API: from another thread, through the saver's event loop --------

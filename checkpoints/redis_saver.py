@@ -20,7 +20,11 @@ slot and every per-thread operation is one atomic Lua script on one node:
                            bytes, task_path, idx] (pending writes)
 
 With a TTL, every write refreshes the expiry of all the thread's keys, so a
-thread lives until ``ttl`` seconds after its last write. Cross-thread
+thread lives until ``ttl`` seconds after its last write. Writes (``PUT``,
+``PUT_WRITES``, ``DELETE_THREAD``) of a standalone server go over one
+pipelined connection, so Redis applies a thread's scripts in the order
+LangGraph issued them; what waits for their replies is the run's durability
+(``checkpoints/durability.py``). Cross-thread
 operations (``list`` without a thread, ``delete_for_runs``) SCAN every master
 for ``P:{*}:nss``.
 """
@@ -51,11 +55,12 @@ from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from checkpoints import scripts
 from checkpoints.connection import UNREACHABLE, connect, is_cluster, unavailable
+from checkpoints.durability import Policy, write_policy
 from checkpoints.scripts import Script
 from checkpoints.serde import AllowedTypes, checkpoint_serde
 from checkpoints.urls import mask_url
 from checkpoints.threaded import ThreadedAsync
-from checkpoints.write_behind import WriteBehind
+from checkpoints.write_behind import Pipeline
 from migration_errors import ConfigurationError, StoreUnavailable
 
 __all__ = ["DEFAULT_KEY_PREFIX", "KeyScheme", "RedisSaver"]
@@ -274,11 +279,6 @@ class _RedisSaverCore(BaseCheckpointSaver[str]):
         cid = conf.get("checkpoint_id")
         return keys, (["ids", cid] if cid else ["latest"])
 
-    @staticmethod
-    def _written_behind(conf: dict[str, Any]) -> bool:
-        """Whether LangGraph issued this write under ``durability="async"``."""
-        return "__pregel_runtime" in conf and conf.get("__pregel_durability", "async") == "async"
-
     def _tuple(self, thread_id: Any, ns: str, rec: list[Any]) -> CheckpointTuple:
         cid_b, ckpt, meta, parent, fields, blobs, writes = rec
         loads = self.serde.loads_typed
@@ -483,18 +483,18 @@ def _describe(client: Any) -> str:
 class RedisSaver(ThreadedAsync, _RedisSaverCore):
     """LangGraph checkpoint saver on plain Redis (sync; async methods run in a thread).
 
-    One round trip per ``put``, ``put_writes`` and ``get_tuple``; works on a
+    One script call per ``put``, ``put_writes`` and ``get_tuple``; works on a
     standalone server, Valkey, or a Redis Cluster (per-thread hash tags).
 
-    By default every write waits for Redis's acknowledgement, so when
-    ``invoke`` returns, every checkpoint it made is durable (what a production
-    graph that acknowledges upstream messages after ``invoke`` needs).
-    ``write_behind=True`` trades that for throughput: under LangGraph's
-    ``durability="async"`` the writes go to one ordered background writer that
-    batches them into pipelines (see ``checkpoints/write_behind.py``); reads
-    through the saver still see them, but ``invoke`` may return a few
-    milliseconds before its last checkpoint is acknowledged (``flush()``,
-    ``close()`` and interpreter exit wait for them).
+    Writes follow the durability of the run that makes them (see
+    ``checkpoints/durability.py``): under LangGraph's default
+    ``durability="async"`` they go out pipelined on one ordered connection
+    while the graph moves on, and the run's writes are acknowledged by Redis
+    before ``invoke`` returns; under ``"sync"`` each checkpoint is
+    acknowledged before the next step; under ``"exit"`` the run's writes go
+    out together at its end and are acknowledged before it returns. A read of
+    a thread (``get_tuple``, ``list``) first waits for that thread's writes in
+    flight. On a Redis Cluster every write waits for its own reply.
 
     Args:
         client: A ``redis.Redis`` or ``redis.cluster.RedisCluster`` created with
@@ -508,8 +508,6 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
             as plain data.
         encryption_key: AES key (16/24/32 bytes, or hex/base64 text) to encrypt
             checkpoints at rest; ``None`` reads ``MIGRATION_KIT_CHECKPOINT_KEY``.
-        write_behind: Batch ``durability="async"`` writes in the background
-            (opt-in); the default, ``False``, makes every write wait for Redis.
 
     Example:
         ```python
@@ -518,9 +516,8 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
         ```
     """
 
-    def __init__(self, client: Any, *, write_behind: bool = False, **kwargs: Any) -> None:
+    def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
-        self._writer: WriteBehind | None = WriteBehind(self._send_batch) if write_behind else None
         # On a standalone server, script calls go over private connections
         # (same class and options as the client's pool) with pre-encoded RESP:
         # redis-py's generic command path costs more CPU than the round trip.
@@ -529,6 +526,7 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
         self._pool = pool
         self._idle: list[Any] = []
         self._idle_lock = threading.Lock()
+        self._pipe: Pipeline | None = Pipeline(self._connection, self._load_scripts, self._url) if self._direct else None
 
     @classmethod
     @contextmanager
@@ -541,7 +539,6 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
         serde: SerializerProtocol | None = None,
         allowed_types: AllowedTypes = (),
         encryption_key: bytes | str | None = None,
-        write_behind: bool = False,
     ) -> Iterator[RedisSaver]:
         """Open a saver for ``url`` (cluster detected, or forced by ``?cluster=true``); close it on exit.
 
@@ -556,7 +553,6 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
             serde=serde,
             allowed_types=allowed_types,
             encryption_key=encryption_key,
-            write_behind=write_behind,
         )
         try:
             yield saver
@@ -573,15 +569,12 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
         serde: SerializerProtocol | None = None,
         allowed_types: AllowedTypes = (),
         encryption_key: bytes | str | None = None,
-        write_behind: bool = False,
     ) -> RedisSaver:
         """Open a saver for ``url`` that the caller closes with ``close()``."""
         serde = checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key)  # fail before connecting
         client = connect(url)
         try:
-            saver = cls(
-                client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url, write_behind=write_behind
-            )
+            saver = cls(client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url)
             saver._load_scripts()  # so no hot-path call pays a NOSCRIPT round trip
             return saver
         except BaseException:
@@ -595,15 +588,12 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
         self.close()
 
     def close(self) -> None:
-        """Flush queued writes, then close the Redis client if this saver opened it."""
+        """Wait for the writes in flight (10s at most), then close the Redis client if this saver opened it."""
         try:
-            if self._writer is not None and not self._writer.close():
-                raise StoreUnavailable(
-                    f"{self._writer.pending} checkpoint writes to {self._url} were not acknowledged "
-                    "within 10s of close(); is Redis reachable?"
-                )
-            self._raise_background_error()
+            self.flush(10.0)
         finally:
+            if self._pipe is not None:
+                self._pipe.close()
             with self._idle_lock:
                 idle, self._idle = self._idle, []
             for conn in idle:
@@ -612,54 +602,44 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
                 self.client.close()
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every checkpoint write queued so far is acknowledged by Redis.
+        """Wait until every checkpoint write sent so far is acknowledged by Redis.
+
+        Runs return with their writes acknowledged already; this is for writes
+        queued on purpose (``_queue_delete_thread``) and for failures nobody
+        waited for.
 
         Raises:
             StoreUnavailable: the timeout passed first.
-            Exception: a background write failed (its error, once).
+            Exception: a write failed (its error, once).
         """
-        if self._writer is not None and not self._writer.flush(timeout):
+        if self._pipe is not None and not self._pipe.flush(timeout):
             raise StoreUnavailable(
-                f"{self._writer.pending} checkpoint writes to {self._url} were not acknowledged within {timeout}s"
+                f"{self._pipe.pending} checkpoint writes to {self._url} were not acknowledged within {timeout}s"
             )
-        self._raise_background_error()
 
-    def _raise_background_error(self) -> None:
-        if self._writer is not None and (error := self._writer.take_error()) is not None:
-            raise error
+    def _write(self, base: str, script: Script, keys: list[str], args: list[Any], policy: Policy) -> None:
+        """One script call of thread ``base``: pipelined and waited for as ``policy`` says, or a plain call."""
+        if self._pipe is None:
+            self._eval(script, keys, args)
+        else:
+            self._pipe.send(base, resp_command(["EVALSHA", script.sha, len(keys), *keys, *args]), policy)
 
-    def _send_batch(self, batch: list[tuple[Script, list[str], list[Any]]]) -> None:
-        """Run queued script calls: one pipelined round trip on a standalone server, in order on a cluster."""
-        if not self._direct or len(batch) == 1:
-            for script, keys, args in batch:
-                self._eval(script, keys, args)
-            return
-        packed = b"".join(resp_command(["EVALSHA", script.sha, len(keys), *keys, *args]) for script, keys, args in batch)
-        for attempt in (1, 2, 3):
-            errors: list[BaseException] = []
-            conn = self._take()
-            try:
-                conn.send_packed_command([packed], check_health=False)
-                for _ in batch:
-                    try:
-                        conn.read_response()
-                    except ResponseError as e:
-                        errors.append(e)
-            except UNREACHABLE as e:
-                conn.disconnect()
-                if attempt == 3:
-                    raise unavailable(self._url, e) from None
-                continue  # scripts are idempotent: re-running the batch is safe
-            except BaseException:
-                conn.disconnect()
-                raise
-            self._give(conn)
-            if not errors:
-                return
-            if attempt < 3 and all(isinstance(e, NoScriptError) for e in errors):
-                self._load_scripts({script for script, _, _ in batch})
-                continue
-            raise errors[0]
+    def _fence(self, thread_id: Any) -> None:
+        if self._pipe is not None:
+            self._pipe.fence(self.keys.base(str(thread_id)))
+
+    def _queue_delete_thread(self, thread_id: str) -> None:
+        """Delete a thread behind its writes in flight, without waiting (``flush()`` waits)."""
+        base = self.keys.base(str(thread_id))
+        self._write(base, scripts.DELETE_THREAD, [base + "nss"], [base], Policy.QUEUED)
+
+    def _connection(self) -> Any:
+        conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        try:
+            conn.connect()
+        except UNREACHABLE as e:
+            raise unavailable(self._url, e) from None
+        return conn
 
     def _take(self) -> Any:
         with self._idle_lock:
@@ -759,16 +739,12 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch a checkpoint (the newest without ``checkpoint_id``) with its blobs and writes: one round trip."""
         keys, args = self._get_call(config)
-        if self._writer is not None:
-            self._raise_background_error()
-            self._writer.fence(self.keys.base(str(config["configurable"]["thread_id"])))
+        self._fence(config["configurable"]["thread_id"])
         return self._first_tuple(config, self._eval(scripts.FETCH, keys, args))
 
     def _settle(self) -> None:
-        """Before a whole-thread or whole-store operation: every queued write lands first."""
-        if self._writer is not None:
-            self._writer.flush()
-            self._raise_background_error()
+        """Before a whole-store operation: every write in flight lands first."""
+        self.flush()
 
     def list(
         self,
@@ -779,7 +755,10 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         """List checkpoints newest first; ``config=None`` lists every thread (SCAN on all masters)."""
-        self._settle()
+        if config is None:
+            self._settle()
+        else:
+            self._fence(config["configurable"]["thread_id"])
         return self._drive(self._list_plan(config, filter, before, limit))
 
     def put(
@@ -789,17 +768,9 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Store a checkpoint and its new channel values atomically: one round trip."""
+        """Store a checkpoint and its new channel values atomically, acknowledged as the run's durability says."""
         keys, args, out = self._put_call(config, checkpoint, metadata, new_versions)
-        writer = self._writer
-        if writer is not None:
-            self._raise_background_error()
-            base = keys[0][:-3]
-            if self._written_behind(config["configurable"]):
-                writer.submit(base, scripts.PUT, keys, args)
-                return out
-            writer.fence(base)
-        self._eval(scripts.PUT, keys, args)
+        self._write(keys[0][:-3], scripts.PUT, keys, args, write_policy(config["configurable"], checkpoint=True))
         return out
 
     def put_writes(
@@ -809,26 +780,16 @@ class RedisSaver(ThreadedAsync, _RedisSaverCore):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        """Store a task's pending writes atomically: one round trip."""
+        """Store a task's pending writes atomically, acknowledged as the run's durability says."""
         call = self._put_writes_call(config, writes, task_id, task_path)
-        if call is None:
-            return
-        keys, args = call
-        writer = self._writer
-        if writer is not None:
-            self._raise_background_error()
-            base = keys[0][:-3]
-            if self._written_behind(config["configurable"]):
-                writer.submit(base, scripts.PUT_WRITES, keys, args)
-                return
-            writer.fence(base)
-        self._eval(scripts.PUT_WRITES, keys, args)
+        if call is not None:
+            keys, args = call
+            self._write(keys[0][:-3], scripts.PUT_WRITES, keys, args, write_policy(config["configurable"], checkpoint=False))
 
     def delete_thread(self, thread_id: str) -> None:
-        """Delete every checkpoint, blob and write of a thread (all namespaces)."""
-        self._settle()
+        """Delete every checkpoint, blob and write of a thread (all namespaces), behind its writes in flight."""
         base = self.keys.base(str(thread_id))
-        self._eval(scripts.DELETE_THREAD, [base + "nss"], [base])
+        self._write(base, scripts.DELETE_THREAD, [base + "nss"], [base], Policy.ACK)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) created by these runs, in every thread."""

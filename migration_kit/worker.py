@@ -12,10 +12,10 @@ twice (a worker died after comparing, a reclaim raced a slow worker, the same
 event twice in one batch) is counted once.
 
 Hot path: when the candidate would use the store's Redis checkpointer, the
-worker runs it on a written-behind one (``_BatchingSaver``): the checkpoints
-LangGraph writes under ``durability="async"`` go out as pipelined round trips
-from one writer thread, and dropping a finished event's thread is queued
-behind them; the writer is flushed before a batch is recorded, so an
+worker runs it on ``_BatchingSaver``: the checkpoints LangGraph writes under
+``durability="async"`` go out pipelined on one ordered connection (acknowledged
+before the run returns), and dropping a finished event's thread is queued
+behind them; the queue is flushed before a batch is recorded, so an
 acknowledged entry leaves no thread behind. The run of an entry delivered for
 the first time skips LangGraph's opening checkpoint lookup (it has none).
 
@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from checkpoints import RedisSaver
-from checkpoints import scripts as checkpoint_scripts
 from graph_flows import BusFlow
 from migration_errors import ConfigurationError, StoreUnavailable
 
@@ -184,10 +183,9 @@ class _BatchingSaver(RedisSaver):
     """The store's Redis checkpointer as a shadow worker runs the candidate: written behind.
 
     Under LangGraph's ``durability="async"`` (its default) every checkpoint
-    and pending write of a run is queued to one ordered background writer
-    that sends whatever queued meanwhile as one pipelined round trip
-    (``RedisSaver(write_behind=True)``), instead of each ``put`` waiting for
-    Redis in a pool thread. ``delete_thread`` (the migration dropping a
+    and pending write of a run goes out pipelined on one ordered connection
+    (``RedisSaver``'s own behaviour under that durability), instead of each
+    ``put`` waiting for Redis in a pool thread. ``delete_thread`` (the migration dropping a
     finished event's thread) is queued behind that thread's writes instead of
     flushing the queue and waiting for its own round trip.
 
@@ -211,12 +209,10 @@ class _BatchingSaver(RedisSaver):
         return super().get_tuple(config)
 
     def delete_thread(self, thread_id: str) -> None:
-        writer = self._writer
-        if writer is None or not _COMPARING.get():  # not one of the worker's own comparisons: as RedisSaver does
+        if not _COMPARING.get():  # not one of the worker's own comparisons: as RedisSaver does
             super().delete_thread(thread_id)
             return
-        base = self.keys.base(str(thread_id))
-        writer.submit(base, checkpoint_scripts.DELETE_THREAD, [base + "nss"], [base])
+        self._queue_delete_thread(thread_id)
 
 
 class _Retry(Exception):
@@ -440,7 +436,7 @@ class Worker:
             return None
         if not isinstance(m.candidate, BusFlow) and getattr(m.candidate, "checkpointer", None) is not None:
             return None
-        saver = _BatchingSaver.from_url(store.url, write_behind=True)
+        saver = _BatchingSaver.from_url(store.url)
         store._checkpointer = saver
         return saver
 

@@ -10,7 +10,10 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from checkpoints import RedisSaver
+import redis
+from redis.exceptions import ResponseError
+
+from checkpoints import AsyncRedisSaver, RedisSaver
 
 
 class State(TypedDict):
@@ -131,30 +134,65 @@ def test_history_filter_before_and_limit(redis_url: str) -> None:
 
 
 @pytest.mark.parametrize("durability", ["async", "sync", "exit"])
-def test_every_durability_mode_persists_the_final_state(redis_url: str, durability: str) -> None:
-    """With each durability mode the final state is in Redis once flushed, for another saver to read."""
+def test_every_durability_mode_has_the_final_state_in_redis_when_invoke_returns(redis_url: str, durability: str) -> None:
+    """With each durability mode, another saver (its own connection) reads the final state right after invoke."""
     config = _config()
     with RedisSaver.from_conn_string(redis_url) as saver:
         graph = chain_graph(3).compile(checkpointer=saver)
         graph.invoke({"value": 0, "trail": []}, config, durability=durability)
-        saver.flush()
-        with RedisSaver.from_conn_string(redis_url, write_behind=False) as reader:
+        assert saver._pipe is not None and saver._pipe.pending == 0
+        with RedisSaver.from_conn_string(redis_url) as reader:
             state = chain_graph(3).compile(checkpointer=reader).get_state(config)
         assert state.values == {"value": 3, "trail": ["n1", "n2", "n3"]}
 
 
-def test_sync_durability_and_strict_mode_leave_nothing_queued(redis_url: str) -> None:
-    """durability='sync' and the default (write_behind=False) acknowledge every write before invoke returns."""
-    with RedisSaver.from_conn_string(redis_url, write_behind=True) as saver:
+@pytest.mark.parametrize("durability", ["async", "sync", "exit"])
+async def test_async_saver_has_the_final_state_in_redis_when_ainvoke_returns(redis_url: str, durability: str) -> None:
+    """AsyncRedisSaver follows the same rules: nothing of the run is in flight when ainvoke returns."""
+    config = _config()
+    async with AsyncRedisSaver.from_conn_string(redis_url) as saver:
         graph = chain_graph(3).compile(checkpointer=saver)
-        graph.invoke({"value": 0, "trail": []}, _config(), durability="sync")
-        assert saver._writer is not None and saver._writer.pending == 0
-    with RedisSaver.from_conn_string(redis_url) as strict:
-        assert strict._writer is None
-        graph = chain_graph(3).compile(checkpointer=strict)
+        await graph.ainvoke({"value": 0, "trail": []}, config, durability=durability)
+        assert saver._ledger.idle() and not saver._tails
+        with RedisSaver.from_conn_string(redis_url) as reader:
+            state = chain_graph(3).compile(checkpointer=reader).get_state(config)
+        assert state.values == {"value": 3, "trail": ["n1", "n2", "n3"]}
+
+
+def _refuse_writes(url: str) -> redis.Redis:
+    admin = redis.Redis.from_url(url)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", "1")  # every write script now fails with OOM
+    return admin
+
+
+def test_a_write_redis_refuses_under_async_durability_fails_the_run(redis_url: str) -> None:
+    """A write sent behind the run is not swallowed: Redis's OOM reaches invoke; afterwards the saver works."""
+    with RedisSaver.from_conn_string(redis_url) as saver:
+        graph = chain_graph(2).compile(checkpointer=saver)
+        admin = _refuse_writes(redis_url)
+        try:
+            with pytest.raises(ResponseError, match="maxmemory"):
+                graph.invoke({"value": 0, "trail": []}, _config("doomed"))
+        finally:
+            admin.config_set("maxmemory", "0")
         config = _config()
-        graph.invoke({"value": 0, "trail": []}, config)
-        assert graph.get_state(config).values["value"] == 3
+        assert graph.invoke({"value": 0, "trail": []}, config)["value"] == 2
+        assert graph.get_state(config).values["value"] == 2
+
+
+async def test_async_saver_raises_a_refused_write_from_ainvoke(redis_url: str) -> None:
+    """AsyncRedisSaver: the OOM of a write made behind the run is raised by ainvoke."""
+    async with AsyncRedisSaver.from_conn_string(redis_url) as saver:
+        graph = chain_graph(2).compile(checkpointer=saver)
+        admin = _refuse_writes(redis_url)
+        try:
+            with pytest.raises(ResponseError, match="maxmemory"):
+                await graph.ainvoke({"value": 0, "trail": []}, _config("doomed"))
+        finally:
+            admin.config_set("maxmemory", "0")
+        config = _config()
+        assert (await graph.ainvoke({"value": 0, "trail": []}, config))["value"] == 2
 
 
 def test_many_threads_stay_isolated(redis_url: str) -> None:
@@ -167,30 +205,3 @@ def test_many_threads_stay_isolated(redis_url: str) -> None:
         for i, config in enumerate(configs):
             assert graph.get_state(config).values["value"] == i * 100 + 2
         assert len({t.config["configurable"]["thread_id"] for t in saver.list(None)}) == 20
-
-
-def test_a_failed_background_write_is_raised_by_the_next_call(redis_url: str) -> None:
-    """Write-behind never swallows errors: a failed batch surfaces from the next saver call."""
-    from checkpoints import StoreUnavailable
-
-    with RedisSaver.from_conn_string(redis_url, write_behind=True) as saver:
-        graph = chain_graph(2).compile(checkpointer=saver)
-        writer = saver._writer
-        assert writer is not None
-
-        def broken(batch):
-            raise StoreUnavailable("simulated: Redis went away")
-
-        writer._send = broken
-        with pytest.raises(StoreUnavailable, match="simulated"):
-            # The run itself fails if a later write of it sees the error; else flush() reports it.
-            graph.invoke({"value": 0, "trail": []}, _config("doomed"))
-            saver.flush()
-        writer.flush()
-        writer.take_error()  # batches still in flight when the error was raised
-        writer._send = saver._send_batch
-        # After reporting, the saver keeps working.
-        config = _config()
-        assert graph.invoke({"value": 0, "trail": []}, config)["value"] == 2
-        saver.flush()
-        assert graph.get_state(config).values["value"] == 2

@@ -137,7 +137,7 @@ def test_a_saver_whose_server_goes_away_raises_store_unavailable(redis_server) -
     from servers import RedisServer
 
     server = RedisServer.start()
-    saver = RedisSaver.from_url(server.url, write_behind=False)
+    saver = RedisSaver.from_url(server.url)
     config = {"configurable": {"thread_id": "gone"}}
     assert saver.get_tuple(config) is None
     server.stop()
