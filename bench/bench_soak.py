@@ -66,7 +66,38 @@ def newest_entry_bytes(r: redis.Redis, stream: str) -> int:
     return sum(len(k) + len(v) for k, v in rows[0][1].items()) if rows else 0
 
 
-def measure(label: str, r: redis.Redis, stream: str, workers: list[subprocess.Popen]) -> dict:
+class EntrySizes:
+    """Reads the stream as entries arrive (XREAD, no group: nothing is consumed) and keeps the newest one's size.
+
+    Workers delete an entry once recorded, so the stream alone cannot say how big the entries were.
+    """
+
+    def __init__(self, url: str, stream: str) -> None:
+        import threading
+
+        self.client = redis.Redis.from_url(url)
+        self.stream = stream
+        self.newest = 0
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = "$"
+        while not self._stop.is_set():
+            for _, rows in self.client.xread({self.stream: last}, count=1000, block=100) or []:
+                for entry_id, fields in rows:
+                    last = entry_id
+                    self.newest = sum(len(k) + len(v) for k, v in fields.items())
+                    self.seen += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def measure(label: str, r: redis.Redis, stream: str, workers: list[subprocess.Popen], sizes: EntrySizes | None = None) -> dict:
     info = r.info("memory")
     kinds = key_kinds(r)
     row = {
@@ -75,14 +106,15 @@ def measure(label: str, r: redis.Redis, stream: str, workers: list[subprocess.Po
         "keys": sum(kinds.values()),
         "stream_len": r.xlen(stream) if r.exists(stream) else 0,
         "stream_mb": round((r.memory_usage(stream) or 0) / 2**20, 2) if r.exists(stream) else 0.0,
-        "entry_bytes": newest_entry_bytes(r, stream),
+        "entry_bytes": sizes.newest if sizes is not None and sizes.seen else newest_entry_bytes(r, stream),
+        "checkpoint_kb": round(sum(r.memory_usage(k) or 0 for k in r.scan_iter("lgcp:*", count=1000)) / 1024, 1),
         "rss_mb": round(rss_mb(), 1),
         "worker_rss_mb": [round(rss_mb(w.pid), 1) for w in workers],
         "top_keys": kinds.most_common(6),
     }
     print(
         f"  {label:>5}: redis {row['used_memory_mb']:8.2f} MB, {row['keys']:>7,} keys, stream {row['stream_len']:>7,} entries "
-        f"({row['stream_mb']:.2f} MB), newest entry {row['entry_bytes']:>6,} B, rss {row['rss_mb']:.0f} MB, "
+        f"({row['stream_mb']:.2f} MB), checkpoints {row['checkpoint_kb']:,.0f} KB, newest entry {row['entry_bytes']:>6,} B, rss {row['rss_mb']:.0f} MB, "
         f"workers {row['worker_rss_mb']} MB",
         flush=True,
     )
@@ -157,17 +189,23 @@ def run(phase: str, events: int, sagas: int, workers_n: int, marks: list[float],
         rows = []
         t0 = time.perf_counter()
         r.slowlog_reset()
+        sizes = EntrySizes(url, keys.stream)
+        time.sleep(0.3)  # its first XREAD is waiting before anything is published
         with m.attach(queue_size=events + 10) as handle:
             for i in range(1, events + 1):
                 soak_app.bus.publish(soak_app.event(i - 1, sagas))
                 if i in at:
                     handle.flush(120)
-                    rows.append(measure(f"{100 * i / events:g}%", r, keys.stream, workers))
+                    deadline = time.monotonic() + 10
+                    while sizes.seen < i and time.monotonic() < deadline:  # the reader has the newest entry
+                        time.sleep(0.01)
+                    rows.append(measure(f"{100 * i / events:g}%", r, keys.stream, workers, sizes))
             handle.flush(120)
             published_s = time.perf_counter() - t0
             stats = handle.stats()
         compared = wait_compared(r, keys.counters, events, workers, timeout=max(120.0, 2.0 * published_s))
-        rows.append(measure("done", r, keys.stream, workers))
+        rows.append(measure("done", r, keys.stream, workers, sizes))
+        sizes.stop()
         stop(workers)
         slow = slowlog(r)
         status = json.loads(json.dumps(m.shadow_status(), default=str))
