@@ -18,6 +18,7 @@ RUNS = [
     ["bench_shadow_workers.py"],
     ["bench_adapters.py"],
     ["bench_database.py"],
+    ["bench_distributed_replay.py"],
 ]
 
 

@@ -54,7 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", metavar="OUT", help="write the report as JSON")
     r.add_argument("--html", metavar="OUT", help="write the report as a self-contained HTML page")
     r.add_argument("--skip-bad", action="store_true", help="skip unreadable lines (listed in the report) instead of stopping")
-    r.add_argument("--save-every", type=int, default=100, metavar="N", help="save resumable progress every N events (default 100)")
+    r.add_argument(
+        "--save-every", "--checkpoint-every", dest="save_every", type=int, default=100, metavar="N",
+        help="save resumable progress every N events (with --workers: of each partition; default 100)",
+    )
+    r.add_argument("--workers", type=int, metavar="N", help="split the log by saga across N worker processes (`worker --replay` elsewhere can join)")
+    r.add_argument("--partitions", type=int, default=64, metavar="P", help="with --workers: partitions of the log (default 64)")
+    r.add_argument("--lease-ttl", type=float, default=30.0, metavar="S", help="with --workers: seconds before a silent worker's partitions are reclaimed (default 30)")
 
     rs = sub.add_parser("resume", help="continue the last unfinished replay (after Ctrl-C, a crash or kill -9)")
     rs.add_argument("log", metavar="LOG", nargs="?", help="the log whose replay to continue (from the start when nothing was saved)")
@@ -63,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--html", metavar="OUT", help="write the report as a self-contained HTML page")
     rs.add_argument("--skip-bad", action="store_true", help="skip unreadable lines instead of stopping")
     rs.add_argument("--save-every", type=int, default=100, metavar="N", help="save resumable progress every N events (default 100)")
+    rs.add_argument("--workers", type=int, metavar="N", help="a distributed replay: fork N workers (default: as many as before)")
 
     rc = sub.add_parser("record", help="export tapped live traffic (with its real effect responses) to a JSON Lines log")
     app_args(rc)
@@ -100,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--claim-idle-ms", type=int, default=30_000, metavar="MS", help="reclaim entries pending longer than this from dead workers (default 30000)")
     w.add_argument("--max-events", type=int, metavar="N", help="stop after handling N entries (for tests)")
     w.add_argument("--cpus", metavar="LIST", help="pin the worker to these CPUs, e.g. 0 or 0,1 or 2-3 (one worker per core scales best)")
+    w.add_argument("--replay", action="store_true", help="join the store's distributed replay (`replay LOG --workers N`) instead of the shadow stream")
+    w.add_argument("--log", metavar="PATH", help="with --replay: where this machine has the replayed log (default: the coordinator's path)")
+    w.add_argument("--wait", type=float, default=60.0, metavar="S", help="with --replay: how long to wait for a replay to join (default 60)")
     return p
 
 
@@ -256,6 +266,9 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
     import signal
     import threading
 
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 0:  # a usage error: refused before anything runs
+        raise ConfigurationError(f"replay(workers={workers}): give a number of worker processes (0 or more)")
     migration = migration or _load(args)
     try:
         _refuse_overwrite(_outputs(args), {"the event log": log, "the store": _store_file(migration)})
@@ -274,10 +287,15 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
     previous = signal.signal(signal.SIGINT, interrupted)
     logs = CapturedLogs()
     try:
-        with migration, logs, ReplayProgress(count_lines(log), stream=sys.stderr) as progress:
+        every = 1.0 if getattr(args, "workers", None) is not None else 5.0  # lines across workers each second
+        with migration, logs, ReplayProgress(count_lines(log), stream=sys.stderr, interval=every) as progress:
             print(f"migration-kit: replaying {one_line(log)}", file=sys.stderr, flush=True)  # a line to wait on
+            spread = {"workers": args.workers} if getattr(args, "workers", None) is not None else {}
+            if spread and hasattr(args, "partitions"):
+                spread.update(partitions=args.partitions, lease_ttl=args.lease_ttl)
             report = migration.replay(
-                log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update, stop=stop, checkpoint_every=args.save_every
+                log, skip_bad=args.skip_bad, resume=resume, on_result=progress.update, stop=stop,
+                checkpoint_every=args.save_every, **spread,
             )
     except ReplayInterrupted as exc:
         _print_logs(logs)
@@ -414,6 +432,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from migration_kit.worker import Worker
 
+    if args.replay:
+        return _join_replay(args)
     if not args.store:
         raise MigrationKitError("worker: --store redis://host:port/db is required (the shadow stream and the results live in Redis)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -432,6 +452,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
             signal.signal(sig, lambda *_: worker.stop())
         stats = worker.run()
     print(f"{migration.name}: worker {worker.consumer} stopped: " + ", ".join(f"{k} {v:,}" for k, v in stats.to_dict().items()))
+    return EXIT_OK
+
+
+def _join_replay(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from migration_kit.distributed import join_replay
+
+    if args.cpus:
+        pin_cpus(args.cpus)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # save this worker's partitions and release them, then exit 0
+        signal.signal(sig, lambda *_: stop.set())
+    with _load(args) as migration:
+        n = join_replay(migration, name=args.consumer, log=args.log, wait=args.wait, stop=stop)
+    print(f"{migration.name}: replay worker stopped: compared {n:,} events", file=sys.stderr)
     return EXIT_OK
 
 

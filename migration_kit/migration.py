@@ -195,6 +195,7 @@ class Migration:
         seed: dict[str, Any] | None,
         *,
         resume: bool = False,
+        sample: bool | None = None,
     ) -> tuple[Comparison, dict[str, Any] | None]:
         learning = self.comparator.learning
         before = None
@@ -204,7 +205,8 @@ class Migration:
             peeked = states.peek(event.saga_key)
             before = copy.deepcopy(peeked) if peeked else None
         noise = self.noise if learning is not None else None
-        sampled = learning is not None and learning.samples(event.type, event.id, self.noise)
+        # ``sample`` overrides the choice (a distributed replay decides by the event's place in the whole log).
+        sampled = learning is not None and (learning.samples(event.type, event.id, self.noise) if sample is None else sample)
         legacy = self._run_legacy(event, answers, states)
         if sampled:
             self._learn(event, answers, before, legacy, sampled=True)
@@ -240,6 +242,15 @@ class Migration:
         self, event: Event, answers: tuple[EffectCall, ...], before: dict[str, Any] | None, legacy: Outcome, *, sampled: bool
     ) -> bool:
         """Run the legacy path again from the same saga state; learn what differs. True if something new."""
+        observation = self._rerun_legacy(event, answers, before, legacy)
+        if observation is None:
+            return False
+        new = self.noise.observe(event.type, observation, sampled=sampled)
+        self._noise_dirty = self._noise_dirty or new or sampled
+        return new
+
+    def _rerun_legacy(self, event: Event, answers: tuple[EffectCall, ...], before: dict[str, Any] | None, legacy: Outcome) -> Any:
+        """What differs when the legacy path runs again from the same saga state (None: not known)."""
         _refuse_unisolated(event, legacy)
         scratch = OverlayStateStore()
         if before:
@@ -247,12 +258,18 @@ class Migration:
         again = self._run_legacy(event, answers, scratch)
         _refuse_unisolated(event, again)
         try:
-            observation = self.comparator.noise_between(legacy, again)
+            return self.comparator.noise_between(legacy, again)
         except Exception:  # learning is best effort; the comparison stands as it is
-            return False
-        new = self.noise.observe(event.type, observation, sampled=sampled)
-        self._noise_dirty = self._noise_dirty or new or sampled
-        return new
+            return None
+
+    def legacy_step(self, entry: LogEntry, states: StateStore, *, sample: bool = False) -> Any:
+        """Run one logged event's legacy path on a replay's saga state; with ``sample``, run it again from
+        the same state and return the ``NoiseObservation`` (what a distributed replay learns up front)."""
+        event = entry.event
+        peeked = states.peek(event.saga_key) if sample else None
+        before = copy.deepcopy(peeked) if peeked else None
+        legacy = self._run_legacy(event, entry.effects, states)
+        return self._rerun_legacy(event, entry.effects, before, legacy) if sample else None
 
     # -- learned noise ---------------------------------------------------------------------
 
@@ -415,6 +432,8 @@ class Migration:
         on_result: Callable[[Comparison, ReplayTally], None] | None = None,
         checkpoint_every: int = 100,
         stop: Any = None,
+        workers: int | None = None,
+        **distributed: Any,
     ) -> ReplayReport:
         """Replay recorded events through both paths; returns the report.
 
@@ -431,7 +450,21 @@ class Migration:
         ``stop`` (a ``threading.Event``) ends it like Ctrl-C after the event in hand,
         and reports exactly what an uninterrupted run would have; a log
         changed since is refused, naming what changed.
+
+        ``workers=N`` splits a log file across N processes by saga (and lets
+        ``migration-kit worker --replay`` processes elsewhere join through a
+        Redis store); the report is the one a single process gives. See
+        ``migration_kit.distributed`` (its options: ``partitions``,
+        ``lease_ttl``, ``batch``). ``on_result`` then gets ``(None, progress)``
+        about once a second, ``progress`` having ``total`` and ``divergent``.
         """
+        if workers is not None or (resume and isinstance(events_or_path, (str, Path)) and self._distributed_unfinished(events_or_path)):
+            return self._replay_distributed(
+                events_or_path, workers=workers, skip_bad=skip_bad, resume=resume, on_result=on_result,
+                checkpoint_every=checkpoint_every, stop=stop, **distributed,
+            )
+        if distributed:
+            raise TypeError(f"replay() got {', '.join(sorted(distributed))}: options of a replay across processes, which need workers=N")
         entries, source, skipped = self._entries(events_or_path, skip_bad)
         log = events_or_path if isinstance(events_or_path, EventLog) else (
             EventLog(events_or_path) if isinstance(events_or_path, (str, Path)) else None
@@ -547,21 +580,91 @@ class Migration:
             ) from None
         if identity is not None and last is not None:
             identity.advance(last.line, last.end)
+        decision = self._settle_replay(tally, monitor, source, state)
+        save("done")
+        return self._freeze_replay(tally, decision, source, skipped, elapsed_before + perf_counter() - started)
+
+    def _settle_replay(self, tally: ReplayTally, monitor: Monitor, source: str, state: PhaseState) -> Decision:
+        """The end of a replay: the decision, the evidence saved, the policy acted on, noise saved."""
         decision = monitor.finish(tally.evidence)
         self._save_evidence(source, tally.evidence, state.attempt)
         self._act_on(decision, state)
         self.save_noise()
-        save("done")
+        return decision
+
+    def _freeze_replay(self, tally: ReplayTally, decision: Decision, source: str, skipped: list[SkippedLine], duration: float) -> ReplayReport:
         return tally.freeze(
             decision,
             migration=self.name,
             source=source,
             skipped=skipped,
-            duration=elapsed_before + perf_counter() - started,
+            duration=duration,
             noise=tuple(self.noise.summary()) if self.comparator.learning is not None else (),
             graph=self.flow.graph_data(tally.observed) if self.flow is not None else None,
             policy=_drawable_limits(self.policy),
         )
+
+    # -- replaying across processes (migration_kit.distributed) ----------------------------------
+
+    def _distributed_unfinished(self, path: str | Path) -> bool:
+        from migration_kit.distributed import unfinished_job
+
+        return unfinished_job(self.store.records, path) is not None
+
+    def _replay_distributed(self, path: Any, *, on_result: Any, stop: Any, **options: Any) -> ReplayReport:
+        from migration_kit.distributed import DistributedReplay
+
+        if not isinstance(path, (str, Path)):
+            raise ConfigurationError("replay(..., workers=N) splits a log file: pass its path")
+        state = self._read_phase()[0]
+        monitor = Monitor(self.policy, phase=state.phase, percent=state.percent)
+        result = DistributedReplay(self, path, **options).run(monitor, on_result=on_result, stop=stop)
+        self.noise.merge(result.noise)  # what the partitions learned, beside what was loaded
+        self._noise_dirty = True
+        decision = self._settle_replay(result.tally, monitor, result.source, state)
+        result.finished()
+        return self._freeze_replay(result.tally, decision, result.source, result.skipped, result.duration)
+
+    def replay_step(
+        self,
+        entry: LogEntry,
+        legacy_states: StateStore,
+        candidate_states: StateStore,
+        *,
+        noise: NoiseModel | None = None,
+        sample: bool | None = None,
+        resume: bool = False,
+    ) -> Comparison:
+        """Compare one logged event on a replay's saga state, learning into ``noise`` (a partition's step)."""
+        event = entry.event
+        key = event.saga_key
+        seed = candidate_states.peek(key)
+        kept = (self._noise, self._noise_dirty)
+        if noise is not None:
+            self._noise = noise
+        try:
+            comparison, after = self._compare(
+                event, entry.effects, legacy_states, copy.deepcopy(seed) if seed else None, resume=resume, sample=sample
+            )
+        finally:
+            if noise is not None:
+                self._noise, self._noise_dirty = kept
+        candidate_states.save(key, after or {})
+        return comparison
+
+    def seal(self, value: Any) -> dict[str, str]:
+        """Saga state made ready for the store's records (encrypted at rest when checkpoints are)."""
+        return self._seal(value)
+
+    def unseal(self, doc: Any) -> Any:
+        """What ``seal`` made, back."""
+        return self._unseal(doc)
+
+    def reopen_store(self) -> None:
+        """Open the store anew, leaving the inherited connections alone (in a forked process closing them
+        could disturb the parent's: SQLite may checkpoint its WAL away, Redis sockets would shut down)."""
+        self.store = Store(self.store.url, self.name)
+        self._graph = None
 
     # -- phases, routing, status ---------------------------------------------------------------
 

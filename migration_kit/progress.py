@@ -80,4 +80,5 @@ class ReplayProgress:
                 left = max(self.total - self.done, 0) / rate
                 eta = f", ETA {int(left // 60)}m{int(left % 60):02d}s"
             of = f"/{self.total:,}" if self.total else ""
-            print(f"{self.label}: {self.done:,}{of} events, {rate:,.0f} ev/s, {self.divergent:,} divergent{eta}", file=self.stream, flush=True)
+            across = f" across {tally.workers} workers" if getattr(tally, "workers", None) else ""  # a distributed replay's
+            print(f"{self.label}: {self.done:,}{of} events, {rate:,.0f} ev/s{across}, {self.divergent:,} divergent{eta}", file=self.stream, flush=True)

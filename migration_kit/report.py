@@ -142,12 +142,14 @@ class ReplayTally:
                 if secrets is None:
                     secrets = tuple(red.comparison_secrets(comparison))
                 example = _trimmed({"event": eid, **red.difference(diff, secrets).to_dict()})
-                self.groups[sig] = {"count": 1, "first_event": eid, "last_event": eid, "example": example}
+                # the lines let partitions of a distributed replay be merged in log order
+                self.groups[sig] = {"count": 1, "first_event": eid, "last_event": eid, "example": example, "first_line": line, "last_line": line}
                 if self.redactor is None:
                     self._sources[eid] = comparison.event
             else:
                 group["count"] += 1
                 group["last_event"] = eid
+                group["last_line"] = line
 
     def to_dict(self) -> dict[str, Any]:
         """Everything a resumed replay needs to go on counting exactly (JSON)."""

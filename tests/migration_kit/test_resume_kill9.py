@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 N = 80
 SAVE_EVERY = "10"
 RANDOM_KILLS = 10
+LAST_ORDER = max(e.payload["n"] for e in resume_app.events(N) if e.type == "Order")
 NODE_KILLS = [("price", 3), ("charge", 7), ("ship", 7), ("price", 21), ("charge", 33), ("ship", 44),
               ("price", 51), ("charge", 57), ("ship", 68), ("price", 79)]  # fmt: skip
 
@@ -130,7 +131,12 @@ def test_replay_killed_at_20_points_resumes_to_the_uninterrupted_report(backend,
         _flush(store, tmp_path)
         markers.unlink(missing_ok=True)
         cmd = ["replay", str(log), "--app", "resume_app:migration", "--store", store, "--save-every", SAVE_EVERY]
-        env = {"MK_MARKERS": str(markers)} | ({"MK_KILL_AT": where} if kind == "node" else {})
+        if kind == "node":
+            env = {"MK_MARKERS": str(markers), "MK_KILL_AT": where}
+        else:
+            # The last order's `charge` holds, so the kill always lands in an unfinished replay
+            # (a fast replay could otherwise finish in the moment between readiness and the kill).
+            env = {"MK_MARKERS": str(markers), "MK_HOLD_AT": str(LAST_ORDER), "MK_HOLD_FILE": str(tmp_path / "held")}
         pid = _cli(cmd, tmp_path / "killed.txt", env)
         if kind == "random":
             deadline = time.monotonic() + 120
