@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_replay.py throughput [--events 600] [--rounds 3]
     .venv/bin/python bench/bench_replay.py memory [--sizes 10000 100000]
+    .venv/bin/python bench/bench_replay.py rss [--events 60000] [--sagas 60000]
 
 throughput: the same events, in the same process, in interleaved rounds:
   (a) the candidate graph alone: ``flow_from_bus(bus).compile()`` with no
@@ -13,6 +14,8 @@ throughput: the same events, in the same process, in interleaved rounds:
   default store's divided by memory://'s (goal >= 0.8).
 memory: each size replays a generated log in its own process (both at once)
   and reports peak RSS; flat means the 100k run peaks where the 10k run does.
+rss: one replay of a tiny two-handler saga app (fast, so long logs fit in minutes), its
+  current RSS (after a gc) at 10%, 50% and 100% of the log; goal: 100% <= 1.1x 10%.
 """
 
 from __future__ import annotations
@@ -180,6 +183,47 @@ def memory(sizes: list[int]) -> dict:
     return {"runs": results, "peak_ratio_large_vs_small": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3), "goal": "flat (~1.0)"}
 
 
+def _rss_now_mb() -> float:
+    import gc
+
+    gc.collect()
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rss(events: int, sagas: int) -> dict:
+    from graph_flows import flow_from_bus
+    from legacy_bus import Event, EventBus, EventLog
+    from migration_kit import Migration
+
+    bus = EventBus("tiny")
+
+    @bus.on("Ping")
+    def ping(e, ctx):
+        ctx.state["n"] = ctx.state.get("n", 0) + 1
+        ctx.publish("Pong", {"n": e.payload["n"]})
+
+    @bus.on("Pong")
+    def pong(e):
+        return None
+
+    marks: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tiny.jsonl"
+        EventLog(path).write(Event(type="Ping", payload={"n": i}, correlation_id=f"s{i % sagas}") for i in range(events))
+        at = {max(1, events // 10), events // 2, events}
+        t0 = time.perf_counter()
+
+        def on_result(_c, tally):
+            if tally.total in at:
+                marks[tally.total] = round(_rss_now_mb(), 1)
+                print(f"  {tally.total:>9,} events: RSS {marks[tally.total]:.1f} MB ({time.perf_counter() - t0:.0f}s)", flush=True)
+
+        Migration("tiny", legacy=bus, candidate=flow_from_bus(bus), store="memory://").replay(path, on_result=on_result)
+    first, last = marks[min(marks)], marks[max(marks)]
+    return {"events": events, "sagas": sagas, "rss_mb": marks, "end_vs_10pct": round(last / first, 3), "goal": "<= 1.1"}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="what", required=True)
@@ -188,6 +232,9 @@ def main() -> None:
     t.add_argument("--rounds", type=int, default=3)
     m = sub.add_parser("memory")
     m.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    q = sub.add_parser("rss")
+    q.add_argument("--events", type=int, default=60_000)
+    q.add_argument("--sagas", type=int, default=60_000)
     c = sub.add_parser("_memory_child")
     c.add_argument("size", type=int)
     args = p.parse_args()
@@ -195,7 +242,10 @@ def main() -> None:
         _memory_child(args.size)
         return
     print(f"== replay {args.what} (pid {os.getpid()})")
-    result = throughput(args.events, args.rounds) if args.what == "throughput" else memory(args.sizes)
+    if args.what == "rss":
+        result = rss(args.events, args.sagas)
+    else:
+        result = throughput(args.events, args.rounds) if args.what == "throughput" else memory(args.sizes)
     print(json.dumps(result, indent=2))
 
 

@@ -137,6 +137,10 @@ def _split(raw: bytes) -> tuple[str, bytes]:
     return kind.decode(), data
 
 
+#: Checkpoints one prune script deletes at most (a big thread is pruned in several calls).
+PRUNE_BATCH = 200
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -416,13 +420,13 @@ class _RedisSaverCore(BaseCheckpointSaver[str]):
                 yield (_EVAL, scripts.DELETE_THREAD, [base + "nss"], [base])
                 continue
             skeleton = yield (_EVAL, scripts.SKELETON, [base + "nss"], [base])
-            args: list[Any] = [base, "ids"]
             for ns, ids, parents, fields, meta, stored in skeleton:
                 doomed = self._prunable(ids, parents, fields, meta, stored)
-                if doomed:
-                    args += [ns, len(doomed), *doomed]
-            if len(args) > 2:
-                yield (_EVAL, scripts.DELETE, [base + "nss"], args)
+                # Bounded batches, oldest first: no one script holds Redis for long, and a cut-off
+                # prune leaves a consistent thread (only ancestors of what it keeps are gone).
+                for at in range(0, len(doomed), PRUNE_BATCH):
+                    batch = doomed[at : at + PRUNE_BATCH]
+                    yield (_EVAL, scripts.DELETE, [base + "nss"], [base, "ids", ns, len(batch), *batch])
 
     def _prunable(self, ids: list[bytes], parents: list[Any], fields: list[Any], meta: Any, stored: list[bytes]) -> list[bytes]:
         """Checkpoint ids ``keep_latest`` may delete in one namespace, DeltaChannel-safe.

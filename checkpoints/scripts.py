@@ -89,7 +89,7 @@ local function drop(nss, base, ns, cids)
   end
   local left = redis.call('ZRANGE', idx, 0, -1)
   if #left == 0 then
-    redis.call('DEL', idx, cp, blob, widx, w)
+    redis.call('UNLINK', idx, cp, blob, widx, w)  -- freed off the main thread: never blocks Redis
     redis.call('SREM', nss, ns)
     return
   end
@@ -229,10 +229,10 @@ DELETE_THREAD = Script(
 -- KEYS: nss   ARGV: base
 for _, ns in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   for _, kind in ipairs(KINDS) do
-    redis.call('DEL', ARGV[1] .. kind .. ns)
+    redis.call('UNLINK', ARGV[1] .. kind .. ns)  -- a big thread is freed off Redis's main thread
   end
 end
-redis.call('DEL', KEYS[1])
+redis.call('UNLINK', KEYS[1])
 return 1
 """,
 )

@@ -60,6 +60,7 @@ from migration_errors import HandlerError, StoreUnavailable
 from redis.exceptions import RedisError
 
 from migration_kit.outcome import Outcome
+from migration_kit.pruning import ThreadPruner
 from migration_kit.router import PhaseView
 from migration_kit.sagas import Handover, SagaLedger, Side
 from migration_kit.threads import Finished, Resumable, thread_state
@@ -97,6 +98,7 @@ class Cutover:
         self.migration = migration
         self.bus = bus
         self.ledger = SagaLedger(migration, bus.state_store)
+        self.pruner = ThreadPruner()  # a saga's thread keeps its newest checkpoints only
         self.view = view if view is not None else PhaseView(
             lambda: migration.phases.read()[0],
             self.ledger.may_have_candidate_sagas,
@@ -251,6 +253,7 @@ class Cutover:
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
             self.took_seed(event.saga_key)
+        self.pruner.after(getattr(graph, "checkpointer", None), config)
         return self._finish(event, final, before, started, capture, writes.result())
 
     async def arun_candidate(
@@ -276,6 +279,7 @@ class Cutover:
             return self._crashed(event, exc, started, capture)
         if inp is not None and "sagas" in inp:
             await offload(self.took_seed, event.saga_key)
+        await offload(self.pruner.after, getattr(graph, "checkpointer", None), config)
         return self._finish(event, final, before, started, capture, writes.result())
 
     def _finish(

@@ -366,6 +366,9 @@ def render_report(data: dict[str, Any], *, redactor: Redactor | None = None) -> 
     node_rows = "".join(f'<tr><td>{_e(n)}</td><td class="num">{c:,}</td></tr>' for n, c in by_node.items()) or '<tr><td colspan="2" class="muted">no divergence</td></tr>'
     groups = data.get("groups") or []
     group_rows = "".join(_group_row(g, i, groups) for i, g in enumerate(groups[:200])) or '<tr><td colspan="7" class="muted">no divergence</td></tr>'
+    other = data.get("groups_other") or {}
+    if other.get("count"):  # findings past the tally's cap on groups
+        group_rows += f'<tr><td class="num">{int(other.get("events", 0)):,}</td><td colspan="6" class="muted">other: {int(other["count"]):,} findings past the cap on groups</td></tr>'
     examples = data.get("examples") or []
     example_rows = "".join(_example_row(ex) for ex in examples[:20]) or '<tr><td colspan="4" class="muted">none</td></tr>'
     latency = data.get("latency") or {}

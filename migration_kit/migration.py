@@ -15,7 +15,6 @@ from typing import Any, Callable
 
 from graph_flows import BusFlow
 from legacy_bus import (
-    BoundedStateStore,
     EffectCall,
     Event,
     EventBus,
@@ -38,7 +37,8 @@ from migration_kit.latency import TimedSaver, timed_saver
 from migration_kit.phases import PhaseMachine, PhaseState, Transition
 from migration_kit.redaction import redactor_for
 from migration_kit.policy import Monitor, Policy, load_policy
-from migration_kit.noise import NoiseModel
+from migration_kit.noise import NoiseModel, learned_since
+from migration_kit.saga_pages import PagedStates
 from migration_kit.outcome import Outcome
 from migration_kit.report import ReplayReport, ReplayTally
 from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key, store_failed
@@ -473,8 +473,8 @@ class Migration:
         tally = ReplayTally(redactor=self.redactor)
         state = self._read_phase()[0]
         monitor = Monitor(self.policy, phase=state.phase, percent=state.percent)
-        legacy_states = BoundedStateStore(self.saga_capacity)
-        candidate_states = BoundedStateStore(self.saga_capacity)
+        legacy_states = PagedStates(self.saga_capacity, side="legacy")
+        candidate_states = PagedStates(self.saga_capacity, side="candidate")
         identity = LogIdentity.start(log.path) if log is not None else None
         elapsed_before = 0.0
         suspect = 0  # events after a resume point whose graph thread may have been left behind
@@ -488,8 +488,11 @@ class Migration:
                 tally = ReplayTally.from_dict(saved["tally"])
                 tally.redactor = self.redactor
                 monitor.restore(saved.get("monitor"))
-                legacy_states.restore(self._unseal(saved.get("legacy_states")))
-                candidate_states.restore(self._unseal(saved.get("candidate_states")))
+                for states in (legacy_states, candidate_states):
+                    if f"{states.side}_pages" in saved:
+                        states.restore_pages(self.store.records, progress_key(log.path), saved[f"{states.side}_pages"], self._unseal)
+                    else:  # saved before pages existed
+                        states.restore(self._unseal(saved.get(f"{states.side}_states")))
                 self._noise = NoiseModel.from_dict(saved.get("noise"))
                 skipped.extend(SkippedLine(int(x["line"]), x["reason"]) for x in saved.get("skipped", []))
                 elapsed_before = float(saved.get("elapsed", 0.0))
@@ -497,12 +500,19 @@ class Migration:
                     start_offset=identity.offset, start_line=identity.line + 1
                 )
                 suspect = max(checkpoint_every, int(saved.get("every") or 0)) + 1  # the interrupted run's window too
+        if identity is not None and suspect == 0:  # a fresh replay: an abandoned run's saga pages go
+            abandoned = self._progress(identity.path) or {}
+            for states in (legacy_states, candidate_states):
+                states.drop_pages(self.store.records, progress_key(identity.path), abandoned.get(f"{states.side}_pages"))
         known = set(self.legacy.event_types)
         started = perf_counter()
 
         def save(status: str) -> None:
             if identity is None:
                 return
+            # Saga state goes in pages of its own; only the pages used since the last save are written.
+            prefix, records = progress_key(identity.path), self.store.records
+            pages = {f"{s.side}_pages": s.save_pages(records, prefix, self._seal) for s in (legacy_states, candidate_states)}
             self._save_progress(
                 identity,
                 {
@@ -510,14 +520,17 @@ class Migration:
                     "source": source,
                     "tally": tally.to_dict(),
                     "monitor": monitor.state(),
-                    "legacy_states": self._seal(legacy_states.snapshot()),
-                    "candidate_states": self._seal(candidate_states.snapshot()),
+                    **pages,
                     "noise": self.noise.to_dict(),
                     "skipped": [{"line": x.line, "reason": x.reason} for x in skipped],
                     "elapsed": elapsed_before + perf_counter() - started,
                     "every": checkpoint_every,
                 },
             )
+            for s in (legacy_states, candidate_states):
+                s.saved(records, prefix)
+                if status == "done":  # a finished replay is never resumed: its saga pages go
+                    s.drop_pages(records, prefix, pages[f"{s.side}_pages"])
 
         save("running")
         since = 0
@@ -1056,26 +1069,7 @@ def _refuse_unisolated(event: Event, *runs: Outcome) -> None:
 
 def _delta(now: dict[str, Any], loaded: dict[str, Any] | None) -> dict[str, Any]:
     """What was learned in this process since the model was loaded (counts minus the loaded counts)."""
-    if not loaded:
-        return now
-    out: dict[str, Any] = {"samples": {}, "paths": {}, "unordered": {}}
-    for t, n in now["samples"].items():
-        d = n - loaded.get("samples", {}).get(t, 0)
-        if d:
-            out["samples"][t] = d
-    for t, paths in now["paths"].items():
-        old = loaded.get("paths", {}).get(t, {})
-        for key, entry in paths.items():
-            d = entry["count"] - old.get(key, {}).get("count", 0)
-            if d:
-                out["paths"].setdefault(t, {})[key] = {"count": d, "example": entry["example"]}
-    for t, groups in now["unordered"].items():
-        old_g = loaded.get("unordered", {}).get(t, {})
-        for g, n in groups.items():
-            d = n - old_g.get(g, 0)
-            if d:
-                out["unordered"].setdefault(t, {})[g] = d
-    return out
+    return learned_since(now, loaded)
 
 
 def _drawable_limits(policy: Any) -> dict[str, Any] | None:

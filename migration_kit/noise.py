@@ -15,15 +15,65 @@ Noise is kept per root event type as ``key -> {count, example}``, where a
 key is a difference's index-free identity such as
 ``emitted<validate_order:OrderValidated>.payload.trace_id``; it is persisted
 with the migration so a later run starts from what was learned.
+
+Bounded: when payload keys depend on the data (an order's SKUs as keys), the
+same field shows under ever new paths. Once ``collapse_at`` learned paths of
+one event type differ in one segment only (``payload.items.sku-1.qty``,
+``payload.items.sku-2.qty``, ...), they are folded into one wildcard path
+(``payload.items.*.qty``; counts add up, the first example is kept), which
+then matches any key at that segment. Past ``max_paths`` paths per event
+type the rarest older path is dropped (counted in ``dropped``; the path just
+learned is kept, it explains the comparison at hand); a dropped path that
+shows again is learned again, from a confirming re-run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["NoiseLearning", "NoiseModel", "NoiseObservation"]
+__all__ = ["NoiseLearning", "NoiseModel", "NoiseObservation", "NoisyKeys"]
+
+#: Learned paths of one event type that differ in one segment only, folded into a wildcard.
+COLLAPSE_AT = 16
+#: Paths (and unordered groups) kept per event type; past it the rarest is dropped.
+MAX_PATHS = 256
+WILDCARD = "*"
+_SEGMENT = re.compile(r"\[(?:'[^']*'|\"[^\"]*\"|[^\]]*)\]|[^.\[]+")
+
+
+def segments(key: str) -> tuple[str, ...]:
+    """A noise key's segments: ``a.b['c d'][*]`` -> ``("a", "b", "['c d']", "[*]")``."""
+    return tuple(_SEGMENT.findall(key))
+
+
+def _join(parts: tuple[str, ...]) -> str:
+    return "".join(p if i == 0 or p.startswith("[") else "." + p for i, p in enumerate(parts))
+
+
+def _matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
+    return len(pattern) == len(key) and all(p == WILDCARD or p == k for p, k in zip(pattern, key, strict=True))
+
+
+class NoisyKeys(frozenset):
+    """The noisy keys of one event type; ``key in`` also matches the wildcard paths (``*`` one segment)."""
+
+    _patterns: tuple[tuple[str, ...], ...]
+
+    def __new__(cls, keys: Any = ()) -> NoisyKeys:
+        self = super().__new__(cls, keys)
+        self._patterns = tuple(p for p in (segments(k) for k in self) if WILDCARD in p)
+        return self
+
+    def __contains__(self, key: object) -> bool:
+        if frozenset.__contains__(self, key):
+            return True
+        if not self._patterns or not isinstance(key, str):
+            return False
+        parts = segments(key)
+        return any(_matches(p, parts) for p in self._patterns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +117,12 @@ class NoiseObservation:
 class NoiseModel:
     """Noise learned so far, per root event type."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_paths: int = MAX_PATHS, collapse_at: int = COLLAPSE_AT) -> None:
+        if max_paths < 1 or collapse_at < 2:
+            raise ValueError(f"NoiseModel needs max_paths >= 1 and collapse_at >= 2, got {max_paths} and {collapse_at}")
+        self.max_paths = max_paths
+        self.collapse_at = collapse_at
+        self.dropped: dict[str, int] = {}  # event type -> paths dropped at the cap
         self.samples: dict[str, int] = {}
         self.paths: dict[str, dict[str, dict[str, Any]]] = {}
         self.unordered_groups: dict[str, dict[str, int]] = {}
@@ -82,7 +137,7 @@ class NoiseModel:
         """The noisy keys of one root event type."""
         cached = self._keys.get(event_type)
         if cached is None:
-            cached = self._keys[event_type] = frozenset(self.paths.get(event_type, ()))
+            cached = self._keys[event_type] = NoisyKeys(self.paths.get(event_type, ()))
         return cached
 
     def unordered(self, event_type: str) -> frozenset[str]:
@@ -96,28 +151,81 @@ class NoiseModel:
         """Record one legacy-vs-legacy comparison; returns True when something new was learned."""
         if sampled:
             self.samples[event_type] = self.samples.get(event_type, 0) + 1
-        new = False
         paths = self.paths.setdefault(event_type, {})
-        for key, example in obs.keys.items():
-            entry = paths.get(key)
-            if entry is None:
-                paths[key] = {"count": 1, "example": example}
-                new = True
-            else:
-                entry["count"] += 1
+        fresh = {key for key, example in obs.keys.items() if self._learn(paths, key, 1, example)}
         groups = self.unordered_groups.setdefault(event_type, {})
+        new = bool(fresh)
         for g in obs.unordered:
             new = new or g not in groups
             groups[g] = groups.get(g, 0) + 1
         if new:
+            self._bound(event_type, fresh)
             self._keys.pop(event_type, None)
             self._unordered.pop(event_type, None)
         return new
 
+    # -- the bound ---------------------------------------------------------------------
+
+    @staticmethod
+    def _learn(paths: dict[str, dict[str, Any]], key: str, count: int, example: Any) -> bool:
+        """Count ``key`` (under a wildcard path that already covers it, if one does); True when new."""
+        entry = paths.get(key)
+        if entry is None:
+            parts = segments(key)
+            entry = next((e for k, e in paths.items() if WILDCARD in k and _matches(segments(k), parts)), None)
+        if entry is not None:
+            entry["count"] += count
+            return False
+        paths[key] = {"count": count, "example": example}
+        return True
+
+    def _bound(self, event_type: str, fresh: set[str] | frozenset[str] = frozenset()) -> None:
+        """Fold data-dependent paths into wildcards, then drop the rarest past ``max_paths``.
+
+        Paths just learned (``fresh``) are kept: they explain the comparison at
+        hand, and a newcomer always being the rarest would freeze the model.
+        """
+        paths = self.paths.get(event_type)
+        if paths:
+            self._collapse(paths)
+            while len(paths) > self.max_paths:
+                old = [k for k in paths if k not in fresh] or list(paths)
+                rarest = min(old, key=lambda k: (paths[k]["count"], k))
+                del paths[rarest]
+                self.dropped[event_type] = self.dropped.get(event_type, 0) + 1
+        groups = self.unordered_groups.get(event_type)
+        while groups and len(groups) > self.max_paths:
+            del groups[min(groups, key=lambda g: (groups[g], g))]
+            self.dropped[event_type] = self.dropped.get(event_type, 0) + 1
+        self._keys.pop(event_type, None)
+        self._unordered.pop(event_type, None)
+
+    def _collapse(self, paths: dict[str, dict[str, Any]]) -> None:
+        while True:
+            siblings: dict[tuple[str, ...], list[str]] = {}
+            for key in paths:
+                parts = segments(key)
+                for i in range(1, len(parts)):  # the first segment (emitted<node:Type>, state) is the identity
+                    if parts[i] != WILDCARD:
+                        siblings.setdefault((*parts[:i], WILDCARD, *parts[i + 1 :]), []).append(key)
+            family = max(siblings.items(), key=lambda kv: len(kv[1]), default=None)
+            if family is None or len(family[1]) < self.collapse_at:
+                return
+            pattern, members = family
+            first = paths[members[0]]
+            merged = {"count": sum(paths[k]["count"] for k in members), "example": first["example"]}
+            for k in members:
+                del paths[k]
+            wild = _join(pattern)
+            if wild in paths:
+                merged["count"] += paths[wild]["count"]
+                merged["example"] = paths[wild]["example"]
+            paths[wild] = merged
+
     # -- persistence -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "paths": self.paths, "unordered": self.unordered_groups}
+        return {"samples": self.samples, "paths": self.paths, "unordered": self.unordered_groups, "dropped": self.dropped}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> NoiseModel:
@@ -133,14 +241,15 @@ class NoiseModel:
         for t, paths in (data.get("paths") or {}).items():
             mine = self.paths.setdefault(t, {})
             for key, entry in paths.items():
-                if key in mine:
-                    mine[key]["count"] += int(entry.get("count", 1))
-                else:
-                    mine[key] = {"count": int(entry.get("count", 1)), "example": entry.get("example")}
+                self._learn(mine, key, int(entry.get("count", 1)), entry.get("example"))
         for t, groups in (data.get("unordered") or {}).items():
             mine_g = self.unordered_groups.setdefault(t, {})
             for g, n in groups.items():
                 mine_g[g] = mine_g.get(g, 0) + int(n)
+        for t, n in (data.get("dropped") or {}).items():
+            self.dropped[t] = self.dropped.get(t, 0) + int(n)
+        for t in set(self.paths) | set(self.unordered_groups):
+            self._bound(t)
         self._keys.clear()
         self._unordered.clear()
 
@@ -156,4 +265,44 @@ class NoiseModel:
             for g, n in groups.items():
                 rows.append({"event_type": t, "path": f"emitted<{g}> order", "differed": n, "samples": self.samples.get(t, 0), "example": None})
         rows.sort(key=lambda r: (-r["differed"], r["event_type"], r["path"]))
+        for t, n in sorted(self.dropped.items()):  # what the cap let go, so a reader knows the list is not all
+            path = f"({n} rarer paths dropped at the cap of {self.max_paths})"
+            rows.append({"event_type": t, "path": path, "differed": 0, "samples": self.samples.get(t, 0), "example": None})
         return rows
+
+
+def learned_since(now: dict[str, Any], loaded: dict[str, Any] | None) -> dict[str, Any]:
+    """What was learned in this process since the model was loaded (``to_dict()`` counts minus the loaded counts).
+
+    A wildcard path folded in this process stands for the loaded paths it
+    matches, so their counts are taken off it and nothing is counted twice.
+    """
+    if not loaded:
+        return now
+    out: dict[str, Any] = {"samples": {}, "paths": {}, "unordered": {}, "dropped": {}}
+    for t, n in now["samples"].items():
+        d = n - loaded.get("samples", {}).get(t, 0)
+        if d:
+            out["samples"][t] = d
+    for t, paths in now["paths"].items():
+        old = loaded.get("paths", {}).get(t, {})
+        for key, entry in paths.items():
+            if key in old or WILDCARD not in key:
+                before = old.get(key, {}).get("count", 0)
+            else:
+                parts = segments(key)
+                before = sum(e.get("count", 0) for k, e in old.items() if _matches(parts, segments(k)))
+            d = entry["count"] - before
+            if d > 0:
+                out["paths"].setdefault(t, {})[key] = {"count": d, "example": entry["example"]}
+    for t, groups in now["unordered"].items():
+        old_g = loaded.get("unordered", {}).get(t, {})
+        for g, n in groups.items():
+            d = n - old_g.get(g, 0)
+            if d:
+                out["unordered"].setdefault(t, {})[g] = d
+    for t, n in (now.get("dropped") or {}).items():
+        d = n - (loaded.get("dropped") or {}).get(t, 0)
+        if d > 0:
+            out["dropped"][t] = d
+    return out

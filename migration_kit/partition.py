@@ -130,7 +130,13 @@ def merge_tallies(
         for node, types in t.observed.items():
             out.observed.setdefault(node, set()).update(types)
     out.examples = sorted((x for t in tallies for x in t.examples), key=lambda x: int(x.get("line", 0)))[:MAX_EXAMPLES]
-    out.groups = _merge_groups(tallies)
+    out.examples_dropped = out.divergent - len(out.examples)  # as one process counts: every divergent event past the cap
+    out.groups, cut = _merge_groups(tallies)
+    # the other rollup: what partitions could not group, and the groups the merge's cap let go
+    out.other = {
+        "count": sum(t.other.get("count", 0) for t in tallies) + sum(g["count"] for g in cut),
+        "events": sum(t.other.get("events", 0) for t in tallies),
+    }
     ordered = sorted((int(o), int(b), n) for o, b, n in flags)
     out.timeline, out.timeline_stride = _timeline(ordered, out.total)
     if monitor is not None:
@@ -138,7 +144,7 @@ def merge_tallies(
     return out
 
 
-def _merge_groups(tallies: Sequence[ReplayTally]) -> dict[tuple[str, str, str], dict[str, Any]]:
+def _merge_groups(tallies: Sequence[ReplayTally]) -> tuple[dict[tuple[str, str, str], dict[str, Any]], list[dict[str, Any]]]:
     merged: dict[tuple[str, str, str], dict[str, Any]] = {}
     for t in tallies:
         for sig, g in t.groups.items():
@@ -153,8 +159,8 @@ def _merge_groups(tallies: Sequence[ReplayTally]) -> dict[tuple[str, str, str], 
             if last > int(m.get("last_line", 0)):
                 m.update(last_line=last, last_event=g["last_event"])
     # One process opens groups in log order and stops at MAX_GROUPS; each partition kept its first ones.
-    order = sorted(merged.items(), key=lambda kv: int(kv[1].get("first_line", 0)))[:MAX_GROUPS]
-    return dict(order)
+    order = sorted(merged.items(), key=lambda kv: int(kv[1].get("first_line", 0)))
+    return dict(order[:MAX_GROUPS]), [g for _, g in order[MAX_GROUPS:]]
 
 
 def _timeline(flags: list[tuple[int, int, Any]], total: int) -> tuple[list[tuple[int, int]], int]:

@@ -25,9 +25,14 @@ from migration_kit.statistics import rate_bounds
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
 
 _INDEX = re.compile(r"\[(?:\d+|[^\]\[]*=[^\]\[]*)\]")  # list indices, and row keys of writes ([reference=b1])
+# The tally's bounds (README "Bounds"): past MAX_GROUPS signatures a new finding is counted in
+# ``other`` (occurrences and events) instead of getting a group; past MAX_EXAMPLES divergent events
+# no example is taken (``examples_dropped`` counts them); a group example's value longer than
+# MAX_EXAMPLE_CHARS of JSON is kept as a preview string naming its size.
 MAX_EXAMPLES = 20
 MAX_GROUPS = 1000
 MAX_TIMELINE = 400
+MAX_EXAMPLE_CHARS = 2000
 
 
 def signature(node: str | None, diff: Difference, redactor: Redactor | None = None) -> tuple[str, str, str]:
@@ -77,6 +82,9 @@ class ReplayTally:
     timeline_stride: int = 1
     # node -> event types it was seen publishing (to draw the graph)
     observed: dict[str, set[str]] = field(default_factory=dict)
+    # findings past MAX_GROUPS: {"count": differences, "events": divergent events with one}
+    other: dict[str, int] = field(default_factory=lambda: {"count": 0, "events": 0})
+    examples_dropped: int = 0  # divergent events past MAX_EXAMPLES
     # masks the examples as they are taken (default: card numbers only; the report applies the rules again)
     redactor: Redactor | None = field(default=None, compare=False, repr=False)
     # Without a redactor the rules are not known yet: the root events of the examples are kept
@@ -113,7 +121,10 @@ class ReplayTally:
             self.examples.append({**red.comparison(comparison), "line": line})
             if self.redactor is None:
                 self._sources[eid] = comparison.event
+        else:
+            self.examples_dropped += 1
         seen: set[tuple[str, str, str]] = set()
+        rolled_up = False
         secrets: tuple[str, ...] | None = None
         for diff in comparison.differences:
             sig = signature(comparison.first_divergent_node, diff, red)
@@ -123,10 +134,14 @@ class ReplayTally:
             group = self.groups.get(sig)
             if group is None:
                 if len(self.groups) >= MAX_GROUPS:
+                    self.other["count"] += 1
+                    if not rolled_up:
+                        self.other["events"] += 1
+                        rolled_up = True
                     continue
                 if secrets is None:
                     secrets = tuple(red.comparison_secrets(comparison))
-                example = {"event": eid, **red.difference(diff, secrets).to_dict()}
+                example = _trimmed({"event": eid, **red.difference(diff, secrets).to_dict()})
                 # the lines let partitions of a distributed replay be merged in log order
                 self.groups[sig] = {"count": 1, "first_event": eid, "last_event": eid, "example": example, "first_line": line, "last_line": line}
                 if self.redactor is None:
@@ -150,6 +165,8 @@ class ReplayTally:
             "timeline": [list(p) for p in self.timeline],
             "timeline_stride": self.timeline_stride,
             "observed": {n: sorted(t) for n, t in self.observed.items()},
+            "other": dict(self.other),
+            "examples_dropped": self.examples_dropped,
         }
 
     @classmethod
@@ -166,6 +183,8 @@ class ReplayTally:
             timeline=[(int(a), int(b)) for a, b in data["timeline"]],
             timeline_stride=int(data["timeline_stride"]),
             observed={n: set(t) for n, t in data["observed"].items()},
+            other={"count": 0, "events": 0, **(data.get("other") or {})},
+            examples_dropped=int(data.get("examples_dropped", 0)),
         )
 
     def freeze(
@@ -220,6 +239,8 @@ class ReplayTally:
             graph=graph,
             policy=policy,
             redactor=redactor or self.redactor,
+            other=dict(self.other),
+            examples_dropped=self.examples_dropped,
         )
 
 
@@ -249,6 +270,8 @@ class ReplayReport:
     graph: dict[str, Any] | None = None  # the derived graph as data (graph_flows.BusFlow.graph_data)
     policy: dict[str, Any] | None = None  # limits worth drawing, e.g. {"divergence_limit": 0.001}
     redactor: Redactor | None = field(default=None, compare=False, repr=False)  # default: the migration's, by name
+    other: dict[str, int] = field(default_factory=lambda: {"count": 0, "events": 0})  # findings past MAX_GROUPS
+    examples_dropped: int = 0  # divergent events past MAX_EXAMPLES
 
     @property
     def parity(self) -> bool:
@@ -272,7 +295,9 @@ class ReplayReport:
             "by_node": self.by_node,
             "decision": self.decision.to_dict(),
             "groups": [g.to_dict() | {"related": k} for g, k in zip(self.groups, related_ids(self.groups), strict=True)],
+            "groups_other": dict(self.other),
             "examples": list(self.examples),
+            "examples_dropped": self.examples_dropped,
             "skipped": [{"line": s.line, "reason": s.reason} for s in self.skipped],
             "noise": list(self.noise),
             "evidence": self.evidence.summary() if self.evidence is not None else None,
@@ -298,6 +323,17 @@ class ReplayReport:
 
         page = render_report(self.to_dict(), redactor=self.redactor or redactor_named(self.migration))
         Path(path).write_text(for_file(page), encoding="utf-8")  # a lone surrogate in the data must not stop the writing
+
+
+def _trimmed(example: dict[str, Any]) -> dict[str, Any]:
+    """A group example whose values stay small: a value over MAX_EXAMPLE_CHARS of JSON becomes a preview."""
+    for side in ("legacy", "candidate"):
+        v = example.get(side)
+        if isinstance(v, (dict, list, str)):
+            text = json.dumps(v, default=str)
+            if len(text) > MAX_EXAMPLE_CHARS:
+                example[side] = f"<{type(v).__name__} of {len(text):,} chars: {text[:200]}...>"
+    return example
 
 
 def related_ids(groups: tuple[DivergenceGroup, ...] | list[dict[str, Any]]) -> list[int]:

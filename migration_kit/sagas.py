@@ -61,8 +61,9 @@ __all__ = ["Handover", "SagaLedger", "Side", "saga_thread"]
 
 Side = Literal["legacy", "candidate"]
 SIDES: tuple[Side, ...] = ("legacy", "candidate")
-JOURNAL = "sagas:journal"
+JOURNAL = "sagas:journal"  # each saga once: appended the first time it is handed to the candidate
 AUDIT = "sagas:audit"
+MAX_AUDIT = 10_000  # handovers the audit list keeps, newest; older ones are trimmed
 HINT = "sagas"
 
 
@@ -180,7 +181,7 @@ class SagaLedger:
         return list(dict.fromkeys(self.records.items(JOURNAL)))
 
     def audit(self) -> list[dict[str, Any]]:
-        """Every handover, oldest first."""
+        """The newest MAX_AUDIT handovers, oldest first."""
         return self.records.items(AUDIT)
 
     # -- handing over --------------------------------------------------------------------------
@@ -221,10 +222,11 @@ class SagaLedger:
             state = dict(self.states.peek(saga) or {})
         if to == "candidate":
             self.records.incr(HINT, {"candidate": 1})
-            self.records.append(JOURNAL, saga)
+            if not (doc or {}).get("journaled"):  # a saga handed back and forth is walked once anyway
+                self.records.append(JOURNAL, saga)
         moving = {"to": to, "state": state, "reason": reason, "by": by, "at": time.time(), "cutoff": cutoff,
                   "cutoff_event": cutoff_event, "cutoff_effects": cutoff_effects}
-        intent = {**(doc or {}), "side": source, "moving": moving}
+        intent = {**(doc or {}), "side": source, "moving": moving, **({"journaled": True} if to == "candidate" else {})}
         version = self.records.put(self._key(saga), intent, version=version)
         return self._finish(saga, intent, version)
 
@@ -253,7 +255,8 @@ class SagaLedger:
             saga, source, to, moving.get("reason", ""), moving.get("by", ""), moving.get("at", time.time()), len(state),
             moving.get("cutoff"), moving.get("cutoff_event"), recovered, tuple(moving.get("cutoff_effects") or ()),
         )
-        self.records.append(AUDIT, h.to_dict())
+        if self.records.append(AUDIT, h.to_dict()) > MAX_AUDIT:
+            self.records.trim(AUDIT, MAX_AUDIT)
         return h
 
     def _drop_thread(self, saga: str) -> None:

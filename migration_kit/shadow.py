@@ -37,6 +37,10 @@ Stream entry, version 1 (validated with pydantic when read; never unpickled)::
 
     {"v": 1, "migration": "M", "event": {Event}, "legacy": {Outcome.to_record()},
      "state_before": {...} | null, "traceparent": "00-..." | null, "tapped_at": <epoch s>}
+
+When the saga had state before the event, the outcome's ``state`` (after) is left out and
+``"state_delta"`` holds what the event changed (``migration_kit.state_delta``), computed on the
+masked values: an entry carries the saga's state once, not twice.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from migration_errors import BadEventLog, ConfigurationError
 from migration_kit.cutover import Cutover
 from migration_kit.outcome import Outcome
 from migration_kit.redaction import redactor_for, redactor_named
+from migration_kit.state_delta import delta, patched
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
@@ -152,6 +157,7 @@ class ShadowEntry(BaseModel):
     legacy: dict[str, Any] | None = None
     candidate: dict[str, Any] | None = None
     state_before: dict[str, Any] | None = None
+    state_delta: dict[str, Any] | None = None  # the serving outcome's state, as a delta against state_before
     traceparent: str | None = Field(default=None, pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
     tapped_at: float = 0.0
 
@@ -207,7 +213,12 @@ def encode_entry(
     }
     if redactor is None:
         redactor = redactor_named(migration)
-    return json.dumps(redactor.entry(doc), separators=(",", ":"), default=str).encode()
+    masked = redactor.entry(doc)
+    before, record = masked.get("state_before"), masked.get(outcome.path)
+    if isinstance(before, dict) and before and isinstance(record, dict) and isinstance(record.get("state"), dict):
+        # masked values on both sides, so the worker rebuilds exactly the masked state after
+        masked["state_delta"] = delta(before, record.pop("state"))
+    return json.dumps(masked, separators=(",", ":"), default=str).encode()
 
 
 ENTRY_LIMITS = InputLimits(max_depth=DEFAULT_LIMITS.max_depth + 8)  # a log line's bounds; an entry wraps the event a few levels deeper
@@ -243,6 +254,8 @@ def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
     raw = doc.legacy if side == "legacy" else doc.candidate
     if raw is None:
         raise BadShadowEntry(f"stream entry {entry_id} is not a valid shadow entry: {side}: the {side} path served, but its outcome is missing")
+    if doc.state_delta is not None:
+        raw = {**raw, "state": patched(doc.state_before or {}, doc.state_delta)}
     try:
         recorded = Outcome.from_record(raw)
     except BadEventLog as exc:

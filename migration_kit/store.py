@@ -81,6 +81,10 @@ class Records(Protocol):
         """A slice of a list (``stop`` exclusive; None: to the end)."""
         ...
 
+    def trim(self, key: str, keep: int) -> None:
+        """Keep only the newest ``keep`` items of a list (a cap on what a list keeps)."""
+        ...
+
     def incr(self, key: str, amounts: dict[str, int]) -> dict[str, int]:
         """Add to named counters atomically; returns their new values."""
         ...
@@ -128,6 +132,11 @@ class MemoryRecords:
 
     def items(self, key: str, start: int = 0, stop: int | None = None) -> list[Any]:
         return [json.loads(x) for x in self._lists.get(key, [])[start:stop]]
+
+    def trim(self, key: str, keep: int) -> None:
+        with self._lock:
+            if key in self._lists:
+                del self._lists[key][: max(0, len(self._lists[key]) - keep)]
 
     def incr(self, key: str, amounts: dict[str, int]) -> dict[str, int]:
         with self._lock:
@@ -198,16 +207,28 @@ class SqliteRecords:
 
     def append(self, key: str, item: Any) -> int:
         with self._tx() as c:
-            n = c.execute("SELECT COUNT(*) FROM mk_lists WHERE ns=? AND key=?", (self.ns, key)).fetchone()[0]
-            c.execute("INSERT INTO mk_lists (ns, key, idx, value) VALUES (?, ?, ?, ?)", (self.ns, key, n, _dump(item)))
+            # idx grows past trimmed items (MAX + 1), so the list stays in order after a trim
+            n, top = c.execute("SELECT COUNT(*), MAX(idx) FROM mk_lists WHERE ns=? AND key=?", (self.ns, key)).fetchone()
+            c.execute("INSERT INTO mk_lists (ns, key, idx, value) VALUES (?, ?, ?, ?)", (self.ns, key, 0 if top is None else top + 1, _dump(item)))
             return n + 1
 
     def items(self, key: str, start: int = 0, stop: int | None = None) -> list[Any]:
+        limit = -1 if stop is None else max(0, stop - start)
         rows = self._conn.execute(
-            "SELECT value FROM mk_lists WHERE ns=? AND key=? AND idx>=? AND idx<? ORDER BY idx",
-            (self.ns, key, start, stop if stop is not None else 2**62),
+            "SELECT value FROM mk_lists WHERE ns=? AND key=? ORDER BY idx LIMIT ? OFFSET ?",
+            (self.ns, key, limit, start),
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def trim(self, key: str, keep: int) -> None:
+        with self._tx() as c:
+            c.execute(
+                "DELETE FROM mk_lists WHERE ns=? AND key=? AND idx < (SELECT MIN(idx) FROM "
+                "(SELECT idx FROM mk_lists WHERE ns=? AND key=? ORDER BY idx DESC LIMIT ?))",
+                (self.ns, key, self.ns, key, max(1, keep)),
+            )
+            if keep <= 0:
+                c.execute("DELETE FROM mk_lists WHERE ns=? AND key=?", (self.ns, key))
 
     def incr(self, key: str, amounts: dict[str, int]) -> dict[str, int]:
         with self._tx() as c:
@@ -300,6 +321,12 @@ class RedisRecords:
         if stop is not None and stop <= start:
             return []
         return [json.loads(x) for x in self.client.lrange(self._k("list", key), start, end)]
+
+    def trim(self, key: str, keep: int) -> None:
+        if keep <= 0:
+            self.client.unlink(self._k("list", key))
+        else:
+            self.client.ltrim(self._k("list", key), -keep, -1)
 
     def incr(self, key: str, amounts: dict[str, int]) -> dict[str, int]:
         pipe = self.client.pipeline(transaction=True)

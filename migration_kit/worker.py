@@ -74,7 +74,14 @@ __all__ = ["Worker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
 
-DONE_TTL = 7 * 24 * 3600  # seconds a done marker is kept: longer than any entry stays pending
+# Seconds a done marker is kept. It only has to outlive two consumers holding one entry at once
+# (a reclaimed entry still being compared by its first reader): a recorded entry is acknowledged
+# (and deleted) in the same step, so it is never delivered again. An hour, not a week, so a month
+# of traffic keeps one hour of markers.
+DONE_TTL = 3600
+# A consumer of the group with nothing pending and idle this long (ms) is removed when a worker
+# starts: restarted workers named <host>-<pid> would otherwise pile up in the group.
+IDLE_CONSUMER_MS = 3600 * 1000
 MAX_GROUPS = 1000
 STOP_GRACE = 30.0  # seconds a stopping worker keeps trying to record what it computed while Redis is away
 MAX_DEAD = 1000
@@ -324,6 +331,18 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._forget_idle_consumers()
+
+    def _forget_idle_consumers(self) -> None:
+        """Remove consumers with nothing pending, idle over IDLE_CONSUMER_MS (nothing of theirs is lost)."""
+        try:
+            for c in self._client.xinfo_consumers(self.keys.stream, GROUP):
+                name = c.get("name")
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                if name != self.consumer and int(c.get("pending", 0)) == 0 and int(c.get("idle", 0)) > IDLE_CONSUMER_MS:
+                    self._client.xgroup_delconsumer(self.keys.stream, GROUP, name)
+        except Exception as exc:  # noqa: BLE001 - tidying; the next start tries again
+            log.info("shadow worker %s: could not tidy idle consumers: %s", self.consumer, exc)
 
     def _unreachable(self, exc: BaseException) -> bool:
         from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError  # noqa: A004
@@ -568,10 +587,18 @@ class Worker:
                     with self._lock:
                         self._evidence = evidence
                 firsts += [bool(x) for x in reply]
+                self._trim([eid for eid, _, _ in chunk])
                 break
             else:
                 raise StoreUnavailable(f"shadow worker {self.consumer}: the done markers kept changing while recording a batch")
         return firsts
+
+    def _trim(self, ids: list[str]) -> None:
+        """Delete recorded (acknowledged) entries from the stream, so it holds what is still to compare."""
+        try:
+            self._client.xdel(self.keys.stream, *ids)
+        except Exception as exc:  # noqa: BLE001 - the entry stays, within the stream's MAXLEN
+            log.info("shadow worker %s: could not delete recorded entries: %s", self.consumer, exc)
 
     def _evidence_with(self, chunk: list[tuple[str, Tapped, Comparison]], flags: list[int]) -> tuple[Evidence | None, str]:
         """The worker's evidence with the first-time events of ``chunk`` added, and its stored JSON ("" when not atomic)."""
