@@ -125,7 +125,7 @@ def measure(label: str, r: redis.Redis, stream: str, workers: list[subprocess.Po
 def start_workers(n: int, url: str, env: dict) -> list[subprocess.Popen]:
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "migration_kit", "worker", "--app", "soak_app:migration", "--store", url, "--consumer", f"soak-{i}"],
+            [sys.executable, "-m", "migration_kit", "worker", "--app", "soak_app:migration", "--store", url, "--consumer", f"soak-{i}", "--trim"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--consumer", metavar="NAME", help="this worker's name in the consumer group (default: <host>-<pid>)")
     w.add_argument("--block-ms", type=int, default=1000, metavar="MS", help="how long one read waits for new entries (default 1000)")
     w.add_argument("--claim-idle-ms", type=int, default=30_000, metavar="MS", help="reclaim entries pending longer than this from dead workers (default 30000)")
+    w.add_argument("--trim", action="store_true", help="delete each entry once recorded (the stream holds only what is left to compare; `record` then misses them)")
     w.add_argument("--max-events", type=int, metavar="N", help="stop after handling N entries (for tests)")
     w.add_argument("--cpus", metavar="LIST", help="pin the worker to these CPUs, e.g. 0 or 0,1 or 2-3 (one worker per core scales best)")
     w.add_argument("--replay", action="store_true", help="join the store's distributed replay (`replay LOG --workers N`) instead of the shadow stream")
@@ -447,6 +448,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             block_ms=args.block_ms,
             claim_idle_ms=args.claim_idle_ms,
             max_events=args.max_events,
+            trim=args.trim,
         )
         for sig in (signal.SIGTERM, signal.SIGINT):  # drain what is in flight, then exit 0
             signal.signal(sig, lambda *_: worker.stop())

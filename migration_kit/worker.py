@@ -270,8 +270,12 @@ class Worker:
         max_events: int | None = None,
         evidence_every: float = 2.0,
         batch: int | None = None,
+        trim: bool = False,
     ) -> None:
         self.migration = migration
+        # Deleting recorded entries keeps the stream to what is still to compare, but takes them
+        # from `migration-kit record` too; off by default (the stream's MAXLEN bounds it anyway).
+        self.trim = trim
         self.url = url or migration.store.url
         if migration.store.scheme not in ("redis", "rediss") and url is None:
             raise ConfigurationError(
@@ -587,7 +591,8 @@ class Worker:
                     with self._lock:
                         self._evidence = evidence
                 firsts += [bool(x) for x in reply]
-                self._trim([eid for eid, _, _ in chunk])
+                if self.trim:
+                    self._trim([eid for eid, _, _ in chunk])
                 break
             else:
                 raise StoreUnavailable(f"shadow worker {self.consumer}: the done markers kept changing while recording a batch")

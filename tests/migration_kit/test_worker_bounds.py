@@ -26,11 +26,18 @@ def tap(url: str, n: int) -> None:
         assert handle.flush(30) and handle.sent == n
 
 
-def test_recorded_entries_leave_the_stream_and_their_done_markers_expire_within_an_hour(redis_url):
+def test_entries_stay_for_record_unless_the_worker_trims(redis_url):
+    r = redis.Redis.from_url(redis_url)
+    tap(redis_url, 4)
+    Worker(shadow_app.migration(store=redis_url), max_events=4, block_ms=100, evidence_every=0.0).run()
+    assert r.xlen(KEYS.stream) == 4 and r.xpending(KEYS.stream, GROUP)["pending"] == 0
+
+
+def test_with_trim_recorded_entries_leave_the_stream_and_their_done_markers_expire_within_an_hour(redis_url):
     r = redis.Redis.from_url(redis_url)
     tap(redis_url, 12)
     assert r.xlen(KEYS.stream) == 12
-    w = Worker(shadow_app.migration(store=redis_url), max_events=12, block_ms=100, evidence_every=0.0)
+    w = Worker(shadow_app.migration(store=redis_url), max_events=12, block_ms=100, evidence_every=0.0, trim=True)
     w.run()
     assert (w.stats.recorded, r.hget(KEYS.counters, "compared")) == (12, b"12")
     assert r.xlen(KEYS.stream) == 0 and r.xpending(KEYS.stream, GROUP)["pending"] == 0
@@ -45,10 +52,10 @@ def test_a_redelivered_entry_still_counts_once_after_its_twin_was_recorded_and_d
     r = redis.Redis.from_url(redis_url)
     tap(redis_url, 3)
     first = r.xrange(KEYS.stream)[0][1]
-    w = Worker(shadow_app.migration(store=redis_url), max_events=3, block_ms=100, evidence_every=0.0)
+    w = Worker(shadow_app.migration(store=redis_url), max_events=3, block_ms=100, evidence_every=0.0, trim=True)
     w.run()
     r.xadd(KEYS.stream, first)  # the same event delivered again (a reclaim racing its first reader)
-    again = Worker(shadow_app.migration(store=redis_url), max_events=1, block_ms=100, evidence_every=0.0)
+    again = Worker(shadow_app.migration(store=redis_url), max_events=1, block_ms=100, evidence_every=0.0, trim=True)
     again.run()
     assert (again.stats.duplicates, r.hget(KEYS.counters, "compared")) == (1, b"3")
     assert r.xlen(KEYS.stream) == 0
