@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from legacy_bus.codec import decode, encode
+from migration_errors import RecordedEffectError  # re-exported: it lived here
 from legacy_bus.records import EffectCall, ErrorInfo, call_key
 
 if TYPE_CHECKING:
@@ -36,14 +37,6 @@ __all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "c
 _SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
 # The handler currently running in this context, whose step records the calls.
 _ACTIVE: ContextVar[HandlerContext | None] = ContextVar("legacy_bus_active_handler", default=None)
-
-
-class RecordedEffectError(Exception):
-    """Raised in a sandbox where the authoritative call being replayed had raised."""
-
-    def __init__(self, error: ErrorInfo) -> None:
-        super().__init__(f"{error.type}: {error.message}")
-        self.error = error
 
 
 class Sandbox:

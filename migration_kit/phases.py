@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from migration_errors import PhaseConflict, PolicyViolation
+from migration_errors import InvalidTransition, PhaseConflict, PolicyViolation
 
 from migration_kit.store import Records, VersionConflict
 
@@ -33,10 +33,6 @@ PHASES = ("shadow", "canary", "primary", "retired", "rolled_back")
 _ORDER = {"shadow": 0, "canary": 1, "primary": 2, "retired": 3}
 DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0)
 PHASE_KEY, HISTORY_KEY = "phase", "history"
-
-
-class InvalidTransition(PolicyViolation):
-    """A phase transition the state machine does not allow (the message says what is allowed)."""
 
 
 @dataclass(frozen=True, slots=True)

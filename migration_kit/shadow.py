@@ -65,7 +65,7 @@ from legacy_bus import Dispatch, Event, EventBus
 from legacy_bus.effects import _ACTIVE, _SANDBOX
 from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
 from checkpoints.urls import mask_url
-from migration_errors import BadEventLog, ConfigurationError
+from migration_errors import BadEventLog, BadShadowEntry, ConfigurationError
 
 from migration_kit.cutover import Cutover
 from migration_kit.outcome import Outcome
@@ -139,10 +139,6 @@ class ShadowKeys:
 
 
 # -- entries --------------------------------------------------------------------------------
-
-
-class BadShadowEntry(BadEventLog):
-    """A stream entry that is not a valid shadow entry (it is dead-lettered, never compared)."""
 
 
 class ShadowEntry(BaseModel):

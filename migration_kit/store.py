@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from checkpoints.urls import mask_url, scheme_of, sqlite_path
 
-from migration_errors import ConfigurationError, MigrationKitError, StoreUnavailable
+from migration_errors import ConfigurationError, MigrationKitError, StoreUnavailable, VersionConflict
 
 __all__ = [
     "API_DEFAULT_STORE",
@@ -49,14 +49,6 @@ _SCHEMES = ("memory", "sqlite", "redis", "rediss")
 # serves, store calls run on the publisher's thread, and this is their deadline. A URL's own
 # ?socket_timeout= wins.
 STORE_TIMEOUT = 1.0
-
-
-class VersionConflict(MigrationKitError):
-    """A versioned write found another version than it expected (someone wrote first)."""
-
-    def __init__(self, key: str, expected: int, found: int) -> None:
-        super().__init__(f"record {key!r} is at version {found}, not {expected}: another process changed it first")
-        self.key, self.expected, self.found = key, expected, found
 
 
 class Records(Protocol):

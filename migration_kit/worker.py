@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 from checkpoints import RedisSaver
 from graph_flows import BusFlow
 from migration_errors import ConfigurationError, StoreUnavailable
+from redis_connect.connection import missing_group
 
 from migration_kit.evidence import Evidence
 from migration_kit.report import signature
@@ -368,11 +369,11 @@ class Worker:
                     self._ensure_group()
                 return fn(*args)
             except Exception as exc:
-                if not self._unreachable(exc) and "NOGROUP" not in str(exc):
-                    raise
-                if "NOGROUP" in str(exc):  # the stream was lost (a restart without persistence): start over
+                if missing_group(exc):  # the stream was lost (a restart without persistence): start over
                     self._ensure_group()
                     continue
+                if not self._unreachable(exc):
+                    raise
                 self.stats.reconnects += 1
                 log.warning("shadow worker %s: Redis unavailable (%s); retrying in %.2fs", self.consumer, exc, backoff)
                 if self._stop.is_set():
