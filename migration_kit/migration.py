@@ -920,7 +920,7 @@ class Migration:
             return out
         keys = ShadowKeys(self.name)
         try:
-            from checkpoints.connection import connect
+            from redis_connect.connection import connect
 
             client = connect(url, socket_timeout=2.0, socket_connect_timeout=2.0)
             try:

@@ -64,8 +64,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from legacy_bus import Dispatch, Event, EventBus
 from legacy_bus.effects import _ACTIVE, _SANDBOX
 from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
-from checkpoints.urls import mask_url
 from migration_errors import BadEventLog, BadShadowEntry, ConfigurationError
+from redis_connect.urls import mask_url
 
 from migration_kit.cutover import Cutover
 from migration_kit.outcome import Outcome
@@ -565,7 +565,7 @@ class ShadowHandle:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        from checkpoints.connection import connect
+        from redis_connect.connection import connect
 
         return connect(
             self.url,
@@ -684,7 +684,7 @@ def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
     (default True: ``gc.freeze()`` once at attach, so full collections skip the heap the process
     had then and the queued entries cannot make them long).
     """
-    from checkpoints.urls import scheme_of
+    from redis_connect.urls import scheme_of
 
     if scheme_of(url) not in ("redis", "rediss"):
         raise ConfigurationError(

@@ -27,9 +27,9 @@ import threading
 from collections import defaultdict
 from typing import Any, Protocol
 
-from checkpoints.urls import mask_url, scheme_of, sqlite_path
 
 from migration_errors import ConfigurationError, MigrationKitError, StoreUnavailable, VersionConflict
+from redis_connect.urls import mask_url, scheme_of, sqlite_path
 
 __all__ = [
     "API_DEFAULT_STORE",
@@ -280,7 +280,7 @@ class RedisRecords:
     """Records in Redis (standalone or cluster), one hash tag per migration."""
 
     def __init__(self, url: str, namespace: str) -> None:
-        from checkpoints.connection import connect
+        from redis_connect.connection import connect
 
         # Credentials and TLS options come from the URL or MIGRATION_KIT_REDIS_* (see
         # checkpoints/urls.py); only the masked URL is kept, for messages and the repr.

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 from checkpoints import RedisSaver
 from graph_flows import BusFlow
 from migration_errors import ConfigurationError, StoreUnavailable
-from redis_connect.connection import missing_group
+from redis_connect.connection import connect, missing_group
 
 from migration_kit.evidence import Evidence
 from migration_kit.report import signature
@@ -324,8 +324,6 @@ class Worker:
     # -- Redis -----------------------------------------------------------------------------
 
     def _connect(self) -> None:
-        from checkpoints.connection import connect
-
         self._client = connect(self.url, socket_timeout=self.block_ms / 1000 + 10.0, socket_connect_timeout=5.0)
         self._record = self._client.register_script(_RECORD)
         self._dead = self._client.register_script(_DEAD)
