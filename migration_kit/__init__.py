@@ -28,9 +28,11 @@ from migration_kit.policy import Policy, Predicate, Verdict, default_policy, reg
 from migration_kit.report import DivergenceGroup, ReplayReport
 from migration_kit.shadow import ShadowHandle
 from migration_kit.statistics import Sketch
+from migration_kit.types import Action, Phase, Side
 from migration_kit.worker import Worker, WorkerStats
 
 __all__ = [
+    "Action",
     "BadEventLog",
     "Comparator",
     "Comparison",
@@ -47,6 +49,7 @@ __all__ = [
     "MigrationKitError",
     "NodeRun",
     "Outcome",
+    "Phase",
     "PhaseConflict",
     "PhaseState",
     "Policy",
@@ -55,6 +58,7 @@ __all__ = [
     "ReplayInterrupted",
     "ReplayReport",
     "ShadowHandle",
+    "Side",
     "Sketch",
     "StoreUnavailable",
     "Transition",

@@ -21,10 +21,11 @@ from legacy_bus.database import RowWrite
 from migration_errors import BadEventLog
 
 from migration_kit.resume import STORE_ERRORS
+from migration_kit.types import Side
 
 __all__ = ["Emission", "NodeRun", "Outcome", "OutcomeRecord", "PathName"]
 
-PathName = Literal["legacy", "candidate"]
+PathName = Side  # the name outcome gave it before ``migration_kit.types``
 ROOT_CORRELATION = "<root>"
 
 
@@ -346,7 +347,7 @@ class OutcomeRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     v: Literal[1] = 1
-    path: Literal["legacy", "candidate"]
+    path: Side
     event: dict[str, Any]
     emitted: list[_EmissionRecord] = Field(default_factory=list)
     effects: list[_EffectRecord] | None = None  # None: the trace's effects, in order

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from legacy_bus import StateStore
 from migration_errors import MigrationKitError
@@ -53,14 +53,14 @@ from migration_errors import MigrationKitError
 from migration_kit.locks import SagaLocks
 from migration_kit.store import VersionConflict
 from migration_kit.threads import Resumable, classify
+from migration_kit.types import Side  # re-exported: it was defined here
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
 
 __all__ = ["Handover", "SagaLedger", "Side", "saga_thread"]
 
-Side = Literal["legacy", "candidate"]
-SIDES: tuple[Side, ...] = ("legacy", "candidate")
+SIDES: tuple[Side, ...] = tuple(Side)
 JOURNAL = "sagas:journal"  # each saga once: appended the first time it is handed to the candidate
 AUDIT = "sagas:audit"
 MAX_AUDIT = 10_000  # handovers the audit list keeps, newest; older ones are trimmed

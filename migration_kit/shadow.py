@@ -71,6 +71,7 @@ from migration_kit.cutover import Cutover
 from migration_kit.outcome import Outcome
 from migration_kit.redaction import redactor_for, redactor_named
 from migration_kit.state_delta import delta, patched
+from migration_kit.types import Side
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
@@ -149,7 +150,7 @@ class ShadowEntry(BaseModel):
     v: Literal[1]
     migration: str | None = None
     event: dict[str, Any]
-    serving: Literal["legacy", "candidate"] = "legacy"
+    serving: Side = Side.LEGACY
     legacy: dict[str, Any] | None = None
     candidate: dict[str, Any] | None = None
     state_before: dict[str, Any] | None = None
