@@ -31,7 +31,7 @@ from legacy_bus.records import EffectCall, ErrorInfo, call_key
 if TYPE_CHECKING:
     from legacy_bus.context import HandlerContext
 
-__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "sandboxed"]
+__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "register_database", "sandboxed"]
 
 # The sandbox governing effect calls in this context (None: calls are real).
 _SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
@@ -66,9 +66,7 @@ class Sandbox:
     @property
     def writes(self) -> tuple[Any, ...]:
         """The rows this sandbox's runs wrote through declared databases (``legacy_bus.database.RowWrite``)."""
-        from legacy_bus.database import sandbox_writes
-
-        return sandbox_writes(self)
+        return _DATABASE[0].sandbox_writes(self) if _DATABASE else ()
 
     def take(self, key: str) -> EffectCall | None:
         """Pop the next unused authoritative call with this identity, if any."""
@@ -77,11 +75,9 @@ class Sandbox:
 
     def __enter__(self) -> Sandbox:
         self._token = _SANDBOX.set(self)
-        if not _GUARDED and "sqlalchemy" in sys.modules:
+        if not _GUARDED and _DATABASE and "sqlalchemy" in sys.modules:
             # Every SQLAlchemy engine's writes are watched from the first sandbox on, declared or not.
-            from legacy_bus.database import install_guard
-
-            install_guard()
+            _DATABASE[0].install_guard()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -238,6 +234,14 @@ class EffectPort:
 
 
 _GUARDED: list[bool] = []  # non-empty once legacy_bus.database listens to every engine (see Sandbox.__enter__)
+# legacy_bus.database, which registers itself when imported (legacy_bus/__init__ always imports
+# it): the sandbox reaches declared databases through it without importing the module above it.
+_DATABASE: list[Any] = []
+
+
+def register_database(module: Any) -> None:
+    """Plug in the declared-database support (``sandbox_writes``, ``install_guard``); called by ``legacy_bus.database``."""
+    _DATABASE[:] = [module]
 _REAL = object()  # no answer, and the sandbox lets such calls run for real
 
 
