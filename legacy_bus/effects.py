@@ -31,7 +31,7 @@ from legacy_bus.records import EffectCall, ErrorInfo, call_key
 if TYPE_CHECKING:
     from legacy_bus.context import HandlerContext
 
-__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "register_database", "sandboxed"]
+__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "in_handler", "register_database", "sandboxed"]
 
 # The sandbox governing effect calls in this context (None: calls are real).
 _SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
@@ -89,6 +89,11 @@ class Sandbox:
 def current_sandbox() -> Sandbox | None:
     """The sandbox active in this context, or None when effect calls are real."""
     return _SANDBOX.get()
+
+
+def in_handler() -> bool:
+    """True while a handler runs in this context (its publishes join the running cascade)."""
+    return _ACTIVE.get() is not None
 
 
 def current_handler() -> str | None:

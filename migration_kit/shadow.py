@@ -62,7 +62,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_bus import Dispatch, Event, EventBus
-from legacy_bus.effects import _ACTIVE, _SANDBOX
+from legacy_bus.effects import current_sandbox, in_handler
 from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
 from migration_errors import BadEventLog, BadShadowEntry, ConfigurationError
 from redis_connect.urls import mask_url
@@ -361,6 +361,11 @@ class ShadowHandle:
         return self._on
 
     @property
+    def unreported_shed(self) -> int:
+        """Events this process shed that its Redis counters do not count yet."""
+        return self.shed - self._reported_shed
+
+    @property
     def queued(self) -> int:
         return self._queue.qsize()
 
@@ -419,7 +424,7 @@ class ShadowHandle:
             # migration's own sandboxed runs, and not a dispatch started while
             # any handler runs (publishes inside a cascade never get here;
             # a dispatch nested in a handler is part of that handler's work).
-            if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
+            if not handle._on or sandbox is not None or states is not None or current_sandbox() is not None or in_handler():
                 return original_dispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
             if plan.fast:
@@ -450,7 +455,7 @@ class ShadowHandle:
             return result
 
         async def adispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
-            if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
+            if not handle._on or sandbox is not None or states is not None or current_sandbox() is not None or in_handler():
                 return await original_adispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
             if plan.fast:
