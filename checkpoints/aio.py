@@ -19,11 +19,11 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.exceptions import NoPermissionError, NoScriptError
 
 from checkpoints import scripts
-from checkpoints.connection import UNREACHABLE, aconnect, unavailable
 from checkpoints.durability import AckLedger, Policy, write_policy
 from checkpoints.redis_saver import _EVAL, _ITEM, DEFAULT_KEY_PREFIX, Plan, _RedisSaverCore
 from checkpoints.scripts import Script
 from checkpoints.serde import AllowedTypes, checkpoint_serde
+from redis_connect.connection import UNREACHABLE, aconnect, unavailable
 
 __all__ = ["AsyncRedisSaver"]
 

@@ -45,8 +45,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from checkpoints.threaded import ThreadedAsync
 from checkpoints.redis_saver import DEFAULT_KEY_PREFIX, RedisSaver
 from checkpoints.serde import AllowedTypes, checkpoint_serde
-from checkpoints.urls import SUPPORTED, mask_url, scheme_of, sqlite_path
 from migration_errors import ConfigurationError, StoreUnavailable
+from redis_connect.urls import SUPPORTED, mask_url, scheme_of, sqlite_path
 
 __all__ = ["MemoryCheckpointer", "SqliteCheckpointer", "open_checkpointer"]
 

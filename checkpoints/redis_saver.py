@@ -54,14 +54,14 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from checkpoints import scripts
-from checkpoints.connection import UNREACHABLE, connect, is_cluster, unavailable
 from checkpoints.durability import Policy, write_policy
 from checkpoints.scripts import Script
 from checkpoints.serde import AllowedTypes, checkpoint_serde
-from checkpoints.urls import mask_url
 from checkpoints.threaded import ThreadedAsync
 from checkpoints.write_behind import Pipeline
 from migration_errors import ConfigurationError, StoreUnavailable
+from redis_connect.connection import UNREACHABLE, connect, is_cluster, unavailable
+from redis_connect.urls import mask_url
 
 __all__ = ["DEFAULT_KEY_PREFIX", "KeyScheme", "RedisSaver"]
 

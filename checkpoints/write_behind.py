@@ -36,9 +36,9 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from checkpoints.connection import UNREACHABLE, unavailable
 from checkpoints.durability import AckLedger, Policy
 from migration_errors import StoreUnavailable
+from redis_connect.connection import UNREACHABLE, unavailable
 
 __all__ = ["Pipeline"]
 

@@ -49,6 +49,7 @@ as a ``RowWrite`` with ``op="blocked"``.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -58,7 +59,7 @@ from typing import Any, Literal
 
 from migration_errors import ConfigurationError, MigrationKitError, UndeclaredStateWrite
 
-from legacy_bus.effects import _ACTIVE, _GUARDED, _SANDBOX, Sandbox
+from legacy_bus.effects import _ACTIVE, _GUARDED, _SANDBOX, Sandbox, register_database
 
 __all__ = [
     "Database",
@@ -769,3 +770,6 @@ def _after_commit(session: Any) -> None:
 
 def _after_rollback(session: Any) -> None:
     session.info.pop(_PENDING, None)
+
+
+register_database(sys.modules[__name__])

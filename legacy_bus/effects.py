@@ -25,25 +25,18 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from legacy_bus.codec import decode, encode
+from migration_errors import RecordedEffectError  # re-exported: it lived here
 from legacy_bus.records import EffectCall, ErrorInfo, call_key
 
 if TYPE_CHECKING:
     from legacy_bus.context import HandlerContext
 
-__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "sandboxed"]
+__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "in_handler", "register_database", "sandboxed"]
 
 # The sandbox governing effect calls in this context (None: calls are real).
 _SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
 # The handler currently running in this context, whose step records the calls.
 _ACTIVE: ContextVar[HandlerContext | None] = ContextVar("legacy_bus_active_handler", default=None)
-
-
-class RecordedEffectError(Exception):
-    """Raised in a sandbox where the authoritative call being replayed had raised."""
-
-    def __init__(self, error: ErrorInfo) -> None:
-        super().__init__(f"{error.type}: {error.message}")
-        self.error = error
 
 
 class Sandbox:
@@ -73,9 +66,7 @@ class Sandbox:
     @property
     def writes(self) -> tuple[Any, ...]:
         """The rows this sandbox's runs wrote through declared databases (``legacy_bus.database.RowWrite``)."""
-        from legacy_bus.database import sandbox_writes
-
-        return sandbox_writes(self)
+        return _DATABASE[0].sandbox_writes(self) if _DATABASE else ()
 
     def take(self, key: str) -> EffectCall | None:
         """Pop the next unused authoritative call with this identity, if any."""
@@ -84,11 +75,9 @@ class Sandbox:
 
     def __enter__(self) -> Sandbox:
         self._token = _SANDBOX.set(self)
-        if not _GUARDED and "sqlalchemy" in sys.modules:
+        if not _GUARDED and _DATABASE and "sqlalchemy" in sys.modules:
             # Every SQLAlchemy engine's writes are watched from the first sandbox on, declared or not.
-            from legacy_bus.database import install_guard
-
-            install_guard()
+            _DATABASE[0].install_guard()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -100,6 +89,11 @@ class Sandbox:
 def current_sandbox() -> Sandbox | None:
     """The sandbox active in this context, or None when effect calls are real."""
     return _SANDBOX.get()
+
+
+def in_handler() -> bool:
+    """True while a handler runs in this context (its publishes join the running cascade)."""
+    return _ACTIVE.get() is not None
 
 
 def current_handler() -> str | None:
@@ -245,6 +239,14 @@ class EffectPort:
 
 
 _GUARDED: list[bool] = []  # non-empty once legacy_bus.database listens to every engine (see Sandbox.__enter__)
+# legacy_bus.database, which registers itself when imported (legacy_bus/__init__ always imports
+# it): the sandbox reaches declared databases through it without importing the module above it.
+_DATABASE: list[Any] = []
+
+
+def register_database(module: Any) -> None:
+    """Plug in the declared-database support (``sandbox_writes``, ``install_guard``); called by ``legacy_bus.database``."""
+    _DATABASE[:] = [module]
 _REAL = object()  # no answer, and the sandbox lets such calls run for real
 
 

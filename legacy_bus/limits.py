@@ -20,14 +20,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from migration_errors import LimitExceeded  # re-exported: it lived here
+
 __all__ = ["DEFAULT_LIMITS", "InputLimits", "LimitExceeded"]
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
-
-
-class LimitExceeded(ValueError):
-    """A line or entry breaks one of the ``InputLimits``; the message says which and how to raise it."""
 
 
 @dataclass(frozen=True)

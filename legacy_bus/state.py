@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
-from migration_errors import ConfigurationError, MigrationKitError, StoreUnavailable
+from migration_errors import ConfigurationError, MigrationKitError, StateSerializationError, StoreUnavailable
 
 __all__ = [
     "BoundedStateStore",
@@ -154,14 +154,6 @@ class BoundedStateStore:
 
         self._states = OrderedDict((k, v) for k, v in (snapshot or {}).get("states", []))
         self.evicted = int((snapshot or {}).get("evicted", 0))
-
-
-class StateSerializationError(MigrationKitError, TypeError):
-    """Saga state that ``RedisStateStore`` cannot keep as JSON, or a stored value that is not a JSON object.
-
-    The message names the saga key and, for a value JSON cannot carry, where
-    in the state it is (``state['order']['at']``) and what it is.
-    """
 
 
 def _first_non_json(value: Any, path: str, active: set[int]) -> tuple[str, str] | None:

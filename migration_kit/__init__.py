@@ -12,6 +12,7 @@ from migration_errors import (
     MigrationKitError,
     PhaseConflict,
     PolicyViolation,
+    ReplayInterrupted,
     StoreUnavailable,
     UndeclaredStateWrite,
     UnisolatedNoiseLearning,
@@ -27,9 +28,11 @@ from migration_kit.policy import Policy, Predicate, Verdict, default_policy, reg
 from migration_kit.report import DivergenceGroup, ReplayReport
 from migration_kit.shadow import ShadowHandle
 from migration_kit.statistics import Sketch
+from migration_kit.types import Action, Phase, Side
 from migration_kit.worker import Worker, WorkerStats
 
 __all__ = [
+    "Action",
     "BadEventLog",
     "Comparator",
     "Comparison",
@@ -46,13 +49,16 @@ __all__ = [
     "MigrationKitError",
     "NodeRun",
     "Outcome",
+    "Phase",
     "PhaseConflict",
     "PhaseState",
     "Policy",
     "PolicyViolation",
     "Predicate",
+    "ReplayInterrupted",
     "ReplayReport",
     "ShadowHandle",
+    "Side",
     "Sketch",
     "StoreUnavailable",
     "Transition",

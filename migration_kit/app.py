@@ -8,15 +8,11 @@ import sys
 import traceback
 from typing import Any
 
-from migration_errors import ConfigurationError
+from migration_errors import AppNotFound, ConfigurationError
 
 from migration_kit.migration import Migration
 
 __all__ = ["AppNotFound", "load_app"]
-
-
-class AppNotFound(ConfigurationError):
-    """``--app`` does not name an importable ``Migration`` (or a factory of one)."""
 
 
 def _where(exc: BaseException) -> str:

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from checkpoints.urls import mask_url
 from migration_errors import ConfigurationError, MigrationKitError
+from redis_connect.urls import mask_url
 
 from migration_kit.resume import STORE_ERRORS
 from migration_kit.safe_text import one_line, terminal
@@ -203,7 +203,7 @@ def _refuse_overwrite(outputs: dict[str, str | None], inputs: dict[str, str | No
 def _store_file(migration: Any) -> str | None:
     if migration.store.scheme != "sqlite":
         return None
-    from checkpoints.urls import sqlite_path
+    from redis_connect.urls import sqlite_path
 
     return sqlite_path(migration.store.url)
 

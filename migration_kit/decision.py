@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
+
+from migration_kit.types import Action  # re-exported: it was defined here
 
 __all__ = ["Action", "Decision", "parity_decision"]
-
-Action = Literal["continue", "promote", "hold", "rollback"]
 
 
 @dataclass(frozen=True, slots=True)

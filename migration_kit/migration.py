@@ -910,7 +910,7 @@ class Migration:
         from migration_kit.shadow import COUNTERS, ShadowKeys, active_handle, divergence_groups, read_status
 
         handle = active_handle(self)
-        local_shed = 0 if handle is None else handle.shed - handle._reported_shed
+        local_shed = 0 if handle is None else handle.unreported_shed
         url = store_url or (handle.url if handle is not None else None)
         if url is None and self.store.scheme in ("redis", "rediss"):
             url = self.store.url
@@ -920,7 +920,7 @@ class Migration:
             return out
         keys = ShadowKeys(self.name)
         try:
-            from checkpoints.connection import connect
+            from redis_connect.connection import connect
 
             client = connect(url, socket_timeout=2.0, socket_connect_timeout=2.0)
             try:

@@ -20,9 +20,12 @@ from legacy_bus import Dispatch, EffectCall, ErrorInfo, Event
 from legacy_bus.database import RowWrite
 from migration_errors import BadEventLog
 
+from migration_kit.resume import STORE_ERRORS
+from migration_kit.types import Side
+
 __all__ = ["Emission", "NodeRun", "Outcome", "OutcomeRecord", "PathName"]
 
-PathName = Literal["legacy", "candidate"]
+PathName = Side  # the name outcome gave it before ``migration_kit.types``
 ROOT_CORRELATION = "<root>"
 
 
@@ -86,6 +89,10 @@ class Outcome:
     cpu: float | None = None
     steps: int = 0
     writes: tuple[RowWrite, ...] = ()  # rows written through declared databases, and writes blocked
+    # The crash was the store under the graph failing (its checkpointer's Redis or SQLite), told
+    # by the exception's class where it was caught: a replay then stops to be resumed rather than
+    # count a candidate error. Not part of the record: only the run that caught it acts on it.
+    store_down: bool = False
 
     @property
     def error(self) -> ErrorInfo | None:
@@ -247,7 +254,10 @@ class Outcome:
     @classmethod
     def crash(cls, path: PathName, event: Event, exc: BaseException, duration: float) -> Outcome:
         """A path that failed as a whole (the graph raised)."""
-        return cls(path=path, event=event, errors=(ErrorInfo.of(exc),), duration=duration, crashed=True, started=0.0)
+        return cls(
+            path=path, event=event, errors=(ErrorInfo.of(exc),), duration=duration, crashed=True, started=0.0,
+            store_down=isinstance(exc, STORE_ERRORS),
+        )  # fmt: skip
 
 
 def _depths(trace: list[NodeRun], n: int) -> list[int]:
@@ -337,7 +347,7 @@ class OutcomeRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     v: Literal[1] = 1
-    path: Literal["legacy", "candidate"]
+    path: Side
     event: dict[str, Any]
     emitted: list[_EmissionRecord] = Field(default_factory=list)
     effects: list[_EffectRecord] | None = None  # None: the trace's effects, in order

@@ -23,20 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from migration_errors import PhaseConflict, PolicyViolation
+from migration_errors import InvalidTransition, PhaseConflict, PolicyViolation
 
 from migration_kit.store import Records, VersionConflict
+from migration_kit.types import Phase
 
 __all__ = ["DEFAULT_STEPS", "PHASES", "InvalidTransition", "PhaseMachine", "PhaseState", "Transition"]
 
-PHASES = ("shadow", "canary", "primary", "retired", "rolled_back")
-_ORDER = {"shadow": 0, "canary": 1, "primary": 2, "retired": 3}
+PHASES = tuple(Phase)
+_ORDER = {p: i for i, p in enumerate(PHASES) if p is not Phase.ROLLED_BACK}  # the forward order
 DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0)
 PHASE_KEY, HISTORY_KEY = "phase", "history"
-
-
-class InvalidTransition(PolicyViolation):
-    """A phase transition the state machine does not allow (the message says what is allowed)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from migration_errors import ConfigurationError
 from migration_kit.decision import Decision
 from migration_kit.evidence import Evidence
 from migration_kit.statistics import latency_contract, rate_bounds
+from migration_kit.types import Action, Phase
 
 __all__ = [
     "Context",
@@ -63,7 +64,7 @@ __all__ = [
     "register_predicate",
 ]
 
-PhaseName = Literal["shadow", "canary", "primary", "retired", "rolled_back"]
+PhaseName = Phase  # the name policy gave it before ``migration_kit.types``
 CountName = Literal["compared", "divergent", "errors", "new_errors", "legacy_errors"]
 _COUNT_LABEL = {
     "compared": "events compared",
@@ -414,7 +415,7 @@ class Leaf(BaseModel):
     """An action: where a path through the tree ends."""
 
     model_config = _STRICT
-    action: Literal["continue", "promote", "hold", "rollback"]
+    action: Action
     name: str | None = None
     reason: str | None = None
 

@@ -46,7 +46,7 @@ def record_stream(
     with it, it keeps waiting for new entries until ``stop`` is set (or
     SIGTERM / Ctrl-C). An existing ``out`` is refused unless ``append``.
     """
-    from checkpoints.connection import connect
+    from redis_connect.connection import connect
 
     url = store_url or migration.store.url
     if not url.startswith(("redis://", "rediss://")):

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Protocol
 
 from legacy_bus import StateStore
 from migration_errors import MigrationKitError
@@ -53,14 +53,35 @@ from migration_errors import MigrationKitError
 from migration_kit.locks import SagaLocks
 from migration_kit.store import VersionConflict
 from migration_kit.threads import Resumable, classify
+from migration_kit.types import Side  # re-exported: it was defined here
 
-if TYPE_CHECKING:
-    from migration_kit.migration import Migration
+__all__ = ["Handover", "SagaLedger", "SagaOwner", "Side", "saga_thread"]
 
-__all__ = ["Handover", "SagaLedger", "Side", "saga_thread"]
+SIDES: tuple[Side, ...] = tuple(Side)
 
-Side = Literal["legacy", "candidate"]
-SIDES: tuple[Side, ...] = ("legacy", "candidate")
+
+class SagaOwner(Protocol):
+    """What a ``SagaLedger`` needs of its migration (a ``Migration`` is one): so sagas never import the facade."""
+
+    @property
+    def name(self) -> str:
+        """The migration's name (saga threads are named by it)."""
+        ...
+
+    @property
+    def store(self) -> Any:
+        """Its store; ``store.records`` keeps the ledger."""
+        ...
+
+    @property
+    def graph(self) -> Any:
+        """The compiled candidate graph, whose checkpointer holds the candidate side's threads."""
+        ...
+
+    @property
+    def policy(self) -> Any:
+        """Its policy; ``policy.cutoff`` is the rule for a run cut off mid-saga."""
+        ...
 JOURNAL = "sagas:journal"  # each saga once: appended the first time it is handed to the candidate
 AUDIT = "sagas:audit"
 MAX_AUDIT = 10_000  # handovers the audit list keeps, newest; older ones are trimmed
@@ -122,7 +143,7 @@ class SagaLedger:
         states: the legacy side's saga state store (the live bus's own).
     """
 
-    def __init__(self, migration: Migration, states: StateStore) -> None:
+    def __init__(self, migration: SagaOwner, states: StateStore) -> None:
         self.migration = migration
         self.states = states
         self.locks = SagaLocks()

@@ -62,15 +62,16 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_bus import Dispatch, Event, EventBus
-from legacy_bus.effects import _ACTIVE, _SANDBOX
+from legacy_bus.effects import current_sandbox, in_handler
 from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
-from checkpoints.urls import mask_url
-from migration_errors import BadEventLog, ConfigurationError
+from migration_errors import BadEventLog, BadShadowEntry, ConfigurationError
+from redis_connect.urls import mask_url
 
 from migration_kit.cutover import Cutover
 from migration_kit.outcome import Outcome
 from migration_kit.redaction import redactor_for, redactor_named
 from migration_kit.state_delta import delta, patched
+from migration_kit.types import Side
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
@@ -141,10 +142,6 @@ class ShadowKeys:
 # -- entries --------------------------------------------------------------------------------
 
 
-class BadShadowEntry(BadEventLog):
-    """A stream entry that is not a valid shadow entry (it is dead-lettered, never compared)."""
-
-
 class ShadowEntry(BaseModel):
     """The validated shape of one stream entry (version 1)."""
 
@@ -153,7 +150,7 @@ class ShadowEntry(BaseModel):
     v: Literal[1]
     migration: str | None = None
     event: dict[str, Any]
-    serving: Literal["legacy", "candidate"] = "legacy"
+    serving: Side = Side.LEGACY
     legacy: dict[str, Any] | None = None
     candidate: dict[str, Any] | None = None
     state_before: dict[str, Any] | None = None
@@ -364,6 +361,11 @@ class ShadowHandle:
         return self._on
 
     @property
+    def unreported_shed(self) -> int:
+        """Events this process shed that its Redis counters do not count yet."""
+        return self.shed - self._reported_shed
+
+    @property
     def queued(self) -> int:
         return self._queue.qsize()
 
@@ -422,7 +424,7 @@ class ShadowHandle:
             # migration's own sandboxed runs, and not a dispatch started while
             # any handler runs (publishes inside a cascade never get here;
             # a dispatch nested in a handler is part of that handler's work).
-            if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
+            if not handle._on or sandbox is not None or states is not None or current_sandbox() is not None or in_handler():
                 return original_dispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
             if plan.fast:
@@ -453,7 +455,7 @@ class ShadowHandle:
             return result
 
         async def adispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
-            if not handle._on or sandbox is not None or states is not None or _SANDBOX.get() is not None or _ACTIVE.get() is not None:
+            if not handle._on or sandbox is not None or states is not None or current_sandbox() is not None or in_handler():
                 return await original_adispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
             if plan.fast:
@@ -569,7 +571,7 @@ class ShadowHandle:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        from checkpoints.connection import connect
+        from redis_connect.connection import connect
 
         return connect(
             self.url,
@@ -688,7 +690,7 @@ def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
     (default True: ``gc.freeze()`` once at attach, so full collections skip the heap the process
     had then and the queued entries cannot make them long).
     """
-    from checkpoints.urls import scheme_of
+    from redis_connect.urls import scheme_of
 
     if scheme_of(url) not in ("redis", "rediss"):
         raise ConfigurationError(

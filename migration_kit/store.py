@@ -27,9 +27,9 @@ import threading
 from collections import defaultdict
 from typing import Any, Protocol
 
-from checkpoints.urls import mask_url, scheme_of, sqlite_path
 
-from migration_errors import ConfigurationError, MigrationKitError, StoreUnavailable
+from migration_errors import ConfigurationError, MigrationKitError, StoreUnavailable, VersionConflict
+from redis_connect.urls import mask_url, scheme_of, sqlite_path
 
 __all__ = [
     "API_DEFAULT_STORE",
@@ -49,14 +49,6 @@ _SCHEMES = ("memory", "sqlite", "redis", "rediss")
 # serves, store calls run on the publisher's thread, and this is their deadline. A URL's own
 # ?socket_timeout= wins.
 STORE_TIMEOUT = 1.0
-
-
-class VersionConflict(MigrationKitError):
-    """A versioned write found another version than it expected (someone wrote first)."""
-
-    def __init__(self, key: str, expected: int, found: int) -> None:
-        super().__init__(f"record {key!r} is at version {found}, not {expected}: another process changed it first")
-        self.key, self.expected, self.found = key, expected, found
 
 
 class Records(Protocol):
@@ -288,7 +280,7 @@ class RedisRecords:
     """Records in Redis (standalone or cluster), one hash tag per migration."""
 
     def __init__(self, url: str, namespace: str) -> None:
-        from checkpoints.connection import connect
+        from redis_connect.connection import connect
 
         # Credentials and TLS options come from the URL or MIGRATION_KIT_REDIS_* (see
         # checkpoints/urls.py); only the masked URL is kept, for messages and the repr.

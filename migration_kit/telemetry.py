@@ -37,6 +37,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from migration_kit.types import Phase
+
 if TYPE_CHECKING:
     from migration_kit.comparator import Comparison
     from migration_kit.outcome import Outcome
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Telemetry", "configure_from_env", "current_traceparent"]
 
-PHASES = ("shadow", "canary", "primary", "retired", "rolled_back")
 _PROPAGATOR = TraceContextTextMapPropagator()
 # perf_counter() seconds -> epoch nanoseconds, for spans built after the fact.
 _EPOCH_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
@@ -107,7 +108,7 @@ class Telemetry:
             current = self._phase()
         except Exception:  # noqa: BLE001 - a gauge callback must never raise
             return []
-        return [metrics.Observation(1 if p == current else 0, {**self._attrs, "phase": p}) for p in PHASES]
+        return [metrics.Observation(1 if p == current else 0, {**self._attrs, "phase": p.value}) for p in Phase]
 
     def shed(self, n: int = 1) -> None:
         """Count shadow work shed (queue full, store down)."""

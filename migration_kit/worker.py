@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 from checkpoints import RedisSaver
 from graph_flows import BusFlow
 from migration_errors import ConfigurationError, StoreUnavailable
+from redis_connect.connection import connect, missing_group
 
 from migration_kit.evidence import Evidence
 from migration_kit.report import signature
@@ -323,8 +324,6 @@ class Worker:
     # -- Redis -----------------------------------------------------------------------------
 
     def _connect(self) -> None:
-        from checkpoints.connection import connect
-
         self._client = connect(self.url, socket_timeout=self.block_ms / 1000 + 10.0, socket_connect_timeout=5.0)
         self._record = self._client.register_script(_RECORD)
         self._dead = self._client.register_script(_DEAD)
@@ -368,11 +367,11 @@ class Worker:
                     self._ensure_group()
                 return fn(*args)
             except Exception as exc:
-                if not self._unreachable(exc) and "NOGROUP" not in str(exc):
-                    raise
-                if "NOGROUP" in str(exc):  # the stream was lost (a restart without persistence): start over
+                if missing_group(exc):  # the stream was lost (a restart without persistence): start over
                     self._ensure_group()
                     continue
+                if not self._unreachable(exc):
+                    raise
                 self.stats.reconnects += 1
                 log.warning("shadow worker %s: Redis unavailable (%s); retrying in %.2fs", self.consumer, exc, backoff)
                 if self._stop.is_set():

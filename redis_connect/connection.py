@@ -25,7 +25,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisCluste
 from redis_connect.urls import ENV_PASSWORD, RedisURL, mask_url, parse_redis_url
 from migration_errors import ConfigurationError, StoreUnavailable
 
-__all__ = ["aconnect", "connect", "is_cluster", "unavailable"]
+__all__ = ["aconnect", "connect", "is_cluster", "missing_group", "unavailable"]
 
 # Errors that mean "the store cannot be reached or used", as opposed to a bug.
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisClusterException, OSError)
@@ -39,6 +39,16 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 
 # Options redis-py's asyncio cluster client does not accept.
 _NOT_IN_ASYNC_CLUSTER = ("ssl_password", "ssl_ca_path")
+
+
+def missing_group(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis's ``NOGROUP`` reply: the stream or its consumer group is gone.
+
+    redis-py has no class for this error code, so it is told here, once, by the
+    code of the Redis error reply (a pipeline prefixes the reply with the
+    command's number, so the code is looked for in the message, not at its start).
+    """
+    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
 
 
 def unavailable(target: RedisURL | str, error: BaseException | str) -> StoreUnavailable:

@@ -7,7 +7,7 @@ from langgraph.checkpoint.conformance.initializer import checkpointer_test
 from langgraph.checkpoint.conformance.report import ProgressCallbacks
 
 from checkpoints import AsyncRedisSaver
-from checkpoints.connection import is_cluster
+from redis_connect.connection import is_cluster
 
 ALL_CAPABILITIES = 8
 

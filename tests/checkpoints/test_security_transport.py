@@ -18,7 +18,7 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 
 from checkpoints import AsyncRedisSaver, ConfigurationError, RedisSaver, StoreUnavailable, open_checkpointer
-from checkpoints.urls import parse_redis_url
+from redis_connect.urls import parse_redis_url
 from migration_kit.store import Store
 from servers import RedisServer, TlsFiles, make_tls_files
 
