@@ -143,7 +143,9 @@ def test_the_progress_record_does_not_grow_with_the_sagas_held_and_its_pages_go_
         with pytest.raises(ReplayInterrupted):
             m.replay(log, on_result=lambda c, t: t.total == 2000 and stop.set(), stop=stop)
         doc, _ = m.store.records.get(progress_key(log))
-        sizes[sagas] = len(json.dumps(doc))
+        # The saga state's part of the record (the tally and monitor hold latency sketches, whose
+        # size follows the machine's timing, not the sagas held).
+        sizes[sagas] = len(json.dumps({k: v for k, v in doc.items() if k not in ("tally", "monitor", "elapsed")}))
         assert any(k.startswith(progress_key(log) + ":") for k in m.store.records._docs)
         report = m.replay(log, resume=True)
         assert report.total == 2000
