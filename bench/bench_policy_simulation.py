@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from migration_kit.statistics import bucket_indices, bucket_values, log_mixture, rank_bounds  # noqa: E402
+from migration_kit.decide.statistics import bucket_indices, bucket_values, log_mixture, rank_bounds  # noqa: E402
 
 ACCURACY = 0.01
 
@@ -58,7 +58,7 @@ class Params:
     alpha: float = 0.01
 
     def policy(self):  # noqa: ANN201
-        from migration_kit.policy import default_policy
+        from migration_kit.decide.policy import default_policy
 
         return default_policy(
             divergence_limit=self.divergence_limit, error_limit=self.error_limit, p50=self.p50, p99=self.p99, alpha=self.alpha
@@ -160,7 +160,7 @@ def first_rollback(data: dict[str, np.ndarray], p: Params, method: str = "anytim
 
 def policy_first_rollback(data: dict[str, np.ndarray], run: int, p: Params) -> int:
     """The same, for one run, through ``Evidence`` and ``Policy.evaluate`` after every event (slow; for checks)."""
-    from migration_kit.evidence import Evidence
+    from migration_kit.decide.evidence import Evidence
 
     policy = p.policy()
     ev = Evidence()
@@ -188,14 +188,14 @@ def _cp(k: int, n: int) -> str:
 # part f times slower on the wall clock (and preempts: a spike with probability 1 - 1/f); the
 # runtime's CPU time is not slowed. "total" judges the wall time the replay measured (runtime x f,
 # plus a local store's checkpoint writes); "served" judges node compute + min(runtime wall, CPU) +
-# the modelled production checkpointer (migration_kit.latency). The candidate is identical, or has
+# the modelled production checkpointer (migration_kit.decide.latency). The candidate is identical, or has
 # +30 ms (a sleep: not slowed by load) in one node that runs on 90% of events.
 
 
 def _load_case(rng: np.random.Generator, events: int, f: float, part: str, extra_ms: float) -> str:
     from migration_kit import Evidence, default_policy
-    from migration_kit.policy import Monitor
-    from migration_kit.latency import production_checkpoint
+    from migration_kit.decide.policy import Monitor
+    from migration_kit.decide.latency import production_checkpoint
 
     ev = Evidence()
     mon = Monitor(default_policy())

@@ -61,7 +61,7 @@ WINDOW = (0.10, 0.90)
 def tap(url: str, n: int) -> list[dict]:
     import shadow_app
 
-    from migration_kit.shadow import ShadowKeys
+    from migration_kit.live.tap import ShadowKeys
 
     m = shadow_app.migration(store=url)
     with m.attach(queue_size=n + 10, maxlen=10 * n) as handle:
@@ -103,7 +103,7 @@ def slope(samples: list[tuple[float, int]], lo: float, hi: float) -> float:
 
 
 def timed_run(server: RedisServer, entries: list[dict], workers: int, work: int, pin: bool = False) -> dict:
-    from migration_kit.shadow import GROUP, ShadowKeys
+    from migration_kit.live.tap import GROUP, ShadowKeys
 
     keys = ShadowKeys("shop")
     n = len(entries)

@@ -177,7 +177,7 @@ def run(phase: str, events: int, sagas: int, workers_n: int, marks: list[float],
         os.environ["SOAK_SKUS"] = str(skus)
         import soak_app
 
-        from migration_kit.shadow import ShadowKeys
+        from migration_kit.live.tap import ShadowKeys
 
         soak_app.SKUS = skus
         m = soak_app.migration(url)

@@ -31,7 +31,7 @@ def main() -> None:
     from examples.orders.generate import generate
     from graph_flows import flow_from_bus
     from migration_kit import Migration
-    from migration_kit.telemetry import Telemetry
+    from migration_kit.observe.telemetry import Telemetry
 
     events = list(generate(args.events))
     on = Migration("traced", legacy=bus, candidate=flow_from_bus(bus))

@@ -18,18 +18,18 @@ from migration_errors import (
     UnisolatedNoiseLearning,
 )
 
-from migration_kit.comparator import Comparator, Comparison, Difference, Kind
-from migration_kit.decision import Decision
-from migration_kit.evidence import Evidence
+from migration_kit.compare.comparator import Comparator, Comparison, Difference, Kind
+from migration_kit.decide.decision import Decision
+from migration_kit.decide.evidence import Evidence
 from migration_kit.migration import Migration
-from migration_kit.outcome import Emission, NodeRun, Outcome
-from migration_kit.phases import InvalidTransition, PhaseState, Transition
-from migration_kit.policy import Policy, Predicate, Verdict, default_policy, register_predicate
-from migration_kit.report import DivergenceGroup, ReplayReport
-from migration_kit.shadow import ShadowHandle
-from migration_kit.statistics import Sketch
+from migration_kit.compare.outcome import Emission, NodeRun, Outcome
+from migration_kit.decide.phases import InvalidTransition, PhaseState, Transition
+from migration_kit.decide.policy import Policy, Predicate, Verdict, default_policy, register_predicate
+from migration_kit.report.report import DivergenceGroup, ReplayReport
+from migration_kit.live.tap import ShadowHandle
+from migration_kit.decide.statistics import Sketch
 from migration_kit.types import Action, Phase, Side
-from migration_kit.worker import Worker, WorkerStats
+from migration_kit.live.worker import Worker, WorkerStats
 
 __all__ = [
     "Action",

@@ -30,21 +30,21 @@ from legacy_bus.protocol import LegacyBus, require_legacy_bus
 from migration_errors import BadEventLog, ConfigurationError, MigrationKitError, PhaseConflict, PolicyViolation, UnisolatedNoiseLearning
 from legacy_bus.database import RowWrite, rewind as rewind_writes
 
-from migration_kit.comparator import Comparator, Comparison, Difference
-from migration_kit.decision import Decision
-from migration_kit.evidence import Evidence
-from migration_kit.latency import TimedSaver, timed_saver
-from migration_kit.phases import PhaseMachine, PhaseState, Transition
-from migration_kit.redaction import redactor_for
-from migration_kit.policy import Monitor, Policy, load_policy
-from migration_kit.noise import NoiseModel, learned_since
-from migration_kit.saga_pages import PagedStates
-from migration_kit.outcome import Outcome
-from migration_kit.report import ReplayReport, ReplayTally
-from migration_kit.resume import LogIdentity, ReplayInterrupted, progress_key, store_failed
+from migration_kit.compare.comparator import Comparator, Comparison, Difference
+from migration_kit.decide.decision import Decision
+from migration_kit.decide.evidence import Evidence
+from migration_kit.decide.latency import TimedSaver, timed_saver
+from migration_kit.decide.phases import PhaseMachine, PhaseState, Transition
+from migration_kit.observe.redaction import redactor_for
+from migration_kit.decide.policy import Monitor, Policy, load_policy
+from migration_kit.compare.noise import NoiseModel, learned_since
+from migration_kit.run.saga_pages import PagedStates
+from migration_kit.compare.outcome import Outcome
+from migration_kit.report.report import ReplayReport, ReplayTally
+from migration_kit.run.resume import LogIdentity, ReplayInterrupted, progress_key, store_failed
 from migration_kit.store import Store, VersionConflict
-from migration_kit.telemetry import Telemetry
-from migration_kit.threads import Finished, Fresh, Resumable, ThreadState, thread_state
+from migration_kit.observe.telemetry import Telemetry
+from migration_kit.run.threads import Finished, Fresh, Resumable, ThreadState, thread_state
 
 __all__ = ["Migration", "route_point"]
 
@@ -54,7 +54,7 @@ SAVE_EVIDENCE_EVERY = 1000  # events between saves of a running replay's evidenc
 # is run again from its start (same answers, same result) instead of resumed step by step. It
 # needs no checkpoint, so it runs on the graph without a checkpointer: the replay's bookkeeping
 # is not charged to the candidate (the latency contracts model a production checkpointer instead,
-# migration_kit.latency). A run that looks for a thread a cut-off run left (resume=True) uses the
+# migration_kit.decide.latency). A run that looks for a thread a cut-off run left (resume=True) uses the
 # store's checkpointer with durability="exit": one checkpoint, when the run exits.
 SANDBOX_DURABILITY = "exit"
 
@@ -116,7 +116,7 @@ class Migration:
         self.phase_ttl = 1.0  # seconds a read phase is trusted by route() and telemetry
         self._seen: tuple[PhaseState, int] | None = None
         self._seen_at = 0.0
-        self._view: Any = None  # while attached: the in-memory phase live traffic is routed by (migration_kit.router)
+        self._view: Any = None  # while attached: the in-memory phase live traffic is routed by (migration_kit.live.router)
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self._graph: Any = None
@@ -407,7 +407,7 @@ class Migration:
         return f"{self.name}:{event.id}"
 
     def _resumed(self, graph: Any, event: Event, config: dict[str, Any]) -> ThreadState:
-        """What an interrupted run left on ``event``'s thread (``migration_kit.threads``: the one rule)."""
+        """What an interrupted run left on ``event``'s thread (``migration_kit.run.threads``: the one rule)."""
         flow = self.flow
         return thread_state(graph, config, event.id, complete=flow.is_complete if flow is not None else None)
 
@@ -455,7 +455,7 @@ class Migration:
         ``workers=N`` splits a log file across N processes by saga (and lets
         ``migration-kit worker --replay`` processes elsewhere join through a
         Redis store); the report is the one a single process gives. See
-        ``migration_kit.distributed`` (its options: ``partitions``,
+        ``migration_kit.run.distributed`` (its options: ``partitions``,
         ``lease_ttl``, ``batch``). ``on_result`` then gets ``(None, progress)``
         about once a second, ``progress`` having ``total`` and ``divergent``.
         """
@@ -605,15 +605,15 @@ class Migration:
             policy=_drawable_limits(self.policy),
         )
 
-    # -- replaying across processes (migration_kit.distributed) ----------------------------------
+    # -- replaying across processes (migration_kit.run.distributed) ----------------------------------
 
     def _distributed_unfinished(self, path: str | Path) -> bool:
-        from migration_kit.distributed import unfinished_job
+        from migration_kit.run.distributed import unfinished_job
 
         return unfinished_job(self.store.records, path) is not None
 
     def _replay_distributed(self, path: Any, *, on_result: Any, stop: Any, **options: Any) -> ReplayReport:
-        from migration_kit.distributed import DistributedReplay
+        from migration_kit.run.distributed import DistributedReplay
 
         if not isinstance(path, (str, Path)):
             raise ConfigurationError("replay(..., workers=N) splits a log file: pass its path")
@@ -745,11 +745,11 @@ class Migration:
     # -- sagas across the cutover -----------------------------------------------------------
 
     def sagas(self, states: Any = None) -> Any:
-        """The saga ledger: which side holds each saga (``migration_kit.sagas.SagaLedger``).
+        """The saga ledger: which side holds each saga (``migration_kit.live.sagas.SagaLedger``).
 
         ``states`` is the legacy side's state store (default: the live bus's).
         """
-        from migration_kit.sagas import SagaLedger
+        from migration_kit.live.sagas import SagaLedger
 
         return SagaLedger(self, states if states is not None else self.legacy.state_store)
 
@@ -771,8 +771,8 @@ class Migration:
         any process when that store is Redis). Handovers a crash cut off are
         finished first. Returns the ``Handover``s made.
         """
-        from migration_kit.cutover import Cutover
-        from migration_kit.shadow import active_handle
+        from migration_kit.live.cutover import Cutover
+        from migration_kit.live.tap import active_handle
 
         handle = active_handle(self)
         cutover = handle.cutover if handle is not None else Cutover(self, self.legacy)
@@ -827,7 +827,7 @@ class Migration:
         total = Evidence()
         workers: dict[str, Any] = {}
         if self.store.scheme in ("redis", "rediss"):  # shadow workers record theirs with their results
-            from migration_kit.shadow import ShadowKeys, worker_evidence
+            from migration_kit.live.tap import ShadowKeys, worker_evidence
 
             workers = worker_evidence(self.store.records, ShadowKeys(self.name), attempt)
             for part in workers.values():
@@ -889,7 +889,7 @@ class Migration:
         Raises:
             ConfigurationError: no Redis URL to shadow into.
         """
-        from migration_kit.shadow import attach
+        from migration_kit.live.tap import attach
 
         url = store_url or (self.store.url if self.store.scheme in ("redis", "rediss") else None)
         if url is None:
@@ -907,7 +907,7 @@ class Migration:
         includes this process's sheds not yet reported to Redis. When Redis
         cannot be read, the counts are this process's and ``error`` says why.
         """
-        from migration_kit.shadow import COUNTERS, ShadowKeys, active_handle, divergence_groups, read_status
+        from migration_kit.live.tap import COUNTERS, ShadowKeys, active_handle, divergence_groups, read_status
 
         handle = active_handle(self)
         local_shed = 0 if handle is None else handle.unreported_shed

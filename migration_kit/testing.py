@@ -17,7 +17,7 @@ from graph_flows import flow_from_bus
 from legacy_bus import Event, OverlayStateStore, Sandbox
 from legacy_bus.protocol import DISCIPLINES, missing_members
 
-from migration_kit.comparator import Comparison
+from migration_kit.compare.comparator import Comparison
 from migration_kit.migration import Migration
 
 __all__ = ["assert_parity", "check_legacy_bus"]

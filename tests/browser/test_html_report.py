@@ -6,7 +6,7 @@ from PIL import Image
 
 from examples.orders import v2
 from examples.orders.generate import generate
-from migration_kit.html import render_report
+from migration_kit.report.html import render_report
 
 
 def test_the_report_renders_the_decision_the_divergent_node_and_plots(tmp_path, browser):
@@ -28,10 +28,10 @@ def test_the_report_renders_the_decision_the_divergent_node_and_plots(tmp_path, 
 def test_the_report_of_a_100k_event_replay_stays_under_2_mb(tmp_path):
     """Everything in the page is bounded: groups, examples, the timeline, noise rows."""
     from legacy_bus import Event
-    from migration_kit.comparator import Comparison, Difference
-    from migration_kit.decision import Decision
-    from migration_kit.outcome import Emission, Outcome
-    from migration_kit.report import ReplayTally
+    from migration_kit.compare.comparator import Comparison, Difference
+    from migration_kit.decide.decision import Decision
+    from migration_kit.compare.outcome import Emission, Outcome
+    from migration_kit.report.report import ReplayTally
 
     tally = ReplayTally()
     root = Event(type="OrderPlaced", id="root")

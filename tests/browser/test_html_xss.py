@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "migration_kit")
 import redact_app  # noqa: E402
 from redact_app import XSS, leaks  # noqa: E402
 
-from migration_kit.redaction import redactor_for  # noqa: E402
+from migration_kit.observe.redaction import redactor_for  # noqa: E402
 
 CSP_META = '<meta http-equiv="Content-Security-Policy"'
 

@@ -160,7 +160,7 @@ def test_a_replays_saved_saga_state_is_encrypted_like_checkpoints_and_resumes(tm
     from graph_flows import flow_from_bus
     from legacy_bus import Event, EventBus, EventLog
     from migration_kit import Migration
-    from migration_kit.resume import ReplayInterrupted
+    from migration_kit.run.resume import ReplayInterrupted
 
     monkeypatch.setenv("MIGRATION_KIT_CHECKPOINT_KEY", KEY.hex())
     bus = EventBus("vault")

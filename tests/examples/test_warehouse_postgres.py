@@ -20,9 +20,9 @@ from sqlalchemy import select
 from examples.warehouse import model, orm
 from examples.warehouse.bootstrap import bootstrap
 from examples.warehouse.migration import migration
-from migration_kit.comparator import Kind
-from migration_kit.record import record_stream
-from migration_kit.shadow import GROUP, ShadowKeys
+from migration_kit.compare.comparator import Kind
+from migration_kit.run.record import record_stream
+from migration_kit.live.tap import GROUP, ShadowKeys
 
 ROOT = Path(__file__).resolve().parents[2]
 SKUS = ("LAMP", "RUG", "TABLE")

@@ -11,8 +11,8 @@ import redis
 import migration_errors
 from legacy_bus import Event
 from migration_errors import MigrationKitError
-from migration_kit.outcome import Outcome
-from migration_kit.resume import store_failed
+from migration_kit.compare.outcome import Outcome
+from migration_kit.run.resume import store_failed
 from redis_connect.connection import missing_group
 
 # Where each class used to be defined; users' imports from there must keep working.
@@ -20,10 +20,10 @@ OLD_HOMES = {
     "LimitExceeded": "legacy_bus.limits",
     "RecordedEffectError": "legacy_bus.effects",
     "StateSerializationError": "legacy_bus.state",
-    "InvalidTransition": "migration_kit.phases",
-    "BadShadowEntry": "migration_kit.shadow",
-    "ReplayInterrupted": "migration_kit.resume",
-    "AppNotFound": "migration_kit.app",
+    "InvalidTransition": "migration_kit.decide.phases",
+    "BadShadowEntry": "migration_kit.live.tap",
+    "ReplayInterrupted": "migration_kit.run.resume",
+    "AppNotFound": "migration_kit.cli.app",
     "VersionConflict": "migration_kit.store",
 }
 

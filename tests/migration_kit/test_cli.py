@@ -128,7 +128,7 @@ def test_the_console_script_and_python_m_run_the_same_cli(project):
 
 
 def test_worker_cpus_pins_the_process_and_a_bad_list_is_a_usage_error(project, capsys):
-    code = "import os; from migration_kit.cli import pin_cpus; print(sorted(pin_cpus('0')), sorted(os.sched_getaffinity(0)))"
+    code = "import os; from migration_kit.cli.main import pin_cpus; print(sorted(pin_cpus('0')), sorted(os.sched_getaffinity(0)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[0]", "[0]"]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from legacy_bus import Event
 from migration_kit import Comparator
-from migration_kit.outcome import Emission, Outcome
+from migration_kit.compare.outcome import Emission, Outcome
 
 KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=6)
 LEAVES = st.one_of(

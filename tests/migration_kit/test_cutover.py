@@ -210,7 +210,7 @@ def test_canary_routes_every_event_of_a_saga_one_way_and_the_share_matches_the_p
 
 
 def test_in_primary_the_candidate_serves_for_real_and_the_legacy_shadow_is_compared_against_it(redis_url):
-    from migration_kit.worker import Worker
+    from migration_kit.live.worker import Worker
 
     shop = saga_app.build()
 

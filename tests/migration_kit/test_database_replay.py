@@ -19,7 +19,7 @@ from graph_flows import flow_from_bus
 from legacy_bus import Event, EventLog
 from migration_errors import UnisolatedNoiseLearning
 from migration_kit import Comparator, Migration
-from migration_kit.comparator import Kind
+from migration_kit.compare.comparator import Kind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import db_app  # noqa: E402
@@ -182,8 +182,8 @@ def test_noise_learning_refuses_to_rerun_a_path_that_writes_undeclared_state_nam
 
 
 def test_card_numbers_in_rows_written_never_leave_the_process_in_a_stream_entry(tmp_path):
-    from migration_kit.redaction import Redactor
-    from migration_kit.shadow import encode_entry
+    from migration_kit.observe.redaction import Redactor
+    from migration_kit.live.tap import encode_entry
 
     app = db_app.build(f"sqlite:///{tmp_path / 'cards.db'}")
     app.create("lamp-1", "LAMP", 12)
@@ -203,7 +203,7 @@ ROWS = st.dictionaries(st.sampled_from(["b1", "b2", "b3"]), st.fixed_dictionarie
 def test_writes_compare_per_row_and_column_for_any_two_sets_of_rows(legacy, candidate):
     """Every row only one path wrote is missing or extra; every column both wrote differently is one write_changed."""
     from legacy_bus import RowWrite
-    from migration_kit.outcome import Outcome
+    from migration_kit.compare.outcome import Outcome
 
     event = Event(type="Allocate", payload={})
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from migration_kit.shadow import GROUP, ShadowKeys
+from migration_kit.live.tap import GROUP, ShadowKeys
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

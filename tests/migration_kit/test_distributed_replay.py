@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from examples.orders.v2 import migration as orders_v2
-from migration_kit.distributed import last_job, replay_status
-from migration_kit.partition import flag_of, merge_tallies
-from migration_kit.report import ReplayTally
-from migration_kit.resume import ReplayInterrupted
+from migration_kit.run.distributed import last_job, replay_status
+from migration_kit.run.partition import flag_of, merge_tallies
+from migration_kit.report.report import ReplayTally
+from migration_kit.run.resume import ReplayInterrupted
 from migration_kit.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ import pytest
 
 from legacy_bus import Event, EventLog
 from migration_kit.cli import main
-from migration_kit.shadow import BadShadowEntry, decode_entry
+from migration_kit.live.tap import BadShadowEntry, decode_entry
 
 HERE = Path(__file__).resolve().parent
 
@@ -265,7 +265,7 @@ def test_an_oversized_stream_entry_is_dead_lettered_with_its_id_and_the_worker_c
 
     import shadow_app
     from migration_kit import Worker
-    from migration_kit.shadow import ShadowKeys
+    from migration_kit.live.tap import ShadowKeys
 
     m = shadow_app.migration(store=redis_url)
     keys = ShadowKeys(m.name)

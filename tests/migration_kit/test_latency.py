@@ -13,9 +13,9 @@ from examples.orders import app as orders
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventLog
 from migration_kit import Evidence, Migration, default_policy
-from migration_kit.console import latency_breakdown_lines
-from migration_kit.latency import TimedSaver, breakdown, production_checkpoint
-from migration_kit.outcome import NodeRun, Outcome
+from migration_kit.report.console import latency_breakdown_lines
+from migration_kit.decide.latency import TimedSaver, breakdown, production_checkpoint
+from migration_kit.compare.outcome import NodeRun, Outcome
 from checkpoints import open_checkpointer
 
 LOG = Path(orders.__file__).with_name("events.jsonl")

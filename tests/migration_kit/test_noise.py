@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus
 from migration_kit import Comparator, Migration
-from migration_kit.noise import NoiseLearning
+from migration_kit.compare.noise import NoiseLearning
 
 
 def noisy_shop() -> EventBus:
@@ -148,7 +148,7 @@ def test_order_between_fan_out_handlers_does_not_matter_but_within_a_handler_it_
     swapped = flow_from_bus(bus)
     swapped.replace("left", lambda inp: {"emit": [{"type": "X", "payload": {"n": 1}}]}, native=True)
     swapped.replace("right", lambda inp: {"emit": [{"type": "Y", "payload": {"n": 2}}]}, native=True)
-    from migration_kit.outcome import Emission, Outcome
+    from migration_kit.compare.outcome import Emission, Outcome
 
     m = Migration("fan", legacy=bus, candidate=swapped, comparator=Comparator(noise=False))
     c = m.compare(Event(type="A"))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus
 from migration_kit import Migration
-from migration_kit.noise import MAX_PATHS, NoiseModel, NoiseObservation, learned_since
+from migration_kit.compare.noise import MAX_PATHS, NoiseModel, NoiseObservation, learned_since
 
 
 def keyed_by_data() -> EventBus:

@@ -13,7 +13,7 @@ from bench.bench_policy_simulation import STRICT, Params, Scenario, first_rollba
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus
 from migration_kit import ConfigurationError, Evidence, Migration, Policy, default_policy, register_predicate
-from migration_kit.policy import load_policy
+from migration_kit.decide.policy import load_policy
 
 REASON = re.compile(r"^(->|[\w-]+(?: in [\w/]+)?:) .*")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from graph_flows import flow_from_bus
 from migration_kit import Migration
-from migration_kit.pruning import PRUNE_EVERY, ThreadPruner
+from migration_kit.live.pruning import PRUNE_EVERY, ThreadPruner
 
 sys.path.insert(0, str(Path(__file__).parent))
 import saga_app  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 
 import shadow_app
 from legacy_bus import BadEventLog, EventLog
-from migration_kit.record import record_stream
+from migration_kit.run.record import record_stream
 
 HERE = Path(__file__).resolve().parent
 

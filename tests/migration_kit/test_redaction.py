@@ -21,9 +21,9 @@ from legacy_bus import Event, EventLog
 from migration_errors import ConfigurationError
 from migration_kit import Difference, Worker
 from migration_kit.cli import main
-from migration_kit.redaction import KEY_ENV, Redactor, default_redactor, luhn, redactor_for, redactor_named
-from migration_kit.shadow import ShadowKeys, decode_entry, divergence_groups
-from migration_kit.telemetry import Telemetry
+from migration_kit.observe.redaction import KEY_ENV, Redactor, default_redactor, luhn, redactor_for, redactor_named
+from migration_kit.live.tap import ShadowKeys, decode_entry, divergence_groups
+from migration_kit.observe.telemetry import Telemetry
 
 sys.path.insert(0, str(Path(__file__).parent))
 import redact_app  # noqa: E402
@@ -370,7 +370,7 @@ def test_the_replay_report_holds_no_card_number_and_shows_the_changed_card_maske
 
 
 def test_a_tally_given_the_redactor_keeps_only_masked_examples_even_in_its_saved_progress():
-    from migration_kit.report import ReplayTally
+    from migration_kit.report.report import ReplayTally
 
     m = redact_app.migration_quoting_email()
     tally = ReplayTally(redactor=redactor_for(m))
@@ -440,7 +440,7 @@ def test_learned_noise_is_stored_with_its_examples_masked():
     from graph_flows import flow_from_bus
     from legacy_bus import EventBus
     from migration_kit import Migration
-    from migration_kit.redaction import luhn
+    from migration_kit.observe.redaction import luhn
 
     issued: list[str] = []
 

@@ -10,8 +10,8 @@ import pytest
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus, EventLog
 from migration_kit import Comparator, Migration
-from migration_kit import report as report_module
-from migration_kit.resume import ReplayInterrupted
+from migration_kit.report import report as report_module
+from migration_kit.run.resume import ReplayInterrupted
 
 
 def app() -> tuple[EventBus, object]:

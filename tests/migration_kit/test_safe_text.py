@@ -1,4 +1,4 @@
-"""Laws of ``migration_kit.safe_text`` and ``legacy_bus.limits``, for all inputs (hypothesis)."""
+"""Laws of ``migration_kit.observe.safe_text`` and ``legacy_bus.limits``, for all inputs (hypothesis)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from legacy_bus.limits import InputLimits, LimitExceeded
-from migration_kit.safe_text import for_file, markup, one_line, terminal, text
+from migration_kit.observe.safe_text import for_file, markup, one_line, terminal, text
 
 UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 anything = st.text(alphabet=st.characters(codec=None, categories=None), max_size=200)

@@ -9,7 +9,7 @@ import pytest
 
 from graph_flows import flow_from_bus
 from migration_kit import Migration
-from migration_kit import sagas as sagas_module
+from migration_kit.live import sagas as sagas_module
 from migration_kit.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

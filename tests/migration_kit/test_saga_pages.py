@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus, EventLog
 from migration_kit import Migration
-from migration_kit.resume import ReplayInterrupted, progress_key
-from migration_kit.saga_pages import PagedStates, page_count
+from migration_kit.run.resume import ReplayInterrupted, progress_key
+from migration_kit.run.saga_pages import PagedStates, page_count
 from migration_kit.store import MemoryRecords
 
 

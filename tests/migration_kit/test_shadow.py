@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus
 from migration_kit import Migration, Outcome, ShadowHandle, Worker
-from migration_kit.shadow import BadShadowEntry, ShadowKeys, decode_entry
-from migration_kit.telemetry import current_traceparent
+from migration_kit.live.tap import BadShadowEntry, ShadowKeys, decode_entry
+from migration_kit.observe.telemetry import current_traceparent
 
 sys.path.insert(0, str(Path(__file__).parent))
 import shadow_app  # noqa: E402

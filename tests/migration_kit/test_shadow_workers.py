@@ -17,7 +17,7 @@ import redis
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus
 from migration_kit import Migration, Worker
-from migration_kit.shadow import GROUP, ShadowKeys, decode_entry
+from migration_kit.live.tap import GROUP, ShadowKeys, decode_entry
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from legacy_bus import Event
-from migration_kit.outcome import Outcome
-from migration_kit.shadow import decode_entry, encode_entry
-from migration_kit.state_delta import delta, patched
+from migration_kit.compare.outcome import Outcome
+from migration_kit.live.tap import decode_entry, encode_entry
+from migration_kit.compare.state_delta import delta, patched
 
 leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3))
 objects = st.recursive(st.dictionaries(st.text(max_size=4), leaf, max_size=5), lambda inner: st.dictionaries(st.text(max_size=4), inner, max_size=4), max_leaves=20)

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migration_kit.statistics import (
+from migration_kit.decide.statistics import (
     Sketch,
     clopper_pearson,
     latency_contract,
@@ -75,7 +75,7 @@ def test_the_rate_confidence_sequence_covers_the_true_rate_at_every_look_in_at_l
 
 
 def test_rank_bounds_bracket_n_times_q_and_the_vectorized_and_scalar_forms_agree():
-    from migration_kit.statistics import _ranks
+    from migration_kit.decide.statistics import _ranks
 
     ns = np.arange(1, 2001)
     for q in (0.5, 0.99):

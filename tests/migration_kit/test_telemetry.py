@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus
 from migration_kit import Migration
-from migration_kit.telemetry import current_traceparent
+from migration_kit.observe.telemetry import current_traceparent
 
 _EXPORTER = InMemorySpanExporter()
 _READER = InMemoryMetricReader()

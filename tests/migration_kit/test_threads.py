@@ -1,4 +1,4 @@
-"""The one rule for a graph thread (``migration_kit.threads``), at every point a run can be cut off.
+"""The one rule for a graph thread (``migration_kit.run.threads``), at every point a run can be cut off.
 
 Each case runs one event of the orders example in a forked child on a real
 SQLite checkpointer and SIGKILLs the child at one point: before the first
@@ -21,7 +21,7 @@ from examples.orders import app as orders
 from graph_flows import flow_from_bus
 from legacy_bus import EffectCall, Event, EventBus, Sandbox
 from migration_kit import Migration
-from migration_kit.threads import Finished, Fresh, Resumable, classify
+from migration_kit.run.threads import Finished, Fresh, Resumable, classify
 
 FIRST = Event.model_validate_json((Path(orders.__file__).parent / "events.jsonl").read_text().splitlines()[0])
 NODES = ["validate_order", "score_fraud", "reserve_inventory", "charge_payment", "schedule_shipment",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from migration_kit.decision import Decision
-from migration_kit.phases import PHASES, PhaseState
-from migration_kit.shadow import ShadowEntry
+from migration_kit.decide.decision import Decision
+from migration_kit.decide.phases import PHASES, PhaseState
+from migration_kit.live.tap import ShadowEntry
 from migration_kit.types import Action, Phase, Side
 
 

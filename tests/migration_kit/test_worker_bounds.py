@@ -8,8 +8,8 @@ from pathlib import Path
 import redis
 
 from migration_kit import Worker
-from migration_kit import worker as worker_module
-from migration_kit.shadow import GROUP, ShadowKeys
+from migration_kit.live import worker as worker_module
+from migration_kit.live.tap import GROUP, ShadowKeys
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -27,8 +27,8 @@ from typing import Any, Literal
 from legacy_bus import EffectCall, Event
 from legacy_bus.database import RowWrite
 
-from migration_kit.noise import NoiseLearning, NoiseModel, NoiseObservation
-from migration_kit.outcome import Emission, NodeRun, Outcome
+from migration_kit.compare.noise import NoiseLearning, NoiseModel, NoiseObservation
+from migration_kit.compare.outcome import Emission, NodeRun, Outcome
 
 __all__ = ["Comparator", "Comparison", "Difference", "Kind"]
 

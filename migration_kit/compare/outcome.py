@@ -20,7 +20,7 @@ from legacy_bus import Dispatch, EffectCall, ErrorInfo, Event
 from legacy_bus.database import RowWrite
 from migration_errors import BadEventLog
 
-from migration_kit.resume import STORE_ERRORS
+from migration_kit.run.resume import STORE_ERRORS
 from migration_kit.types import Side
 
 __all__ = ["Emission", "NodeRun", "Outcome", "OutcomeRecord", "PathName"]
@@ -83,7 +83,7 @@ class Outcome:
     crashed: bool = False
     node_durations: dict[str, float] = field(default_factory=dict)
     started: float = 0.0  # time.perf_counter() when the path started (for traces)
-    # Timing parts (migration_kit.latency): seconds inside the checkpointer's calls during the
+    # Timing parts (migration_kit.decide.latency): seconds inside the checkpointer's calls during the
     # run, the run's thread CPU seconds (None: not measured) and the supersteps it took.
     checkpoint: float = 0.0
     cpu: float | None = None

@@ -50,9 +50,9 @@ from typing import Any, Protocol
 from legacy_bus import StateStore
 from migration_errors import MigrationKitError
 
-from migration_kit.locks import SagaLocks
+from migration_kit.live.locks import SagaLocks
 from migration_kit.store import VersionConflict
-from migration_kit.threads import Resumable, classify
+from migration_kit.run.threads import Resumable, classify
 from migration_kit.types import Side  # re-exported: it was defined here
 
 __all__ = ["Handover", "SagaLedger", "SagaOwner", "Side", "saga_thread"]
@@ -296,7 +296,7 @@ class SagaLedger:
         graph = self.migration.graph
         config = self.config(saga)
         snap = graph.get_state(config)
-        if not isinstance(classify(snap, None), Resumable):  # the one rule (migration_kit.threads)
+        if not isinstance(classify(snap, None), Resumable):  # the one rule (migration_kit.run.threads)
             return None, None, [], self.candidate_state(saga, doc)
         event = dict(snap.values.get("event") or {})
         if self.migration.policy.cutoff == "resume":

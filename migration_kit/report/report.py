@@ -3,7 +3,7 @@
 Comparisons hold real values in memory; what a report keeps of them (group
 and event examples) is masked as it is taken, and again on the way out
 (``to_dict``, ``to_json``, HTML), by the migration's redactor
-(``migration_kit.redaction``).
+(``migration_kit.observe.redaction``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 from legacy_bus import SkippedLine
 
-from migration_kit.comparator import Comparison, Difference
-from migration_kit.decision import Decision
-from migration_kit.evidence import Evidence
-from migration_kit.redaction import Redactor, redactor_named
-from migration_kit.statistics import rate_bounds
+from migration_kit.compare.comparator import Comparison, Difference
+from migration_kit.decide.decision import Decision
+from migration_kit.decide.evidence import Evidence
+from migration_kit.observe.redaction import Redactor, redactor_named
+from migration_kit.decide.statistics import rate_bounds
 
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
 
@@ -318,8 +318,8 @@ class ReplayReport:
 
     def write_html(self, path: str | Path) -> None:
         """A self-contained HTML page of the report (inline CSS and SVG plots; no script, no network)."""
-        from migration_kit.html import render_report
-        from migration_kit.safe_text import for_file
+        from migration_kit.report.html import render_report
+        from migration_kit.observe.safe_text import for_file
 
         page = render_report(self.to_dict(), redactor=self.redactor or redactor_named(self.migration))
         Path(path).write_text(for_file(page), encoding="utf-8")  # a lone surrogate in the data must not stop the writing

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from migration_kit.phases import PhaseState
+from migration_kit.decide.phases import PhaseState
 
 __all__ = ["PhaseView", "Seen"]
 
-_tracer = trace.get_tracer("migration_kit.router")
+_tracer = trace.get_tracer("migration_kit.live.router")
 
 
 @dataclass(frozen=True, slots=True)

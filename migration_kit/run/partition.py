@@ -1,6 +1,6 @@
 """Partitions of a replayed log: which saga goes where, what one partition keeps, and the merge.
 
-A distributed replay (``migration_kit.distributed``) cuts one log into a fixed
+A distributed replay (``migration_kit.run.distributed``) cuts one log into a fixed
 number of partitions by saga: a stable hash of ``Event.saga_key`` (the
 correlation id, or a root's own id) modulo the partition count, so one saga's
 events stay in log order on one worker, with its saga state.
@@ -28,14 +28,14 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from migration_kit.evidence import Evidence
-from migration_kit.noise import NoiseLearning, NoiseModel, NoiseObservation
-from migration_kit.report import MAX_EXAMPLES, MAX_GROUPS, MAX_TIMELINE, ReplayTally
+from migration_kit.decide.evidence import Evidence
+from migration_kit.compare.noise import NoiseLearning, NoiseModel, NoiseObservation
+from migration_kit.report.report import MAX_EXAMPLES, MAX_GROUPS, MAX_TIMELINE, ReplayTally
 
 if TYPE_CHECKING:
-    from migration_kit.comparator import Comparison
-    from migration_kit.policy import Monitor
-    from migration_kit.redaction import Redactor
+    from migration_kit.compare.comparator import Comparison
+    from migration_kit.decide.policy import Monitor
+    from migration_kit.observe.redaction import Redactor
 
 __all__ = [
     "FLAG_DIVERGENT",

@@ -29,7 +29,7 @@ divergence lower bound 1.20% > 0.10% allowed, over 1,500 events ..."), the
 last one naming the action.
 
 Every statistical condition is valid under continuous monitoring (see
-``migration_kit.statistics``), so a policy may be evaluated after every event.
+``migration_kit.decide.statistics``), so a policy may be evaluated after every event.
 A policy's false-rollback rate is at most the sum of the ``alpha`` of the
 conditions that lead to ``rollback`` (the default: 5 x 1% = 5%).
 """
@@ -47,9 +47,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 
 from migration_errors import ConfigurationError
 
-from migration_kit.decision import Decision
-from migration_kit.evidence import Evidence
-from migration_kit.statistics import latency_contract, rate_bounds
+from migration_kit.decide.decision import Decision
+from migration_kit.decide.evidence import Evidence
+from migration_kit.decide.statistics import latency_contract, rate_bounds
 from migration_kit.types import Action, Phase
 
 __all__ = [
@@ -212,7 +212,7 @@ class RateIs(_Cond):
 class LatencyIs(_Cond):
     """The contract ``candidate pXX <= ratio x legacy pXX + slack`` proven violated, or proven met.
 
-    ``part`` names what is judged per event (``migration_kit.latency``):
+    ``part`` names what is judged per event (``migration_kit.decide.latency``):
     ``served`` (the default: what users pay after cutover, node compute plus
     the runtime on an uncontended core plus a production checkpointer's cost,
     against the legacy path's whole time), ``total`` (the wall time this run
@@ -689,7 +689,7 @@ def default_policy(
     are within their limits and both latency contracts are met. Otherwise
     continue collecting evidence.
 
-    The latency contracts judge the ``served`` part (``migration_kit.latency``):
+    The latency contracts judge the ``served`` part (``migration_kit.decide.latency``):
     node compute, the LangGraph runtime at its CPU cost (load from other
     processes on the replay machine is not the candidate's), and a production
     checkpointer's cost modelled per superstep, never the store the replay used.

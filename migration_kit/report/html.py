@@ -6,7 +6,7 @@ leads with the decision and its reasons, then the divergence groups with both
 values side by side, the divergence rate over time with its bound and the
 policy's threshold, where each event's time goes (a stacked bar per path), latency per path and per node, the derived graph, and the
 noise the migration learned. Every value that came from an event is masked
-by the migration's redactor (``migration_kit.redaction``) and escaped, and a
+by the migration's redactor (``migration_kit.observe.redaction``) and escaped, and a
 Content Security Policy forbids scripts and remote loads.
 """
 
@@ -17,7 +17,7 @@ import json
 import math
 from typing import Any
 
-from migration_kit.redaction import Redactor, default_redactor, redactor_named
+from migration_kit.observe.redaction import Redactor, default_redactor, redactor_named
 
 __all__ = ["render_report"]
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 if TYPE_CHECKING:
-    from migration_kit.outcome import Outcome
+    from migration_kit.compare.outcome import Outcome
 
 __all__ = [
     "CANDIDATE_PARTS",

@@ -9,7 +9,7 @@ background sender thread turns entries into JSON, batches them into the
 stream (``XADD ... MAXLEN ~ N``, pipelined), and reconnects with backoff when
 Redis is gone. When the queue is full, or Redis is slow or down, entries are
 shed and counted; nothing the shadow does can block or raise into the live
-path. Shadow workers (``migration_kit.worker``) read the stream and compare.
+path. Shadow workers (``migration_kit.live.worker``) read the stream and compare.
 
 Redis key scheme, for a migration named ``M`` (the ``{M}`` hash tag keeps one
 migration's keys in one cluster slot, so the worker's Lua scripts may touch
@@ -23,7 +23,7 @@ several of them):
 * ``mk:{M}:done:<event id>``    string (the consumer that recorded it), set once per compared
                                 event, with a TTL: what makes a redelivered entry count once.
 * ``mk:{M}:shadow:groups``      hash: divergence signature (JSON ``[node, kind, path]``,
-                                ``migration_kit.report.signature``) -> number of events.
+                                ``migration_kit.report.report.signature``) -> number of events.
 * ``mk:{M}:shadow:examples``    hash: signature -> the first example (JSON), set once.
 * ``mk:{M}:shadow:dead``        list (capped) of rejected entries: ``{id, error}`` as JSON.
 * ``mk:{M}:shadow:evidence``    hash: evidence source ``shadow:<consumer>`` -> JSON ``{attempt, evidence}``,
@@ -39,7 +39,7 @@ Stream entry, version 1 (validated with pydantic when read; never unpickled)::
      "state_before": {...} | null, "traceparent": "00-..." | null, "tapped_at": <epoch s>}
 
 When the saga had state before the event, the outcome's ``state`` (after) is left out and
-``"state_delta"`` holds what the event changed (``migration_kit.state_delta``), computed on the
+``"state_delta"`` holds what the event changed (``migration_kit.compare.state_delta``), computed on the
 masked values: an entry carries the saga's state once, not twice.
 """
 
@@ -67,10 +67,10 @@ from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
 from migration_errors import BadEventLog, BadShadowEntry, ConfigurationError
 from redis_connect.urls import mask_url
 
-from migration_kit.cutover import Cutover
-from migration_kit.outcome import Outcome
-from migration_kit.redaction import redactor_for, redactor_named
-from migration_kit.state_delta import delta, patched
+from migration_kit.live.cutover import Cutover
+from migration_kit.compare.outcome import Outcome
+from migration_kit.observe.redaction import redactor_for, redactor_named
+from migration_kit.compare.state_delta import delta, patched
 from migration_kit.types import Side
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def encode_entry(
     candidate's ``Outcome`` when the candidate served for real. The entry
     leaves the process, so it is masked by ``redactor`` (default: the one
     registered for the migration of that name, see
-    ``migration_kit.redaction``): workers compare masked values.
+    ``migration_kit.observe.redaction``): workers compare masked values.
     """
     outcome = dispatch if isinstance(dispatch, Outcome) else Outcome.from_dispatch(dispatch)
     doc = {
@@ -471,7 +471,7 @@ class ShadowHandle:
             else:
                 # The saga's lock is released whatever cancels this task: a waiter that is
                 # cancelled never holds it, and a store call cut off by a cancellation keeps it
-                # until that call's thread returns (migration_kit.locks).
+                # until that call's thread returns (migration_kit.live.locks).
                 async with locks.ahold(event.saga_key) as held:
                     await held.run(cutover.prepare, event, plan)
                     tp = _traceparent()

@@ -17,7 +17,7 @@ gauge ``migration.phase`` (one series per phase, 1 for the current one).
 
 Nothing from an event's payload is put on a span or a label: attributes hold
 types, ids, node names and difference paths; error messages (span statuses)
-and paths are masked by the migration's redactor (``migration_kit.redaction``:
+and paths are masked by the migration's redactor (``migration_kit.observe.redaction``:
 card numbers, and values its rules mask wherever they are quoted), node
 labels too.
 
@@ -40,9 +40,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from migration_kit.types import Phase
 
 if TYPE_CHECKING:
-    from migration_kit.comparator import Comparison
-    from migration_kit.outcome import Outcome
-    from migration_kit.redaction import Redactor
+    from migration_kit.compare.comparator import Comparison
+    from migration_kit.compare.outcome import Outcome
+    from migration_kit.observe.redaction import Redactor
 
 __all__ = ["Telemetry", "configure_from_env", "current_traceparent"]
 
@@ -76,7 +76,7 @@ class Telemetry:
 
     ``redactor`` masks what could quote event data (error messages, paths,
     node labels); by default the one registered for the migration's name
-    (``migration_kit.redaction.redactor_named``), looked up at each use.
+    (``migration_kit.observe.redaction.redactor_named``), looked up at each use.
     """
 
     def __init__(
@@ -115,7 +115,7 @@ class Telemetry:
         self._shed.add(n, self._attrs)
 
     def _redactor(self) -> Redactor:
-        from migration_kit.redaction import redactor_named
+        from migration_kit.observe.redaction import redactor_named
 
         return self.redactor or redactor_named(self.migration)
 

@@ -53,7 +53,7 @@ from typing import Any
 
 from migration_errors import ConfigurationError
 
-from migration_kit.comparator import Comparison, Difference, glob_source
+from migration_kit.compare.comparator import Comparison, Difference, glob_source
 
 __all__ = ["KEY_ENV", "Redactor", "default_redactor", "is_card", "luhn", "redactor_for", "redactor_named"]
 
@@ -445,7 +445,7 @@ class Redactor:
         return {**err, "message": self.text(err.get("message", ""), secrets)}
 
     def entry(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """A shadow stream entry (``migration_kit.shadow``), masked: event, recorded outcome, saga state."""
+        """A shadow stream entry (``migration_kit.live.tap``), masked: event, recorded outcome, saga state."""
         out = dict(doc)
         secrets = self.event_secrets(doc["event"]) if isinstance(doc.get("event"), dict) else set()
         for side in ("legacy", "candidate"):

@@ -1,7 +1,7 @@
 """Shadow workers: compare live traffic from the Redis Stream, exactly once per event.
 
 A worker is one consumer of the group ``mk-workers`` on the migration's
-shadow stream (key scheme in ``migration_kit.shadow``). For each entry it
+shadow stream (key scheme in ``migration_kit.live.tap``). For each entry it
 runs the candidate sandboxed, its effect calls answered with the responses
 the live legacy path recorded and its saga state seeded with the state from
 before the event (the legacy side effects are never run again), and compares
@@ -63,12 +63,12 @@ from graph_flows import BusFlow
 from migration_errors import ConfigurationError, StoreUnavailable
 from redis_connect.connection import connect, missing_group
 
-from migration_kit.evidence import Evidence
-from migration_kit.report import signature
-from migration_kit.shadow import FIELD, GROUP, BadShadowEntry, ShadowKeys, Tapped, decode_entry
+from migration_kit.decide.evidence import Evidence
+from migration_kit.report.report import signature
+from migration_kit.live.tap import FIELD, GROUP, BadShadowEntry, ShadowKeys, Tapped, decode_entry
 
 if TYPE_CHECKING:
-    from migration_kit.comparator import Comparison
+    from migration_kit.compare.comparator import Comparison
     from migration_kit.migration import Migration
 
 __all__ = ["Worker", "WorkerStats"]
@@ -620,9 +620,9 @@ class Worker:
         """The divergence groups of one comparison: (signature, example) JSON pairs, flattened, masked.
 
         They are stored in Redis, so paths and both values go through the
-        migration's redactor (``migration_kit.redaction``).
+        migration's redactor (``migration_kit.observe.redaction``).
         """
-        from migration_kit.redaction import redactor_for
+        from migration_kit.observe.redaction import redactor_for
 
         args: list[str] = []
         if not comparison.differences:

@@ -7,7 +7,7 @@ usage or input errors, an invalid phase transition or a phase conflict,
 which print one line to stderr and no traceback.
 
 Output is redacted: reports and status are masked by the app's redactor
-(``migration_kit.redaction``), and everything else the CLI writes to stdout
+(``migration_kit.observe.redaction``), and everything else the CLI writes to stdout
 and stderr (messages, errors, worker logs) passes a line filter that masks
 card numbers.
 """
@@ -26,8 +26,8 @@ from typing import Any
 from migration_errors import ConfigurationError, MigrationKitError
 from redis_connect.urls import mask_url
 
-from migration_kit.resume import STORE_ERRORS
-from migration_kit.safe_text import one_line, terminal
+from migration_kit.run.resume import STORE_ERRORS
+from migration_kit.observe.safe_text import one_line, terminal
 
 __all__ = ["main"]
 
@@ -115,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
-    from migration_kit.app import load_app
-    from migration_kit.redaction import redactor_for
+    from migration_kit.cli.app import load_app
+    from migration_kit.observe.redaction import redactor_for
     from migration_kit.store import CLI_DEFAULT_STORE
 
     migration = load_app(args.app, store=args.store, default_store=CLI_DEFAULT_STORE)
@@ -133,7 +133,7 @@ class _MaskedStream:
         self._lock = threading.Lock()  # worker threads log through it too
 
     def _mask(self, text: str) -> str:
-        from migration_kit.redaction import default_redactor
+        from migration_kit.observe.redaction import default_redactor
 
         # The last filter before the terminal: no raw control character or lone surrogate gets out.
         return terminal(default_redactor().text(text), tty=self._tty)
@@ -259,10 +259,10 @@ def _silence_stdout() -> None:
 
 
 def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: Any = None) -> int:
-    from migration_kit.console import print_replay
-    from migration_kit.progress import ReplayProgress, count_lines
-    from migration_kit.resume import ReplayInterrupted
-    from migration_kit.sandbox_logs import CapturedLogs
+    from migration_kit.report.console import print_replay
+    from migration_kit.report.progress import ReplayProgress, count_lines
+    from migration_kit.run.resume import ReplayInterrupted
+    from migration_kit.run.sandbox_logs import CapturedLogs
 
     import signal
     import threading
@@ -336,7 +336,7 @@ def _print_logs(logs: Any) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from migration_kit.record import record_stream
+    from migration_kit.run.record import record_stream
 
     migration = _load(args)
     with migration:
@@ -349,9 +349,9 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import json
 
-    from migration_kit.html import render_report
+    from migration_kit.report.html import render_report
 
-    from migration_kit.safe_text import for_file
+    from migration_kit.observe.safe_text import for_file
 
     _check_writable(args.html, "--html")
     _refuse_overwrite({"--html": args.html}, {"the JSON report": args.report})
@@ -380,7 +380,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from migration_kit.redaction import redactor_for
+    from migration_kit.observe.redaction import redactor_for
 
     with _load(args) as migration:
         status = redactor_for(migration).value(migration.status())
@@ -431,7 +431,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from migration_kit.worker import Worker
+    from migration_kit.live.worker import Worker
 
     if args.replay:
         return _join_replay(args)
@@ -461,7 +461,7 @@ def _join_replay(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from migration_kit.distributed import join_replay
+    from migration_kit.run.distributed import join_replay
 
     if args.cpus:
         pin_cpus(args.cpus)
@@ -480,7 +480,7 @@ def print_status(status: dict[str, Any], *, history: int = 10) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from migration_kit.safe_text import one_line, text
+    from migration_kit.observe.safe_text import one_line, text
 
     console = Console(highlight=False, soft_wrap=True)
     # Every value from the store goes in as Text (never parsed as markup), on one line.
@@ -536,7 +536,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"migration-kit: error: --store is empty: give a store URL (sqlite:///path, redis://host:port/db) or leave the flag out (see migration-kit {args.command} --help)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        from migration_kit.telemetry import configure_from_env
+        from migration_kit.observe.telemetry import configure_from_env
 
         configure_from_env()
         return COMMANDS[args.command](args)

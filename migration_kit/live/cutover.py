@@ -25,21 +25,21 @@ shadow stream; a worker runs the legacy path sandboxed against it and
 compares the other way round.
 
 Before an event runs, its saga is handed to the serving side if the other
-side holds it (``migration_kit.sagas``); the saga's lock is held for the
+side holds it (``migration_kit.live.sagas``); the saga's lock is held for the
 handover and the run, so an event arriving during a handover waits. A
 candidate thread whose last checkpoint is this very event is not run again:
 finished, its result is returned; cut off mid-run, it is resumed to
 completion.
 
 The phase comes from an in-memory view refreshed off the publisher's thread
-(``migration_kit.router``). In the shadow phase (and after a rollback), while
+(``migration_kit.live.router``). In the shadow phase (and after a rollback), while
 no saga is on the candidate, none of this runs: the tap's fast path is the
 legacy dispatch plus one queue put (none after a rollback), with no I/O. Once
 the candidate serves (canary and on), the store is on the serving path, each
 of its Redis calls with a deadline (``migration_kit.store.STORE_TIMEOUT``): if
 it cannot be read, or the phase view is stale, the event fails with
 ``StoreUnavailable`` rather than run on a side that may not hold its saga's
-state. Saga locks are per saga (``migration_kit.locks``).
+state. Saga locks are per saga (``migration_kit.live.locks``).
 """
 
 from __future__ import annotations
@@ -59,11 +59,11 @@ from graph_flows.errors import handler_exception
 from migration_errors import HandlerError, StoreUnavailable
 from redis.exceptions import RedisError
 
-from migration_kit.outcome import Outcome
-from migration_kit.pruning import ThreadPruner
-from migration_kit.router import PhaseView
-from migration_kit.sagas import Handover, SagaLedger, Side
-from migration_kit.threads import Finished, Resumable, thread_state
+from migration_kit.compare.outcome import Outcome
+from migration_kit.live.pruning import ThreadPruner
+from migration_kit.live.router import PhaseView
+from migration_kit.live.sagas import Handover, SagaLedger, Side
+from migration_kit.run.threads import Finished, Resumable, thread_state
 
 if TYPE_CHECKING:
     from migration_kit.migration import Migration
@@ -90,7 +90,7 @@ _FAST = {p: Plan("legacy", p == "shadow", p, fast=True) for p in ("shadow", "rol
 class Cutover:
     """Routes a live bus's root events by phase and keeps each saga's state on its serving side.
 
-    The phase comes from ``view`` (``migration_kit.router.PhaseView``, in
+    The phase comes from ``view`` (``migration_kit.live.router.PhaseView``, in
     memory); ``start()`` / ``close()`` run its refresher while a tap is attached.
     """
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from legacy_bus.effects import current_handler
 
-from migration_kit.safe_text import one_line
+from migration_kit.observe.safe_text import one_line
 
 __all__ = ["CapturedLogs"]
 

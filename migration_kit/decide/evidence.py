@@ -12,18 +12,18 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from migration_kit.latency import CANDIDATE_PARTS, LEGACY_PARTS, breakdown
-from migration_kit.statistics import Sketch, clopper_pearson, rate_bounds
+from migration_kit.decide.latency import CANDIDATE_PARTS, LEGACY_PARTS, breakdown
+from migration_kit.decide.statistics import Sketch, clopper_pearson, rate_bounds
 
 if TYPE_CHECKING:
-    from migration_kit.comparator import Comparison
+    from migration_kit.compare.comparator import Comparison
 
 __all__ = ["PATHS", "Evidence"]
 
 PATHS = ("legacy", "candidate")
 MAX_NODES = 1000
 _COUNTS = ("compared", "divergent", "errors", "legacy_errors", "new_errors")
-#: Per-event sketches of each path's parts (``migration_kit.latency``), and of what each
+#: Per-event sketches of each path's parts (``migration_kit.decide.latency``), and of what each
 #: contract part judges: ``served`` (after cutover) and ``compute`` (node / handler compute).
 PARTS = {"legacy": (*LEGACY_PARTS, "served", "compute"), "candidate": (*CANDIDATE_PARTS, "served", "compute")}
 

@@ -10,7 +10,7 @@ job through a Redis store. Each worker must reach the log at the same path
 SHA-256 are checked against the job's).
 
 How the work is divided: ``partitions`` (64) partitions, ``hash(saga) mod P``
-(``migration_kit.partition``). A worker claims up to ``batch`` free partitions
+(``migration_kit.run.partition``). A worker claims up to ``batch`` free partitions
 by writing their *lease* (owner, expiry; renewed every ``ttl/3`` by a heartbeat
 thread and at each save, with the partition's progress), then reads the log once from the earliest saved point of
 its batch to the last event of any of them, running only its partitions'
@@ -67,9 +67,9 @@ from typing import Any, Callable
 from legacy_bus import BoundedStateStore, EventLog, SkippedLine
 from migration_errors import BadEventLog, ConfigurationError, MigrationKitError
 
-from migration_kit.partition import TrackedNoise, flag_of, merge_tallies, observation_of, partition_of, sampled
-from migration_kit.report import ReplayTally
-from migration_kit.resume import ReplayInterrupted, progress_key
+from migration_kit.run.partition import TrackedNoise, flag_of, merge_tallies, observation_of, partition_of, sampled
+from migration_kit.report.report import ReplayTally
+from migration_kit.run.resume import ReplayInterrupted, progress_key
 from migration_kit.store import Records, Store, VersionConflict
 
 __all__ = ["DistributedReplay", "ReplayWorker", "join_replay", "last_job", "replay_status", "unfinished_job"]

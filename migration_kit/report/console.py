@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from migration_kit.report import ReplayReport
-from migration_kit.safe_text import one_line, text
+from migration_kit.report.report import ReplayReport
+from migration_kit.observe.safe_text import one_line, text
 
 __all__ = ["latency_breakdown_lines", "print_latency_breakdown", "print_replay"]
 
@@ -75,7 +75,7 @@ def print_replay(report: ReplayReport, console: Console | None = None, *, groups
 
 def latency_breakdown_lines(report: ReplayReport) -> list[str]:
     """Where each path's time goes per event, as plain lines (mean ms per part)."""
-    from migration_kit.report import breakdown_view
+    from migration_kit.report.report import breakdown_view
 
     if report.evidence is None:
         return []
@@ -108,7 +108,7 @@ def print_latency_breakdown(report: ReplayReport, console: Console | None = None
 
 
 def _same_events_as_above(groups: Any) -> list[bool]:
-    from migration_kit.report import related_ids
+    from migration_kit.report.report import related_ids
 
     ids = related_ids(groups)
     return [i > 0 and ids[i] == ids[i - 1] for i in range(len(ids))]

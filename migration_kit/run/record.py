@@ -7,7 +7,7 @@ with stubs. Reading the stream does not consume it (``XRANGE``/``XREAD``,
 no consumer group): shadow workers see the same entries.
 
 The log leaves the process, so every line is masked by the migration's
-redactor (``migration_kit.redaction``); stream entries were masked by the tap
+redactor (``migration_kit.observe.redaction``); stream entries were masked by the tap
 already, and masking a masked value changes nothing.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 from legacy_bus import EffectCall, Event, EventLog
 from migration_errors import ConfigurationError
 
-from migration_kit.redaction import redactor_for
-from migration_kit.shadow import FIELD, BadShadowEntry, ShadowKeys, decode_entry
+from migration_kit.observe.redaction import redactor_for
+from migration_kit.live.tap import FIELD, BadShadowEntry, ShadowKeys, decode_entry
 
 __all__ = ["record_stream"]
 

@@ -1,0 +1,1 @@
+"""Live traffic: the router, the tap, cutover, sagas, saga locks, shadow workers."""

@@ -1,0 +1,1 @@
+"""Cross-cutting concerns: telemetry, redaction, safe text, the machinery-failure hook."""

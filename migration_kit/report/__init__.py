@@ -1,0 +1,1 @@
+"""What a person reads: the replay report, the HTML page, the terminal, progress."""

@@ -1,0 +1,1 @@
+"""Running events through both paths: the one candidate-run plan, replay, resume, recording, distribution."""
