@@ -20,12 +20,13 @@ Record layout, per backend, for a migration named ``M``:
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
 import threading
 from collections import defaultdict
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 
 from migration_errors import ConfigurationError, MigrationKitError, StoreUnavailable, VersionConflict
@@ -39,6 +40,7 @@ __all__ = [
     "RedisRecords",
     "SqliteRecords",
     "Store",
+    "UNCHANGED",
     "VersionConflict",
 ]
 
@@ -49,6 +51,9 @@ _SCHEMES = ("memory", "sqlite", "redis", "rediss")
 # serves, store calls run on the publisher's thread, and this is their deadline. A URL's own
 # ?socket_timeout= wins.
 STORE_TIMEOUT = 1.0
+
+
+UNCHANGED: Any = object()  # returned by a ``Store.update`` change: leave the record as it is
 
 
 class Records(Protocol):
@@ -403,6 +408,70 @@ class Store:
                     else:
                         self._records = RedisRecords(self.url, self.namespace)
         return self._records
+
+    @property
+    def checkpointer_opened(self) -> bool:
+        """Whether the store's checkpointer has been opened (or installed) yet."""
+        return self._checkpointer is not None
+
+    def install_checkpointer(self, saver: Any) -> bool:
+        """Use ``saver`` as this store's checkpointer if none was opened yet; True if it was installed.
+
+        A shadow worker runs the candidate on a write-behind Redis saver this way
+        (``migration_kit.live.worker``); ``uninstall_checkpointer`` puts things back.
+        """
+        with self._lock:
+            if self._checkpointer is not None:
+                return False
+            self._checkpointer = saver
+            return True
+
+    def uninstall_checkpointer(self, saver: Any) -> bool:
+        """Stop using ``saver`` (installed by ``install_checkpointer``); True if it was this store's."""
+        with self._lock:
+            if self._checkpointer is not saver:
+                return False
+            self._checkpointer = None
+            return True
+
+    def seal(self, value: Any) -> dict[str, str]:
+        """Saga state for the store's records, through the checkpointer's serializer: encrypted at
+        rest exactly when checkpoints are (``MIGRATION_KIT_CHECKPOINT_KEY``), never pickled."""
+        kind, data = self.checkpointer.serde.dumps_typed(value)
+        return {"sealed": kind, "data": base64.b64encode(data).decode()}
+
+    def unseal(self, doc: Any) -> Any:
+        """What ``seal`` made, back (a document saved before sealing existed is returned as it is)."""
+        if isinstance(doc, dict) and "sealed" in doc:
+            return self.checkpointer.serde.loads_typed((doc["sealed"], base64.b64decode(doc["data"])))
+        return doc
+
+    def update(self, key: str, change: Callable[[Any], Any], *, tries: int = 20, what: str | None = None) -> Any:
+        """Compare-and-set ``key``: ``change(current)`` returns the new value, written only if ``key`` did not
+        change meanwhile (retried up to ``tries`` times); returns what was written.
+
+        ``change`` may return ``UNCHANGED`` to write nothing. The one loop every read-modify-write of a
+        shared record goes through (evidence, noise, phases, sagas).
+        """
+        records = self.records
+        for _ in range(tries):
+            current, version = records.get(key)
+            new = change(current)
+            if new is UNCHANGED:
+                return current
+            try:
+                records.put(key, new, version=version)
+            except VersionConflict:
+                continue
+            return new
+        raise MigrationKitError(f"could not update {what or f'record {key!r}'}: the store kept changing under it ({tries} tries)")
+
+    def reopen(self) -> None:
+        """Open anew on next use, leaving the connections held now alone (in a forked process, closing
+        them could disturb the parent's: SQLite may checkpoint its WAL away, Redis sockets would shut down)."""
+        with self._lock:
+            self._checkpointer = None
+            self._records = None
 
     def close(self) -> None:
         cp, self._checkpointer = self._checkpointer, None

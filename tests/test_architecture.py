@@ -62,13 +62,13 @@ def _read(mod: Module, modules: dict[str, Module]) -> None:
             mod.imports.update(a.name for a in node.names if a.name in modules)
         elif isinstance(node, ast.ImportFrom):
             target = _absolute(mod, node)
-            if target in modules:
-                mod.imports.add(target)
             for alias in node.names:
-                if f"{target}.{alias.name}" in modules:
+                if f"{target}.{alias.name}" in modules:  # a submodule: the package's own names are not used
                     mod.imports.add(f"{target}.{alias.name}")
-                elif alias.name.startswith("_") and not alias.name.startswith("__") and target in modules:
-                    mod.private_imports.append((node.lineno, target, alias.name))
+                elif target in modules:
+                    mod.imports.add(target)
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        mod.private_imports.append((node.lineno, target, alias.name))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name.startswith("_"):
             mod.defines.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):

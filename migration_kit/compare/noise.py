@@ -29,12 +29,17 @@ shows again is learned again, from a confirming re-run.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["NoiseLearning", "NoiseModel", "NoiseObservation", "NoisyKeys"]
+from migration_errors import MigrationKitError
+
+from migration_kit import keys
+
+__all__ = ["NoiseBook", "NoiseLearning", "NoiseModel", "NoiseObservation", "NoisyKeys", "learned_since"]
 
 #: Learned paths of one event type that differ in one segment only, folded into a wildcard.
 COLLAPSE_AT = 16
@@ -306,3 +311,103 @@ def learned_since(now: dict[str, Any], loaded: dict[str, Any] | None) -> dict[st
         if d > 0:
             out["dropped"][t] = d
     return out
+
+
+class NoiseBook:
+    """The migration's learned noise: loaded from the store on first use, saved merged with what other
+    processes learned meanwhile, its example values masked as stored.
+
+    Args:
+        store: the migration's ``Store`` (its records hold the model under ``keys.NOISE``).
+        mask: masks one difference dict (``Redactor.difference_dict``): examples are shown, never compared.
+    """
+
+    def __init__(self, store: Any, mask: Any) -> None:
+        self.store = store
+        self._mask = mask
+        self._model: NoiseModel | None = None
+        self._loaded: dict[str, Any] | None = None
+        self._dirty = False
+
+    @property
+    def model(self) -> NoiseModel:
+        """Noise learned so far (loaded from the store on first use)."""
+        if self._model is None:
+            self._model = NoiseModel()
+            self._loaded = self._load(self._model)
+        return self._model
+
+    def _load(self, model: NoiseModel) -> dict[str, Any] | None:
+        try:
+            data, _ = self.store.records.get(keys.NOISE)
+        except MigrationKitError:
+            return None
+        if data:
+            model.merge(data)
+        return data
+
+    def learned(self, something: bool) -> None:
+        """Note that the model changed (``something``): the next ``save`` writes it."""
+        self._dirty = self._dirty or something
+
+    def replace(self, model: NoiseModel) -> None:
+        """Use ``model`` from now on (a resumed replay's saved model); it is saved as learned here."""
+        self._model = model
+        self._dirty = True
+
+    def adopt(self, learned: dict[str, Any] | NoiseModel) -> None:
+        """Merge what other runs learned (a distributed replay's partitions) into the model."""
+        self.model.merge(learned.to_dict() if isinstance(learned, NoiseModel) else learned)
+        self._dirty = True
+
+    def borrowed(self, model: NoiseModel | None) -> _Borrowed:
+        """A context in which ``model`` stands for the book's (a partition's own model); restored after."""
+        return _Borrowed(self, model)
+
+    def forget(self) -> None:
+        """Drop what is in memory (another store: the next use loads anew)."""
+        self._model, self._loaded, self._dirty = None, None, False
+
+    def save(self) -> None:
+        """Persist what was learned, merged with what other processes learned meanwhile."""
+        if self._model is None or not self._dirty:
+            return
+        mine = learned_since(self._model.to_dict(), self._loaded)
+
+        def merged(stored: Any) -> dict[str, Any]:
+            model = NoiseModel.from_dict(stored)
+            model.merge(mine)
+            return self._masked(model.to_dict())
+
+        written = self.store.update(keys.NOISE, merged, tries=10, what="the learned noise")
+        self._loaded = copy.deepcopy(written)
+        self._model = NoiseModel.from_dict(written)
+        self._dirty = False
+
+    def _masked(self, doc: dict[str, Any]) -> dict[str, Any]:
+        doc = copy.deepcopy(doc)
+        for paths in (doc.get("paths") or {}).values():
+            for key, entry in paths.items():
+                ex = entry.get("example")
+                if isinstance(ex, dict) and ("first" in ex or "second" in ex):
+                    m = self._mask({"path": key, "legacy": ex.get("first"), "candidate": ex.get("second")})
+                    entry["example"] = {**ex, "first": m["legacy"], "second": m["candidate"]}
+        return doc
+
+
+class _Borrowed:
+    """``NoiseBook.borrowed``: swaps a model in for the duration of a ``with`` block."""
+
+    def __init__(self, book: NoiseBook, model: NoiseModel | None) -> None:
+        self.book, self.model = book, model
+        self.kept: tuple[NoiseModel | None, bool] | None = None
+
+    def __enter__(self) -> NoiseBook:
+        if self.model is not None:
+            self.kept = (self.book._model, self.book._dirty)
+            self.book._model = self.model
+        return self.book
+
+    def __exit__(self, *exc: object) -> None:
+        if self.kept is not None:
+            self.book._model, self.book._dirty = self.kept

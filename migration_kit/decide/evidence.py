@@ -12,13 +12,14 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from migration_kit import keys
 from migration_kit.decide.latency import CANDIDATE_PARTS, LEGACY_PARTS, breakdown
 from migration_kit.decide.statistics import Sketch, clopper_pearson, rate_bounds
 
 if TYPE_CHECKING:
     from migration_kit.compare.comparator import Comparison
 
-__all__ = ["PATHS", "Evidence"]
+__all__ = ["PATHS", "Evidence", "EvidenceStore"]
 
 PATHS = ("legacy", "candidate")
 MAX_NODES = 1000
@@ -233,3 +234,52 @@ class Evidence:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
+
+
+class EvidenceStore:
+    """The evidence a migration keeps: one entry per source (a replayed log, a worker) for the current attempt.
+
+    Replaying a log again replaces its entry instead of counting its events twice; a new
+    attempt (after a rollback) starts afresh. Shadow workers on the store's Redis record
+    theirs with their results (``workers(attempt)`` reads them), and those win over any
+    older entry of the same source here.
+
+    Args:
+        store: the migration's ``Store``.
+        workers: reads the workers' evidence of an attempt, ``{source: evidence dict}`` (default: none).
+    """
+
+    def __init__(self, store: Any, workers: Any = None) -> None:
+        self.store = store
+        self.workers = workers
+
+    def stored(self, attempt: int) -> Evidence:
+        """Every source's evidence of ``attempt``, merged."""
+        doc, _ = self.store.records.get(keys.EVIDENCE)
+        total = Evidence()
+        workers: dict[str, Any] = self.workers(attempt) if self.workers is not None else {}
+        for part in workers.values():
+            total.merge(Evidence.from_dict(part))
+        if doc and doc.get("attempt") == attempt:
+            for source, part in doc.get("sources", {}).items():
+                if source not in workers:
+                    total.merge(Evidence.from_dict(part))
+        return total
+
+    def of(self, source: str, attempt: int) -> Evidence | None:
+        """What ``source`` saved for ``attempt`` (a restarted worker continues its own), if anything."""
+        doc, _ = self.store.records.get(keys.EVIDENCE)
+        if doc and doc.get("attempt") == attempt and source in doc.get("sources", {}):
+            return Evidence.from_dict(doc["sources"][source])
+        return None
+
+    def save(self, source: str, evidence: Evidence, attempt: int) -> None:
+        """Replace ``source``'s entry for ``attempt`` (another attempt's entries are dropped)."""
+
+        def with_source(doc: Any) -> dict[str, Any]:
+            if not doc or doc.get("attempt") != attempt:
+                doc = {"attempt": attempt, "sources": {}}
+            doc["sources"][source] = evidence.to_dict()
+            return doc
+
+        self.store.update(keys.EVIDENCE, with_source, what=f"the evidence of {source}")

@@ -19,21 +19,24 @@ Storage, in the migration's records (``migration_kit.store``):
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from migration_errors import InvalidTransition, PhaseConflict, PolicyViolation
 
+from migration_kit import keys
 from migration_kit.store import Records, VersionConflict
 from migration_kit.types import Phase
 
-__all__ = ["DEFAULT_STEPS", "PHASES", "InvalidTransition", "PhaseMachine", "PhaseState", "Transition"]
+__all__ = ["DEFAULT_STEPS", "PHASES", "InvalidTransition", "PhaseControl", "PhaseMachine", "PhaseState", "Transition"]
 
 PHASES = tuple(Phase)
 _ORDER = {p: i for i, p in enumerate(PHASES) if p is not Phase.ROLLED_BACK}  # the forward order
 DEFAULT_STEPS = (1.0, 5.0, 25.0, 50.0)
-PHASE_KEY, HISTORY_KEY = "phase", "history"
+PHASE_KEY, HISTORY_KEY = keys.PHASE, keys.HISTORY
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,3 +222,71 @@ class PhaseMachine:
         t = Transition(at, cur, new, by, reason, evidence, written)
         self.records.append(HISTORY_KEY, t.to_dict())
         return t
+
+
+class PhaseControl:
+    """The phase as one process acts on it: read (trusted for ``ttl`` seconds when asked for), and moved by
+    ``promote`` / ``rollback`` against the state this process last saw (another process's change since is a
+    ``PhaseConflict``, never overwritten).
+
+    Args:
+        store: the migration's ``Store`` (its records hold the phase and the history).
+        summary: the evidence summary recorded with each transition.
+        ttl: seconds a read phase is trusted by ``read(fresh=False)``.
+    """
+
+    def __init__(self, store: Any, summary: Callable[[], dict[str, Any]], *, ttl: float = 1.0) -> None:
+        self.store = store
+        self.summary = summary
+        self.ttl = ttl
+        self.seen: tuple[PhaseState, int] | None = None
+        self.seen_at = 0.0
+        self.listeners: list[Callable[[PhaseState], None]] = []  # told of every transition made here
+
+    @property
+    def machine(self) -> PhaseMachine:
+        """The persisted phase state machine on the store."""
+        return PhaseMachine(self.store.records)
+
+    def read(self, *, fresh: bool = True) -> tuple[PhaseState, int]:
+        """The phase and its record's version: read now, or (``fresh=False``) as last read within ``ttl``."""
+        now = time.monotonic()
+        if fresh or self.seen is None or now - self.seen_at > self.ttl:
+            self.seen, self.seen_at = self.machine.read(), now
+        return self.seen
+
+    def forget(self) -> None:
+        """Drop what was read (another store: the next read goes to it)."""
+        self.seen = None
+
+    def promote(self, to: str | None = None, percent: float | None = None, *, by: str = "user", reason: str | None = None) -> Transition:
+        """Move forward (see ``Migration.promote``) from the state this process last saw."""
+        expected = self.seen if self.seen is not None else self.read()
+        try:
+            t = self.machine.promote(to=to, percent=percent, by=by, reason=reason, evidence=self.summary(), expected=expected)
+        except PhaseConflict:
+            self.seen = None
+            raise
+        self._remember(t)
+        return t
+
+    def rollback(self, reason: str, *, by: str = "user") -> Transition:
+        """Send all traffic back to legacy, from any phase."""
+        t = self.machine.rollback(reason=reason, by=by, evidence=self.summary())
+        self._remember(t)
+        return t
+
+    def act_on(self, decision: Any, state: PhaseState) -> None:
+        """Carry out a policy's rollback at once (a regression proven on live traffic must not wait for a person)."""
+        if decision.action != "rollback" or state.phase == "rolled_back":
+            return
+        try:
+            self.rollback("; ".join(decision.reasons[-2:]), by="automatic")
+        except PolicyViolation:  # someone rolled it back first
+            pass
+
+    def _remember(self, t: Transition) -> None:
+        self.seen = (t.to_state, t.version)
+        self.seen_at = time.monotonic()
+        for listener in self.listeners:
+            listener(t.to_state)

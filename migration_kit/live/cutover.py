@@ -115,13 +115,12 @@ class Cutover:
     def start(self) -> Cutover:
         """Route by an in-memory phase from now on (one read now, then the refresher thread)."""
         self.view.start()
-        self.migration._view = self.view
+        self.migration.router.watch(self.view)
         return self
 
     def close(self) -> None:
         """Stop the refresher; the migration routes by the store again."""
-        if getattr(self.migration, "_view", None) is self.view:
-            self.migration._view = None
+        self.migration.router.unwatch(self.view)
         self.view.close()
 
     # -- planning ------------------------------------------------------------------------------
@@ -149,7 +148,7 @@ class Cutover:
                 f"({view.last_error or 'no answer'}); event {event.id} ({event.type}) was not run on either side. "
                 "Check that the store is up and reachable, or roll back (then legacy serves alone)"
             )
-        side: Side = self.migration._side_for(event.saga_key)  # type: ignore[assignment]
+        side: Side = self.migration.router.side_for(event.saga_key)
         return Plan(side, phase not in ("retired", "rolled_back"), phase)
 
     def _count(self, side: str, handover: Handover | None) -> None:
@@ -318,7 +317,7 @@ class Cutover:
         if sagas is None and self.migration.phase not in ("shadow", "rolled_back") and hasattr(self.ledger.states, "keys"):
             # the candidate serves some sagas: those only legacy knows are candidates to move too
             sagas = list(dict.fromkeys([*self.ledger.known(), *self.ledger.states.keys()]))
-        moved = self.ledger.settle(self.migration._side_for, reason=reason, by=by, sagas=sagas, after=self.deliver_owed)
+        moved = self.ledger.settle(self.migration.router.side_for, reason=reason, by=by, sagas=sagas, after=self.deliver_owed)
         with self._count_lock:
             self.handovers += len(moved)
         return moved

@@ -24,6 +24,7 @@ SQLite store that cannot be opened) the phase is unknown and routed as
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -31,9 +32,10 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from migration_kit.decide.phases import PhaseState
+from migration_kit.decide.phases import PhaseControl, PhaseState
+from migration_kit.types import Side
 
-__all__ = ["PhaseView", "Seen"]
+__all__ = ["PhaseView", "Router", "Seen", "route_point"]
 
 _tracer = trace.get_tracer("migration_kit.live.router")
 
@@ -148,3 +150,54 @@ class PhaseView:
             if self._stop.is_set():
                 break
             self.refresh()
+
+
+def route_point(migration: str, correlation_id: str) -> float:
+    """A saga's stable point in [0, 100): where it falls in a canary's percentage."""
+    digest = hashlib.blake2b(f"{migration}\x00{correlation_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * 100
+
+
+class Router:
+    """Which side serves a saga now, by the phase: the in-memory ``PhaseView`` while one is watched (no I/O on
+    the publisher's thread), else the phase as ``phases`` last read it (trusted for its ``ttl``).
+
+    Sticky per saga: in canary, ``route_point`` of the migration's name and the saga
+    picks a point in [0, 100); the candidate serves it when that is below the
+    percentage, so a saga never switches sides while the percentage only grows.
+    """
+
+    def __init__(self, name: str, phases: PhaseControl) -> None:
+        self.name = name
+        self.phases = phases
+        self.view: PhaseView | None = None
+        phases.listeners.append(self._saw)
+
+    def watch(self, view: PhaseView) -> None:
+        """Route by ``view`` from now on (a tap attached: cutover runs its refresher)."""
+        self.view = view
+
+    def unwatch(self, view: PhaseView) -> None:
+        """Stop routing by ``view`` (if it is the one watched): the phase is read from the store again."""
+        if self.view is view:
+            self.view = None
+
+    def _saw(self, state: PhaseState) -> None:
+        view = self.view
+        if view is not None:
+            view.saw(state)
+
+    def state(self) -> PhaseState:
+        """The phase routing goes by now."""
+        view = self.view
+        seen = view.seen.state if view is not None else None
+        return seen if seen is not None else self.phases.read(fresh=False)[0]
+
+    def side_for(self, saga: str) -> Side:
+        """The side serving ``saga`` (its correlation id) now."""
+        state = self.state()
+        if state.phase in ("primary", "retired"):
+            return Side.CANDIDATE
+        if state.phase != "canary" or not state.percent:
+            return Side.LEGACY
+        return Side.CANDIDATE if route_point(self.name, saga) < state.percent else Side.LEGACY

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 from legacy_bus import StateStore
 from migration_errors import MigrationKitError
 
+from migration_kit import keys
 from migration_kit.live.locks import SagaLocks
 from migration_kit.store import VersionConflict
 from migration_kit.run.threads import Resumable, classify
@@ -82,15 +83,11 @@ class SagaOwner(Protocol):
     def policy(self) -> Any:
         """Its policy; ``policy.cutoff`` is the rule for a run cut off mid-saga."""
         ...
-JOURNAL = "sagas:journal"  # each saga once: appended the first time it is handed to the candidate
-AUDIT = "sagas:audit"
+JOURNAL = keys.SAGA_JOURNAL
+AUDIT = keys.SAGA_AUDIT
 MAX_AUDIT = 10_000  # handovers the audit list keeps, newest; older ones are trimmed
-HINT = "sagas"
-
-
-def saga_thread(migration: str, correlation_id: str) -> str:
-    """The graph thread of a saga served by the candidate."""
-    return f"{migration}:saga:{correlation_id}"
+HINT = keys.SAGA_HINT
+saga_thread = keys.saga_thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +153,7 @@ class SagaLedger:
 
     @staticmethod
     def _key(saga: str) -> str:
-        return f"saga:{saga}"
+        return keys.saga(saga)
 
     def lock(self, saga: str) -> Any:
         """Hold the in-process lock of a saga's events and handovers: ``with ledger.lock(saga):`` (one per saga; not re-entrant)."""

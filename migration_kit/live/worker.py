@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from checkpoints import RedisSaver
-from graph_flows import BusFlow
 from migration_errors import ConfigurationError, StoreUnavailable
 from redis_connect.connection import connect, missing_group
 
@@ -435,12 +434,14 @@ class Worker:
         """
         m = self.migration
         store = m.store
-        if store.scheme not in ("redis", "rediss") or m._graph is not None or store._checkpointer is not None:
+        if store.scheme not in ("redis", "rediss") or m.candidate_graph.compiled or store.checkpointer_opened:
             return None
-        if not isinstance(m.candidate, BusFlow) and getattr(m.candidate, "checkpointer", None) is not None:
+        if m.candidate_graph.own_checkpointer:
             return None
         saver = _BatchingSaver.from_url(store.url)
-        store._checkpointer = saver
+        if not store.install_checkpointer(saver):
+            saver.close()
+            return None
         return saver
 
     def _uninstall_saver(self) -> None:
@@ -448,9 +449,8 @@ class Worker:
         if saver is None:
             return
         m = self.migration
-        if m.store._checkpointer is saver:
-            m.store._checkpointer = None
-            m._graph = None
+        if m.store.uninstall_checkpointer(saver):
+            m.candidate_graph.reset()
         try:
             saver.close()  # flushes what is queued
         except Exception as exc:  # noqa: BLE001 - the results are recorded; only cleanup is at stake
@@ -668,18 +668,15 @@ class Worker:
             self._evidence_suspect = False
 
     def _load_evidence(self) -> None:
-        from migration_kit.migration import EVIDENCE_KEY
-
         m = self.migration
-        state = m._read_phase()[0]
+        state = m.phase_control.read()[0]
         self._attempt = state.attempt
         if self.atomic_evidence:  # a restarted worker with the same name continues its own evidence
             self._with_redis(self._reload_evidence)
             return
-        doc, _ = m.store.records.get(EVIDENCE_KEY)
-        if doc and doc.get("attempt") == state.attempt and self.source in doc.get("sources", {}):
-            # A restarted worker with the same name continues its own evidence.
-            self._evidence = Evidence.from_dict(doc["sources"][self.source])
+        mine = m.evidence_store.of(self.source, state.attempt)
+        if mine is not None:  # a restarted worker with the same name continues its own evidence
+            self._evidence = mine
 
     def _add_evidence(self, comparison: Comparison) -> None:
         if not self.atomic_evidence:  # atomic: already added, and recorded with the batch
@@ -695,20 +692,20 @@ class Worker:
             return
         m = self.migration
         try:
-            state = m._read_phase()[0]
+            state = m.phase_control.read()[0]
             with self._lock:
                 if state.attempt != self._attempt:  # a new attempt: its evidence starts afresh
                     self._evidence, self._attempt = Evidence(), state.attempt
                 snapshot = self._evidence.copy()
                 self._unsaved = 0
             if snapshot.compared and not self.atomic_evidence:
-                m._save_evidence(self.source, snapshot, state.attempt)
+                m.evidence_store.save(self.source, snapshot, state.attempt)
             self._saved_at = time.monotonic()
             decision = m.decide()
             self.last_decision = decision
             if decision.action == "rollback":
                 log.warning("shadow worker %s: the policy rolls back: %s", self.consumer, "; ".join(decision.reasons))
-            m._act_on(decision, state)
+            m.phase_control.act_on(decision, state)
         except Exception as exc:  # noqa: BLE001 - evidence is retried at the next save
             self._saved_at = time.monotonic()
             self._unsaved += 1

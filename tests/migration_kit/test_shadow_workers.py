@@ -197,7 +197,7 @@ def test_an_event_twice_in_one_read_batch_is_counted_once_and_both_entries_are_a
     assert counters(r)["compared"] == 3 == done_markers(r)
     assert r.xpending(KEYS.stream, GROUP)["pending"] == 0
     # The worker leaves the migration as it found it, and no graph thread behind.
-    assert m._graph is None and m.store._checkpointer is None
+    assert not m.candidate_graph.compiled and not m.store.checkpointer_opened
     assert checkpoint_keys(r) == []
 
 

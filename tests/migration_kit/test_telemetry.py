@@ -106,9 +106,9 @@ def test_a_comparison_continues_the_live_trace_it_was_given():
     with tracer.start_as_current_span("live publish") as live:
         parent = current_traceparent()
     assert parent is not None
-    legacy = migration._run_legacy(Event(type="A", payload={"q": 1}), (), __import__("legacy_bus").OverlayStateStore())
-    candidate = migration._run_candidate(legacy.event, (), None)
-    c = migration._observed(migration._diff(legacy, candidate, None), traceparent=parent)
+    legacy = migration.executor.run_legacy(Event(type="A", payload={"q": 1}), (), __import__("legacy_bus").OverlayStateStore())
+    candidate = migration.executor.run_candidate(legacy.event, (), None)
+    c = migration.executor.observe(migration.executor.diff(legacy, candidate, None), parent)
     root = next(s for s in _EXPORTER.get_finished_spans() if s.name == "migration.compare")
     assert root.context.trace_id == live.get_span_context().trace_id
     assert root.parent.span_id == live.get_span_context().span_id

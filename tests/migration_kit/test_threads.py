@@ -105,8 +105,8 @@ def _cut(
 def _kind_and_outcome(store: str, *, event: Event = FIRST, bus: EventBus = orders.bus, answers=()):
     with _migration(store, bus) as m:
         config = {"configurable": {"thread_id": m.thread_for(event)}}
-        found = m._resumed(m.graph, event, config)
-        outcome = m._run_candidate(event, tuple(answers), None, resume=True)
+        found = m.executor.found(m.graph, event, config)
+        outcome = m.executor.run_candidate(event, tuple(answers), None, resume=True)
         left = m.graph.get_state(config).values
     assert not left, "the thread is forgotten once the event is done"
     return found, outcome
@@ -127,7 +127,7 @@ def _essence(outcome) -> dict:
 def uninterrupted(tmp_path_factory) -> dict:
     store = f"sqlite:///{tmp_path_factory.mktemp('whole')}/s.sqlite"
     with _migration(store) as m:
-        return _essence(m._run_candidate(FIRST, (), None))
+        return _essence(m.executor.run_candidate(FIRST, (), None))
 
 
 CASES = [
@@ -214,7 +214,7 @@ START = Event(type="Start", payload={}, id="start-1")
 def test_a_resumed_run_is_not_offered_the_answers_its_finished_nodes_took(tmp_path):
     whole = f"sqlite:///{tmp_path}/whole.sqlite"
     with _migration(whole, twice) as m:
-        expected = _essence(m._run_candidate(START, ANSWERS, None))
+        expected = _essence(m.executor.run_candidate(START, ANSWERS, None))
     assert [e[2] for e in expected["emitted"]] == [{"got": 1}, {"got": 2, "before": 1}]
     store = f"sqlite:///{tmp_path}/s.sqlite"
     _cut(store, "node:second_post", "sync", event=START, bus=twice, answers=ANSWERS)
@@ -231,7 +231,7 @@ SAGA = "threads:saga:one"
 
 def _saga_state(store: str, event_id: str):
     with _migration(store) as m:
-        return m._resumed(m.graph, Event(type="OrderPlaced", payload={}, id=event_id), {"configurable": {"thread_id": SAGA}})
+        return m.executor.found(m.graph, Event(type="OrderPlaced", payload={}, id=event_id), {"configurable": {"thread_id": SAGA}})
 
 
 @pytest.mark.parametrize(
