@@ -1,6 +1,6 @@
 """``AsyncRedisSaver``: the asyncio twin of ``RedisSaver`` (same layout, scripts, plans and durability rules).
 
-The key layout is documented at the top of ``checkpoints/redis_saver.py``; the
+The key layout is documented at the top of ``checkpoints/core.py``; the
 rules for what a write waits for in ``checkpoints/durability.py``. Here the
 writes of one thread run as one chain of tasks (each starts when the one before
 it has its reply), so Redis sees them in the order LangGraph issued them.
@@ -18,9 +18,9 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.exceptions import NoPermissionError, NoScriptError
 
-from checkpoints import scripts
+import checkpoints.scripts as scripts
+from checkpoints.core import DEFAULT_KEY_PREFIX, EVAL, ITEM, Plan, RedisSaverCore
 from checkpoints.durability import AckLedger, Policy, write_policy
-from checkpoints.redis_saver import _EVAL, _ITEM, DEFAULT_KEY_PREFIX, Plan, _RedisSaverCore
 from checkpoints.scripts import Script
 from checkpoints.serde import AllowedTypes, checkpoint_serde
 from redis_connect.connection import UNREACHABLE, aconnect, unavailable
@@ -28,7 +28,7 @@ from redis_connect.connection import UNREACHABLE, aconnect, unavailable
 __all__ = ["AsyncRedisSaver"]
 
 
-class AsyncRedisSaver(_RedisSaverCore):
+class AsyncRedisSaver(RedisSaverCore):
     """LangGraph checkpoint saver on plain Redis for asyncio (``ainvoke``, ``astream``).
 
     One round trip per ``aput``, ``aput_writes`` and ``aget_tuple``; standalone
@@ -186,10 +186,10 @@ class AsyncRedisSaver(_RedisSaverCore):
             except StopIteration:
                 return
             kind = op[0]
-            if kind == _ITEM:
+            if kind == ITEM:
                 reply = None
                 yield op[1]
-            elif kind == _EVAL:
+            elif kind == EVAL:
                 reply = await self._eval(op[1], op[2], op[3])
             else:
                 reply = await self._scan(op[1])

@@ -42,9 +42,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from checkpoints.threaded import ThreadedAsync
-from checkpoints.redis_saver import DEFAULT_KEY_PREFIX, RedisSaver
+from checkpoints.core import DEFAULT_KEY_PREFIX
+from checkpoints.redis_saver import RedisSaver
 from checkpoints.serde import AllowedTypes, checkpoint_serde
+from checkpoints.threaded import ThreadedAsync
 from migration_errors import ConfigurationError, StoreUnavailable
 from redis_connect.urls import SUPPORTED, mask_url, scheme_of, sqlite_path
 
