@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from time import perf_counter
 from typing import Any, Literal, TypeVar
 
@@ -20,11 +20,13 @@ from migration_errors import ConfigurationError, CycleError, FanoutError
 
 from legacy_bus.codec import EventCodec
 from legacy_bus.copying import deep_copy
-from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
+from legacy_bus.context import ACTIVE
+from legacy_bus.dispatch import Dispatch  # re-exported: it lived here
+from legacy_bus.effects import EffectPort, Sandbox
 from legacy_bus.database import DatabasesMixin, dispatch_writes
 from legacy_bus.event import Event, make_event
 from legacy_bus.protocol import Discipline
-from legacy_bus.records import EffectCall, ErrorInfo, Step
+from legacy_bus.records import ErrorInfo, Step
 from legacy_bus.state import InMemoryStateStore, StateStore
 from legacy_bus.subscription import Subscription
 
@@ -32,28 +34,6 @@ __all__ = ["Dispatch", "EventBus", "OnError", "cut_at_depth"]
 
 OnError = Literal["raise", "record"]
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """Everything one root publish caused: the cascade's events, steps and effects."""
-
-    root: Event
-    emitted: tuple[Event, ...]
-    emitted_by: tuple[str, ...]
-    steps: tuple[Step, ...]
-    error: ErrorInfo | None = None
-    state: dict[str, Any] | None = None
-    duration: float = 0.0
-    exception: BaseException | None = field(default=None, compare=False, repr=False)
-    #: what the bus's own publish call returned (an adapter's ``emit`` / ``send`` result)
-    value: Any = field(default=None, compare=False, repr=False)
-    writes: tuple[Any, ...] = ()  # rows written through declared databases (legacy_bus.database.RowWrite)
-
-    @property
-    def effects(self) -> tuple[EffectCall, ...]:
-        """Every effect call of the cascade, in the order they happened."""
-        return tuple(call for step in self.steps for call in step.effects)
 
 
 def cycle_of(types: list[str]) -> list[str]:
@@ -302,7 +282,7 @@ class EventBus(DatabasesMixin):
         the running cascade (as a child of the event being handled) and
         returns the child event.
         """
-        active = _ACTIVE.get()
+        active = ACTIVE.get()
         if active is not None and active.bus is self:
             return active.publish(event_or_type, payload, **fields)
         return self.dispatch(make_event(event_or_type, payload, **fields))
@@ -311,7 +291,7 @@ class EventBus(DatabasesMixin):
         self, event_or_type: Event | str, payload: dict[str, Any] | None = None, **fields: Any
     ) -> Dispatch | Event:
         """Async twin of ``publish``: async handlers are awaited on the running loop."""
-        active = _ACTIVE.get()
+        active = ACTIVE.get()
         if active is not None and active.bus is self:
             return active.publish(event_or_type, payload, **fields)
         return await self.adispatch(make_event(event_or_type, payload, **fields))

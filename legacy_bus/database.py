@@ -59,7 +59,8 @@ from typing import Any, Literal
 
 from migration_errors import ConfigurationError, MigrationKitError, UndeclaredStateWrite
 
-from legacy_bus.effects import _ACTIVE, _GUARDED, _SANDBOX, Sandbox, register_database
+from legacy_bus.context import ACTIVE
+from legacy_bus.effects import SANDBOX, Sandbox, register_database
 
 __all__ = [
     "Database",
@@ -383,7 +384,7 @@ class Database:
 
     def connection(self) -> Any | None:
         """The active sandbox's connection to this database, or None on a live (real) dispatch."""
-        sandbox = _SANDBOX.get()
+        sandbox = SANDBOX.get()
         if sandbox is None:
             return None
         state = sandbox_state(sandbox)
@@ -626,7 +627,7 @@ class dispatch_writes:
         self.capture: capturing | None = None
 
     def __enter__(self) -> Any:
-        sandbox = self.sandbox if self.sandbox is not None else _SANDBOX.get()
+        sandbox = self.sandbox if self.sandbox is not None else SANDBOX.get()
         if sandbox is not None:
             return lambda: sandbox.writes
         if not getattr(self.bus, "_databases", None):
@@ -650,6 +651,8 @@ _installed = False
 def install_guard() -> None:
     """Listen, once per process, to every engine's statements and every session's flushes."""
     global _installed
+    if _installed:  # every sandbox asks: answered without the lock once installed
+        return
     with _GUARD_LOCK:
         if _installed:
             return
@@ -665,15 +668,14 @@ def install_guard() -> None:
 
         event.listen(Mapper, "load", _after_load)
         _installed = True
-        _GUARDED.append(True)
 
 
 def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
     """Stop a sandboxed write through a connection no sandbox owns, before it runs."""
-    sandbox = _SANDBOX.get()
+    sandbox = SANDBOX.get()
     if sandbox is None or conn.info.get(_OWNED) is not None or not is_write(statement):
         return
-    active = _ACTIVE.get()
+    active = ACTIVE.get()
     node = None if active is None else active.node
     url = conn.engine.url.render_as_string(hide_password=True)
     m = _TABLE_OF.match(statement)
@@ -697,7 +699,7 @@ def _after_flush(session: Any, flush_context: Any) -> None:
         return
     from sqlalchemy import inspect
 
-    active = _ACTIVE.get()
+    active = ACTIVE.get()
     node = None if active is None else active.node
     pending = session.info.setdefault(_PENDING, [])
     for obj, op in [(o, "insert") for o in session.new] + [(o, "update") for o in session.dirty] + [
@@ -737,7 +739,7 @@ def _after_flush(session: Any, flush_context: Any) -> None:
 def _after_load(target: Any, context: Any) -> None:
     """On a live dispatch, remember each row as it was loaded (what a sandbox later starts from)."""
     capture = _CAPTURE.get()
-    if capture is None or _SANDBOX.get() is not None:
+    if capture is None or SANDBOX.get() is not None:
         return
     db = context.session.info.get(_DECLARED)
     if db is None:
@@ -749,7 +751,7 @@ def _after_load(target: Any, context: Any) -> None:
     table = mapper.local_table
     values = {p.columns[0].name: state.dict.get(p.key) for p in mapper.column_attrs if p.columns[0].table is table}
     pk = [c.name for c in mapper.primary_key if c.table is table]
-    active = _ACTIVE.get()
+    active = ACTIVE.get()
     row = _plain(values)
     capture.add((RowWrite(db.name, table.name, db.key_of(table, values, pk), "read", row, row, (), None if active is None else active.node),))
 
@@ -759,7 +761,7 @@ def _after_commit(session: Any) -> None:
     if not pending:
         return
     capture = _CAPTURE.get()
-    sandbox = _SANDBOX.get()
+    sandbox = SANDBOX.get()
     if sandbox is not None:
         state = sandbox_state(sandbox)
         assert state is not None

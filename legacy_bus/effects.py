@@ -22,21 +22,40 @@ import sys
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from legacy_bus.codec import decode, encode
+from legacy_bus.context import ACTIVE, HandlerContext
 from migration_errors import RecordedEffectError  # re-exported: it lived here
 from legacy_bus.records import EffectCall, ErrorInfo, call_key
 
-if TYPE_CHECKING:
-    from legacy_bus.context import HandlerContext
+__all__ = [
+    "SANDBOX",
+    "DeclaredDatabases",
+    "EffectPort",
+    "RecordedEffectError",
+    "Sandbox",
+    "current_handler",
+    "current_sandbox",
+    "in_handler",
+    "register_database",
+    "sandboxed",
+]
 
-__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "in_handler", "register_database", "sandboxed"]
+#: The sandbox governing effect calls in this context (None: calls are real).
+SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
 
-# The sandbox governing effect calls in this context (None: calls are real).
-_SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
-# The handler currently running in this context, whose step records the calls.
-_ACTIVE: ContextVar[HandlerContext | None] = ContextVar("legacy_bus_active_handler", default=None)
+
+class DeclaredDatabases(Protocol):
+    """What a sandbox needs from the declared-database support (``legacy_bus.database`` plugs itself in)."""
+
+    def sandbox_writes(self, sandbox: Sandbox) -> tuple[Any, ...]:
+        """The rows a sandbox's runs wrote through declared databases."""
+        ...
+
+    def install_guard(self) -> None:
+        """Watch every SQLAlchemy engine's writes (idempotent, cheap once installed)."""
+        ...
 
 
 class Sandbox:
@@ -74,31 +93,31 @@ class Sandbox:
         return queue.popleft() if queue else None
 
     def __enter__(self) -> Sandbox:
-        self._token = _SANDBOX.set(self)
-        if not _GUARDED and _DATABASE and "sqlalchemy" in sys.modules:
+        self._token = SANDBOX.set(self)
+        if _DATABASE and "sqlalchemy" in sys.modules:
             # Every SQLAlchemy engine's writes are watched from the first sandbox on, declared or not.
             _DATABASE[0].install_guard()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _SANDBOX.reset(self._token)
+        SANDBOX.reset(self._token)
         if self.state is not None:
             self.state.close()  # roll back what declared databases were given: nothing sandboxed is committed
 
 
 def current_sandbox() -> Sandbox | None:
     """The sandbox active in this context, or None when effect calls are real."""
-    return _SANDBOX.get()
+    return SANDBOX.get()
 
 
 def in_handler() -> bool:
     """True while a handler runs in this context (its publishes join the running cascade)."""
-    return _ACTIVE.get() is not None
+    return ACTIVE.get() is not None
 
 
 def current_handler() -> str | None:
     """The node name of the handler running in this context, if any (to attribute its logging)."""
-    active = _ACTIVE.get()
+    active = ACTIVE.get()
     return None if active is None else active.node
 
 
@@ -146,7 +165,7 @@ class EffectPort:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
             return self._acall(args, kwargs)
-        sandbox = _SANDBOX.get()
+        sandbox = SANDBOX.get()
         if sandbox is None:
             return self._real(args, kwargs)
         call, answer = self._sandboxed(sandbox, args, kwargs)
@@ -164,7 +183,7 @@ class EffectPort:
         return answer
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        sandbox = _SANDBOX.get()
+        sandbox = SANDBOX.get()
         if sandbox is None:
             return await self._acall_real(args, kwargs)
         call, answer = self._sandboxed(sandbox, args, kwargs)
@@ -184,7 +203,7 @@ class EffectPort:
         return answer
 
     async def _acall_real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        active = _ACTIVE.get()
+        active = ACTIVE.get()
         try:
             response = await self.__wrapped__(*args, **kwargs)
         except Exception as exc:
@@ -194,7 +213,7 @@ class EffectPort:
         return response
 
     def _real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        active = _ACTIVE.get()
+        active = ACTIVE.get()
         try:
             response = self.__wrapped__(*args, **kwargs)
         except Exception as exc:
@@ -229,7 +248,7 @@ class EffectPort:
         return call, None if callable(self.stub) else _stub_answer(self.stub, args, kwargs)
 
     def _record(self, sandbox: Sandbox, call: EffectCall, *, response: Any = None, error: ErrorInfo | None = None) -> None:
-        active = _ACTIVE.get()
+        active = ACTIVE.get()
         done = EffectCall(
             call.port, call.args, call.kwargs, _exact(response), error, call.mode, None if active is None else active.node
         )
@@ -238,13 +257,12 @@ class EffectPort:
             active.effects.append(done)
 
 
-_GUARDED: list[bool] = []  # non-empty once legacy_bus.database listens to every engine (see Sandbox.__enter__)
 # legacy_bus.database, which registers itself when imported (legacy_bus/__init__ always imports
 # it): the sandbox reaches declared databases through it without importing the module above it.
-_DATABASE: list[Any] = []
+_DATABASE: list[DeclaredDatabases] = []
 
 
-def register_database(module: Any) -> None:
+def register_database(module: DeclaredDatabases) -> None:
     """Plug in the declared-database support (``sandbox_writes``, ``install_guard``); called by ``legacy_bus.database``."""
     _DATABASE[:] = [module]
 _REAL = object()  # no answer, and the sandbox lets such calls run for real

@@ -6,16 +6,12 @@ import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from legacy_bus.aio import run_sync
-from legacy_bus.context import HandlerContext
-from legacy_bus.effects import _ACTIVE
+from legacy_bus.context import ACTIVE, HandlerContext
 from legacy_bus.event import Event
 from legacy_bus.records import ErrorInfo, Step
-
-if TYPE_CHECKING:
-    from legacy_bus.bus import EventBus
 
 __all__ = ["Subscription", "wants_context"]
 
@@ -51,7 +47,7 @@ class Subscription:
     def of(cls, event_type: str, handler: Callable[..., Any], name: str) -> Subscription:
         return cls(event_type, name, handler, wants_context(handler), is_async_callable(handler))
 
-    def _start(self, bus: EventBus, event: Event, state: dict[str, Any], depth: int) -> HandlerContext:
+    def _start(self, bus: Any, event: Event, state: dict[str, Any], depth: int) -> HandlerContext:
         return HandlerContext(bus, self.name, event, state, depth)
 
     def _call(self, ctx: HandlerContext) -> Any:
@@ -79,14 +75,14 @@ class Subscription:
             exception=exc,
         )
 
-    def invoke(self, bus: EventBus, event: Event, depth: int, state: dict[str, Any]) -> Step:
+    def invoke(self, bus: Any, event: Event, depth: int, state: dict[str, Any]) -> Step:
         """Run the handler once, synchronously, capturing everything it publishes and calls.
 
         The handler's exception is caught and kept on the step; it is the
         caller's choice (``on_error``) whether it propagates.
         """
         ctx = self._start(bus, event, state, depth)
-        token = _ACTIVE.set(ctx)
+        token = ACTIVE.set(ctx)
         started = perf_counter()
         result: Any = None
         exc: BaseException | None = None
@@ -97,13 +93,13 @@ class Subscription:
         except Exception as e:  # the handler's own failure, recorded on the step
             exc = e
         finally:
-            _ACTIVE.reset(token)
+            ACTIVE.reset(token)
         return self._finish(ctx, depth, result, exc, started)
 
-    async def ainvoke(self, bus: EventBus, event: Event, depth: int, state: dict[str, Any]) -> Step:
+    async def ainvoke(self, bus: Any, event: Event, depth: int, state: dict[str, Any]) -> Step:
         """Like ``invoke``, awaiting an async handler on the running loop."""
         ctx = self._start(bus, event, state, depth)
-        token = _ACTIVE.set(ctx)
+        token = ACTIVE.set(ctx)
         started = perf_counter()
         result: Any = None
         exc: BaseException | None = None
@@ -114,7 +110,7 @@ class Subscription:
         except Exception as e:
             exc = e
         finally:
-            _ACTIVE.reset(token)
+            ACTIVE.reset(token)
         return self._finish(ctx, depth, result, exc, started)
 
 

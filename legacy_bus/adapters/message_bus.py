@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from migration_errors import ConfigurationError
 
-from legacy_bus.adapters import served
+import legacy_bus.adapters.served as served
 from legacy_bus.adapters.ports import PortsMixin
 from legacy_bus.bus import Dispatch, cut_at_depth
 from legacy_bus.codec import ClassCodec
