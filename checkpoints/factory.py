@@ -77,6 +77,7 @@ class SqliteCheckpointer(ThreadedAsync, SqliteSaver):
 
     @contextmanager
     def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        """A cursor as ``SqliteSaver``'s, after carrying out the deferred thread deletes."""
         with super().cursor(transaction) as cur:
             if self._doomed:
                 self._drop(cur)

@@ -257,6 +257,7 @@ class EventBus(DatabasesMixin):
 
     @property
     def event_types(self) -> list[str]:
+        """The event types some handler is subscribed to, in first-subscription order."""
         return list(self._subscriptions)
 
     def stops_on_error(self, event_type: str) -> bool:
@@ -265,6 +266,7 @@ class EventBus(DatabasesMixin):
 
     @property
     def ports(self) -> dict[str, EffectPort]:
+        """The effect ports declared on this bus, by name (a copy)."""
         return dict(self._ports)
 
     def state_for(self, correlation_id: str) -> dict[str, Any]:

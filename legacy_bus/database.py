@@ -124,6 +124,7 @@ class RowWrite:
         return ",".join(f"{k}={v}" for k, v in self.key.items())
 
     def to_dict(self) -> dict[str, Any]:
+        """The write as plain JSON data (what ``from_dict`` reads back)."""
         return {
             "database": self.database,
             "table": self.table,
@@ -138,6 +139,7 @@ class RowWrite:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RowWrite:
+        """Rebuild a write from ``to_dict``'s data (a stored record or a log line)."""
         return cls(
             database=str(data["database"]),
             table=str(data["table"]),
@@ -202,6 +204,7 @@ class StateCapture:
         self._lock = threading.Lock()  # graph nodes may flush from worker threads
 
     def add(self, writes: Iterable[RowWrite]) -> None:
+        """Keep a flush's rows (reads only up to ``MAX_READS``); safe from several threads."""
         with self._lock:
             for w in writes:
                 if w.op == "read":
@@ -392,6 +395,7 @@ class Database:
         return state.connection(self)
 
     def key_of(self, table: Any, values: Mapping[str, Any], pk: Iterable[str]) -> dict[str, Any]:
+        """A row's identity: the columns declared in ``keys=`` for its table, else its primary key."""
         cols = self.keys.get(table.name) or tuple(pk)
         return {c: _plain(values.get(c)) for c in cols}
 
@@ -435,6 +439,7 @@ class Database:
             conn.execute(insert(t).values(**cols))
 
     def remember(self, table: Any) -> None:
+        """Keep a ``Table`` seen in a flush, so rewinding it needs no reflection."""
         self._tables.setdefault(table.name, table)
 
 
@@ -497,10 +502,12 @@ class DeclaredEngine:
         return self._sessions(**kw)
 
     def connect(self) -> Any:
+        """A connection for the handler: the engine's when live, the sandbox's (in a SAVEPOINT) when sandboxed."""
         conn = self.database.connection()
         return self.engine.connect() if conn is None else _SavepointConnection(conn)
 
     def begin(self) -> Any:
+        """``engine.begin()`` for the handler: live, the engine's; sandboxed, a SAVEPOINT on the sandbox's connection."""
         conn = self.database.connection()
         return self.engine.begin() if conn is None else _SavepointConnection(conn, begin=True)
 
@@ -533,6 +540,7 @@ class _SavepointConnection:
             (self._nested.commit if self._begin and exc_type is None else self._nested.rollback)()
 
     def begin(self) -> Any:
+        """``engine.begin()`` for the handler: live, the engine's; sandboxed, a SAVEPOINT on the sandbox's connection."""
         return self._conn.begin_nested()
 
     def commit(self) -> None:

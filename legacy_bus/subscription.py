@@ -45,6 +45,7 @@ class Subscription:
 
     @classmethod
     def of(cls, event_type: str, handler: Callable[..., Any], name: str) -> Subscription:
+        """A subscription whose context and async flags are read from the handler's signature."""
         return cls(event_type, name, handler, wants_context(handler), is_async_callable(handler))
 
     def _start(self, bus: Any, event: Event, state: dict[str, Any], depth: int) -> HandlerContext:
