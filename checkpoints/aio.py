@@ -9,23 +9,38 @@ it has its reply), so Redis sees them in the order LangGraph issued them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
-from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from redis.exceptions import NoPermissionError, NoScriptError
 
 import checkpoints.scripts as scripts
-from checkpoints.core import DEFAULT_KEY_PREFIX, EVAL, ITEM, Plan, RedisSaverCore
+from checkpoints.core import EVAL, ITEM, Plan, RedisSaverCore, SaverOptions, prepared_options
 from checkpoints.durability import AckLedger, Policy, write_policy
 from checkpoints.scripts import Script
-from checkpoints.serde import AllowedTypes, checkpoint_serde
 from redis_connect.connection import UNREACHABLE, aconnect, unavailable
 
-__all__ = ["AsyncRedisSaver"]
+__all__ = ["AsyncRedisSaver", "through_loop"]
+
+
+def through_loop(name: str) -> Callable[..., Any]:
+    """The sync twin of the async method ``name``: the same call, run on the saver's event loop and waited for.
+
+    Written once rather than once per method; the twin takes exactly the async
+    method's arguments (its signature is ``BaseCheckpointSaver``'s, shown through
+    ``__wrapped__``).
+    """
+
+    @functools.wraps(getattr(BaseCheckpointSaver, name[1:]))
+    def twin(self: AsyncRedisSaver, *args: Any, **kwargs: Any) -> Any:
+        return self._sync(getattr(self, name)(*args, **kwargs))
+
+    twin.__doc__ = f"Sync ``{name}``, from a thread other than the saver's event loop."
+    return twin
 
 
 class AsyncRedisSaver(RedisSaverCore):
@@ -66,26 +81,17 @@ class AsyncRedisSaver(RedisSaverCore):
 
     @classmethod
     @asynccontextmanager
-    async def from_conn_string(
-        cls,
-        url: str,
-        *,
-        ttl: float | None = None,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        serde: SerializerProtocol | None = None,
-        allowed_types: AllowedTypes = (),
-        encryption_key: bytes | str | None = None,
-    ) -> AsyncIterator[AsyncRedisSaver]:
+    async def from_conn_string(cls, url: str, **options: Unpack[SaverOptions]) -> AsyncIterator[AsyncRedisSaver]:
         """Open a saver for ``url`` (cluster detected, or forced by ``?cluster=true``); close it on exit.
 
         Raises:
             StoreUnavailable: Redis cannot be reached.
             ConfigurationError: the URL or an option is invalid.
         """
-        serde = checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key)  # fail before connecting
+        prepared = prepared_options("from_conn_string", options)  # fail before connecting
         client = await aconnect(url)
         try:
-            saver = cls(client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url)
+            saver = cls(client, owns_client=True, url=url, **prepared)
             for script in scripts.ALL_SCRIPTS:  # so no hot-path call pays a NOSCRIPT round trip
                 await client.script_load(script.source)
         except (*UNREACHABLE, NoPermissionError) as e:  # NOPERM: an ACL user without SCRIPT/EVALSHA
@@ -290,57 +296,18 @@ class AsyncRedisSaver(RedisSaverCore):
             )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """Sync ``aget_tuple``, from a thread other than the saver's event loop."""
-        return self._sync(self.aget_tuple(config))
+    get_tuple = through_loop("aget_tuple")
+    put = through_loop("aput")
+    put_writes = through_loop("aput_writes")
+    delete_thread = through_loop("adelete_thread")
+    delete_for_runs = through_loop("adelete_for_runs")
+    copy_thread = through_loop("acopy_thread")
+    prune = through_loop("aprune")
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        """Sync ``alist``, from a thread other than the saver's event loop."""
+    def list(self, config: RunnableConfig | None, **kwargs: Any) -> Iterator[CheckpointTuple]:
+        """Sync ``alist`` (keywords as it takes them), from a thread other than the saver's event loop."""
 
         async def collect() -> list[CheckpointTuple]:
-            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
+            return [t async for t in self.alist(config, **kwargs)]
 
         return iter(self._sync(collect()))
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Sync ``aput``, from a thread other than the saver's event loop."""
-        return self._sync(self.aput(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Sync ``aput_writes``, from a thread other than the saver's event loop."""
-        self._sync(self.aput_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        """Sync ``adelete_thread``, from a thread other than the saver's event loop."""
-        self._sync(self.adelete_thread(thread_id))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Sync ``adelete_for_runs``, from a thread other than the saver's event loop."""
-        self._sync(self.adelete_for_runs(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Sync ``acopy_thread``, from a thread other than the saver's event loop."""
-        self._sync(self.acopy_thread(source_thread_id, target_thread_id))
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """Sync ``aprune``, from a thread other than the saver's event loop."""
-        self._sync(self.aprune(thread_ids, strategy=strategy))

@@ -36,8 +36,8 @@ for ``P:{*}:nss``.
 from __future__ import annotations
 
 import random
-from collections.abc import Generator, Sequence
-from typing import Any
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any, TypedDict, Unpack
 
 import ormsgpack
 from langchain_core.runnables import RunnableConfig
@@ -58,9 +58,52 @@ from checkpoints.serde import AllowedTypes, checkpoint_serde
 from migration_errors import ConfigurationError
 from redis_connect.urls import mask_url
 
-__all__ = ["DEFAULT_KEY_PREFIX", "EVAL", "ITEM", "SCAN", "KeyScheme", "Plan", "RedisSaverCore"]
+__all__ = [
+    "DEFAULT_KEY_PREFIX",
+    "EVAL",
+    "ITEM",
+    "SCAN",
+    "KeyScheme",
+    "Plan",
+    "RedisSaverCore",
+    "SaverOptions",
+    "check_options",
+    "prepared_options",
+]
 
 DEFAULT_KEY_PREFIX = "lgcp"
+
+
+class SaverOptions(TypedDict, total=False):
+    """The keyword options every Redis saver's constructors and ``open_checkpointer`` take, written once."""
+
+    ttl: float | None  # seconds a thread lives after its last write; None (the default) keeps it forever
+    key_prefix: str  # prefix of every key, no braces (DEFAULT_KEY_PREFIX)
+    serde: SerializerProtocol | None  # the serializer; None for checkpoints.serde.StrictSerializer
+    allowed_types: AllowedTypes  # extra types checkpoints may rebuild: classes or (module, name)
+    encryption_key: bytes | str | None  # AES key to encrypt at rest; None reads MIGRATION_KIT_CHECKPOINT_KEY
+
+
+def check_options(where: str, options: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is not a ``SaverOptions`` name, as Python refuses one a signature lacks."""
+    for name in options:
+        if name not in SaverOptions.__optional_keys__:
+            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")
+
+
+def prepared_options(where: str, options: Mapping[str, Any]) -> SaverOptions:
+    """The options with the serializer built (so a bad key fails before connecting): what a saver is made with."""
+    check_options(where, options)
+    out = SaverOptions(
+        serde=checkpoint_serde(
+            options.get("serde"), allowed_types=options.get("allowed_types", ()), encryption_key=options.get("encryption_key")
+        )
+    )
+    if "ttl" in options:
+        out["ttl"] = options["ttl"]
+    if "key_prefix" in options:
+        out["key_prefix"] = options["key_prefix"]
+    return out
 
 _KINDS = ("idx:", "cp:", "blob:", "widx:", "w:")
 _PAGE_FIRST = 16
@@ -147,19 +190,10 @@ class RedisSaverCore(BaseCheckpointSaver[str]):
     ``await``.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        ttl: float | None = None,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        serde: SerializerProtocol | None = None,
-        allowed_types: AllowedTypes = (),
-        encryption_key: bytes | str | None = None,
-        owns_client: bool = False,
-        url: str | None = None,
-    ) -> None:
-        super().__init__(serde=checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key))
+    def __init__(self, client: Any, *, owns_client: bool = False, url: str | None = None, **options: Unpack[SaverOptions]) -> None:
+        prepared = prepared_options(type(self).__name__, options)
+        super().__init__(serde=prepared["serde"])
+        ttl = prepared.get("ttl")
         if ttl is not None and ttl <= 0:
             raise ConfigurationError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
         kwargs = getattr(client, "get_connection_kwargs", None)
@@ -167,7 +201,7 @@ class RedisSaverCore(BaseCheckpointSaver[str]):
             raise ConfigurationError("the Redis client must be created with decode_responses=False (checkpoints are binary)")
         self.client = client
         self.ttl = ttl
-        self.keys = KeyScheme(key_prefix)
+        self.keys = KeyScheme(prepared.get("key_prefix", DEFAULT_KEY_PREFIX))
         self._ttl_arg = str(int(ttl * 1000)) if ttl else ""
         self._owns_client = owns_client
         # Only ever the masked form: it goes into error messages and the repr.

@@ -10,24 +10,21 @@ run's durability (``checkpoints/durability.py``).
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
-from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 import checkpoints.scripts as scripts
-from checkpoints.core import DEFAULT_KEY_PREFIX, EVAL, ITEM, KeyScheme, Plan, RedisSaverCore
+from checkpoints.core import DEFAULT_KEY_PREFIX, EVAL, ITEM, KeyScheme, Plan, RedisSaverCore, SaverOptions, prepared_options
 from checkpoints.durability import Policy, write_policy
 from checkpoints.pipeline import Pipeline
 from checkpoints.scripts import Script
-from checkpoints.serde import AllowedTypes, checkpoint_serde
-from checkpoints.threaded import ThreadedAsync
+from checkpoints.threaded import ThreadedAsync, in_thread
 from migration_errors import StoreUnavailable
 from redis_connect.connection import UNREACHABLE, connect, is_cluster, unavailable
 
@@ -99,51 +96,26 @@ class RedisSaver(ThreadedAsync, RedisSaverCore):
 
     @classmethod
     @contextmanager
-    def from_conn_string(
-        cls,
-        url: str,
-        *,
-        ttl: float | None = None,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        serde: SerializerProtocol | None = None,
-        allowed_types: AllowedTypes = (),
-        encryption_key: bytes | str | None = None,
-    ) -> Iterator[RedisSaver]:
+    def from_conn_string(cls, url: str, **options: Unpack[SaverOptions]) -> Iterator[RedisSaver]:
         """Open a saver for ``url`` (cluster detected, or forced by ``?cluster=true``); close it on exit.
 
         Raises:
             StoreUnavailable: Redis cannot be reached.
             ConfigurationError: the URL or an option is invalid.
         """
-        saver = cls.from_url(
-            url,
-            ttl=ttl,
-            key_prefix=key_prefix,
-            serde=serde,
-            allowed_types=allowed_types,
-            encryption_key=encryption_key,
-        )
+        saver = cls.from_url(url, **options)
         try:
             yield saver
         finally:
             saver.close()
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        ttl: float | None = None,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        serde: SerializerProtocol | None = None,
-        allowed_types: AllowedTypes = (),
-        encryption_key: bytes | str | None = None,
-    ) -> RedisSaver:
-        """Open a saver for ``url`` that the caller closes with ``close()``."""
-        serde = checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key)  # fail before connecting
+    def from_url(cls, url: str, **options: Unpack[SaverOptions]) -> RedisSaver:
+        """Open a saver for ``url`` that the caller closes with ``close()`` (options: ``SaverOptions``)."""
+        prepared = prepared_options("from_url", options)  # fail before connecting
         client = connect(url)
         try:
-            saver = cls(client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url)
+            saver = cls(client, owns_client=True, url=url, **prepared)
             saver._load_scripts()  # so no hot-path call pays a NOSCRIPT round trip
             return saver
         except BaseException:
@@ -375,20 +347,8 @@ class RedisSaver(ThreadedAsync, RedisSaverCore):
         self._settle()
         self._run(self._prune_plan(thread_ids, strategy))
 
-    # -- async API: the sync calls, run in the default executor ---------------
+    # -- async API: the sync calls, run in a worker thread ---------------------------
 
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Async ``delete_for_runs``."""
-        await self._in_thread(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Async ``copy_thread``."""
-        await self._in_thread(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """Async ``prune``."""
-        await self._in_thread(self.prune, thread_ids, strategy=strategy)
-
+    adelete_for_runs = in_thread("delete_for_runs")
+    acopy_thread = in_thread("copy_thread")
+    aprune = in_thread("prune")
