@@ -19,8 +19,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Chec
 from redis.exceptions import NoPermissionError, NoScriptError
 
 import checkpoints.scripts as scripts
-from checkpoints.core import EVAL, ITEM, Plan, RedisSaverCore, SaverOptions, prepared_options
-from checkpoints.durability import AckLedger, Policy, write_policy
+from checkpoints.core import EVAL, FENCE, ITEM, SCAN, ListOptions, Plan, RedisSaverCore, SaverOptions, prepared_options
+from checkpoints.durability import AckLedger, Policy
 from checkpoints.scripts import Script
 from redis_connect.connection import UNREACHABLE, aconnect, unavailable
 
@@ -197,8 +197,12 @@ class AsyncRedisSaver(RedisSaverCore):
                 yield op[1]
             elif kind == EVAL:
                 reply = await self._eval(op[1], op[2], op[3])
-            else:
+            elif kind == SCAN:
                 reply = await self._scan(op[1])
+            elif kind == FENCE:
+                reply = await self._fence(op[1])
+            else:  # SETTLE
+                reply = await self.aflush()
 
     async def _run(self, plan: Plan) -> None:
         async for _ in self._drive(plan):
@@ -207,25 +211,14 @@ class AsyncRedisSaver(RedisSaverCore):
     # -- async BaseCheckpointSaver -------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """Fetch a checkpoint (the newest without ``checkpoint_id``) with its blobs and writes: one round trip."""
+        """Async ``get_tuple``: a checkpoint (the newest without ``checkpoint_id``) with its blobs and writes, one round trip."""
         keys, args = self._get_call(config)
         await self._fence(config["configurable"]["thread_id"])
         return self._first_tuple(config, await self._eval(scripts.FETCH, keys, args))
 
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """List checkpoints newest first; ``config=None`` lists every thread (SCAN on all masters)."""
-        if config is None:
-            await self.aflush()
-        else:
-            await self._fence(config["configurable"]["thread_id"])
-        async for item in self._drive(self._list_plan(config, filter, before, limit)):
+    async def alist(self, config: RunnableConfig | None, **options: Unpack[ListOptions]) -> AsyncIterator[CheckpointTuple]:
+        """Async ``list``: checkpoints newest first; ``config=None`` lists every thread (SCAN on all masters)."""
+        async for item in self._drive(self._list_plan(config, **options)):
             yield item
 
     async def aput(
@@ -235,9 +228,9 @@ class AsyncRedisSaver(RedisSaverCore):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Store a checkpoint and its new channel values atomically, acknowledged as the run's durability says."""
-        keys, args, out = self._put_call(config, checkpoint, metadata, new_versions)
-        await self._write(keys[0][:-3], scripts.PUT, keys, args, write_policy(config["configurable"], checkpoint=True))
+        """Async ``put``: the checkpoint stored atomically, awaited as the run's durability says."""
+        write, out = self._put_write(config, checkpoint, metadata, new_versions)
+        await self._write(*write)
         return out
 
     async def aput_writes(
@@ -247,31 +240,25 @@ class AsyncRedisSaver(RedisSaverCore):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        """Store a task's pending writes atomically, acknowledged as the run's durability says."""
-        call = self._put_writes_call(config, writes, task_id, task_path)
-        if call is not None:
-            keys, args = call
-            policy = write_policy(config["configurable"], checkpoint=False)
-            await self._write(keys[0][:-3], scripts.PUT_WRITES, keys, args, policy)
+        """Async ``put_writes``: the task's pending writes stored atomically, awaited as the run's durability says."""
+        write = self._put_writes_write(config, writes, task_id, task_path)
+        if write is not None:
+            await self._write(*write)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        """Delete every checkpoint, blob and write of a thread (all namespaces), behind its writes in flight."""
-        base = self.keys.base(str(thread_id))
-        await self._write(base, scripts.DELETE_THREAD, [base + "nss"], [base], Policy.ACK)
+        """Async ``delete_thread``: the whole thread deleted, behind its writes in flight."""
+        await self._write(*self._delete_thread_write(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) created by these runs, in every thread."""
-        await self.aflush()
+        """Async ``delete_for_runs``: these runs' checkpoints (and writes) deleted in every thread."""
         await self._run(self._delete_for_runs_plan(run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy every checkpoint, blob and write of one thread into another (merging)."""
-        await self.aflush()
+        """Async ``copy_thread``: every checkpoint, blob and write of one thread copied into another (merging)."""
         await self._run(self._copy_plan(source_thread_id, target_thread_id))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """Keep only the newest checkpoint per namespace (``keep_latest``, DeltaChannel-safe) or delete all."""
-        await self.aflush()
+        """Async ``prune``: only the newest checkpoint per namespace kept (``keep_latest``, DeltaChannel-safe), or all deleted."""
         await self._run(self._prune_plan(thread_ids, strategy))
 
     # -- sync API: from another thread, through the saver's event loop --------
@@ -304,10 +291,10 @@ class AsyncRedisSaver(RedisSaverCore):
     copy_thread = through_loop("acopy_thread")
     prune = through_loop("aprune")
 
-    def list(self, config: RunnableConfig | None, **kwargs: Any) -> Iterator[CheckpointTuple]:
-        """Sync ``alist`` (keywords as it takes them), from a thread other than the saver's event loop."""
+    def list(self, config: RunnableConfig | None, **options: Unpack[ListOptions]) -> Iterator[CheckpointTuple]:
+        """Sync ``alist``, from a thread other than the saver's event loop."""
 
         async def collect() -> list[CheckpointTuple]:
-            return [t async for t in self.alist(config, **kwargs)]
+            return [t async for t in self.alist(config, **options)]
 
         return iter(self._sync(collect()))

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Generator, Mapping, Sequence
-from typing import Any, TypedDict, Unpack
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 import ormsgpack
 from langchain_core.runnables import RunnableConfig
@@ -54,6 +54,8 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 import checkpoints.scripts as scripts
+from checkpoints.durability import Policy, write_policy
+from checkpoints.scripts import Script
 from checkpoints.serde import AllowedTypes, checkpoint_serde
 from migration_errors import ConfigurationError
 from redis_connect.urls import mask_url
@@ -61,12 +63,16 @@ from redis_connect.urls import mask_url
 __all__ = [
     "DEFAULT_KEY_PREFIX",
     "EVAL",
+    "FENCE",
     "ITEM",
     "SCAN",
+    "SETTLE",
     "KeyScheme",
+    "ListOptions",
     "Plan",
     "RedisSaverCore",
     "SaverOptions",
+    "Write",
     "check_options",
     "prepared_options",
 ]
@@ -82,6 +88,14 @@ class SaverOptions(TypedDict, total=False):
     serde: SerializerProtocol | None  # the serializer; None for checkpoints.serde.StrictSerializer
     allowed_types: AllowedTypes  # extra types checkpoints may rebuild: classes or (module, name)
     encryption_key: bytes | str | None  # AES key to encrypt at rest; None reads MIGRATION_KIT_CHECKPOINT_KEY
+
+
+class ListOptions(TypedDict, total=False):
+    """The keyword filters of ``list`` / ``alist`` (``BaseCheckpointSaver``'s), written once for every driver."""
+
+    filter: dict[str, Any] | None  # metadata keys and values a checkpoint must have
+    before: RunnableConfig | None  # only checkpoints older than this one
+    limit: int | None  # at most this many
 
 
 def check_options(where: str, options: Mapping[str, Any]) -> None:
@@ -172,10 +186,22 @@ def _matches(metadata: dict[str, Any], filter: dict[str, Any]) -> bool:
     return all(metadata.get(k) == v for k, v in filter.items())
 
 
+class Write(NamedTuple):
+    """One script call that writes a thread, as the core plans it: the driver sends it in the thread's order and waits as ``policy`` says."""
+
+    base: str  # the thread's key prefix, P:{T}: (writes of one thread keep their order)
+    script: Script
+    keys: list[str]
+    args: list[Any]
+    policy: Policy
+
+
 # Operations a sans-IO plan yields to its driver (see `RedisSaverCore`).
 EVAL = 0  # (EVAL, script, keys, args) -> the script's reply
 SCAN = 1  # (SCAN, pattern) -> list of matching keys on every master
 ITEM = 2  # (ITEM, value) -> value is handed to the caller; reply None
+FENCE = 3  # (FENCE, thread_id) -> the thread's writes in flight are acknowledged first; reply None
+SETTLE = 4  # (SETTLE,) -> every write in flight is acknowledged first (a whole-store operation); reply None
 
 Plan = Generator[tuple, Any, Any]
 
@@ -229,13 +255,14 @@ class RedisSaverCore(BaseCheckpointSaver[str]):
 
     # -- single-call operations: arguments and replies ----------------------
 
-    def _put_call(
+    def _put_write(
         self,
         config: RunnableConfig,
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
-    ) -> tuple[list[str], list[Any], RunnableConfig]:
+    ) -> tuple[Write, RunnableConfig]:
+        """The ``PUT`` of a checkpoint, and the config that names it."""
         conf = config["configurable"]
         thread_id = conf["thread_id"]
         ns = conf.get("checkpoint_ns") or ""
@@ -263,15 +290,16 @@ class RedisSaverCore(BaseCheckpointSaver[str]):
                 args.append(_pack(dumps(values[k])))
         keys = [base + "nss", base + "idx:" + ns, base + "cp:" + ns, base + "blob:" + ns]
         out: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
-        return keys, args, out
+        return Write(base, scripts.PUT, keys, args, write_policy(conf, checkpoint=True)), out
 
-    def _put_writes_call(
+    def _put_writes_write(
         self,
         config: RunnableConfig,
         writes: Sequence[tuple[str, Any]],
         task_id: str,
         task_path: str,
-    ) -> tuple[list[str], list[Any]] | None:
+    ) -> Write | None:
+        """The ``PUT_WRITES`` of a task's pending writes (None when it has none)."""
         if not writes:
             return None
         conf = config["configurable"]
@@ -286,7 +314,13 @@ class RedisSaverCore(BaseCheckpointSaver[str]):
             args.append(f"{cid}\0{task_id}\0{idx}")
             args.append(ormsgpack.packb([task_id, channel, kind, data, task_path, idx]))
             args.append("n" if idx >= 0 else "s")
-        return [base + "nss", base + "widx:" + ns, base + "w:" + ns], args
+        keys = [base + "nss", base + "widx:" + ns, base + "w:" + ns]
+        return Write(base, scripts.PUT_WRITES, keys, args, write_policy(conf, checkpoint=False))
+
+    def _delete_thread_write(self, thread_id: str, policy: Policy = Policy.ACK) -> Write:
+        """The ``DELETE_THREAD`` of every checkpoint, blob and write of a thread (all namespaces)."""
+        base = self.keys.base(str(thread_id))
+        return Write(base, scripts.DELETE_THREAD, [base + "nss"], [base], policy)
 
     def _fetch_keys(self, thread_id: Any, ns: str) -> list[str]:
         return self.keys.ns_keys(self.keys.base(str(thread_id)), ns)
@@ -337,11 +371,13 @@ class RedisSaverCore(BaseCheckpointSaver[str]):
     def _list_plan(
         self,
         config: RunnableConfig | None,
-        filter: dict[str, Any] | None,
-        before: RunnableConfig | None,
-        limit: int | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
     ) -> Plan:
-        """Yield checkpoint tuples newest first, merging namespaces and threads by id."""
+        """Yield checkpoint tuples newest first, merging namespaces and threads by id (after the writes it would miss)."""
+        yield (SETTLE,) if config is None else (FENCE, config["configurable"]["thread_id"])
         if limit is not None and limit <= 0:
             return
         before_id = get_checkpoint_id(before) if before else None
@@ -415,6 +451,7 @@ class RedisSaverCore(BaseCheckpointSaver[str]):
             s["buf"] = list(reversed(recs))  # pop() from the end = newest first
 
     def _delete_for_runs_plan(self, run_ids: Sequence[str]) -> Plan:
+        yield (SETTLE,)
         runs = [str(r) for r in run_ids]
         if not runs:
             return 0
@@ -426,6 +463,7 @@ class RedisSaverCore(BaseCheckpointSaver[str]):
         return deleted
 
     def _prune_plan(self, thread_ids: Sequence[str], strategy: str) -> Plan:
+        yield (SETTLE,)
         if strategy not in ("keep_latest", "delete"):
             raise ConfigurationError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
         for thread_id in thread_ids:
@@ -478,6 +516,7 @@ class RedisSaverCore(BaseCheckpointSaver[str]):
         return [c for c in ids if c not in keep]
 
     def _copy_plan(self, source_thread_id: str, target_thread_id: str) -> Plan:
+        yield (SETTLE,)
         src = self.keys.base(str(source_thread_id))
         dst = self.keys.base(str(target_thread_id))
         dump = yield (EVAL, scripts.DUMP, [src + "nss"], [src])

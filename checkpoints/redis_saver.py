@@ -20,8 +20,20 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 import checkpoints.scripts as scripts
-from checkpoints.core import DEFAULT_KEY_PREFIX, EVAL, ITEM, KeyScheme, Plan, RedisSaverCore, SaverOptions, prepared_options
-from checkpoints.durability import Policy, write_policy
+from checkpoints.core import (
+    DEFAULT_KEY_PREFIX,
+    EVAL,
+    FENCE,
+    ITEM,
+    SCAN,
+    KeyScheme,
+    ListOptions,
+    Plan,
+    RedisSaverCore,
+    SaverOptions,
+    prepared_options,
+)
+from checkpoints.durability import Policy
 from checkpoints.pipeline import Pipeline
 from checkpoints.scripts import Script
 from checkpoints.threaded import ThreadedAsync, in_thread
@@ -171,8 +183,7 @@ class RedisSaver(ThreadedAsync, RedisSaverCore):
 
     def _queue_delete_thread(self, thread_id: str) -> None:
         """Delete a thread behind its writes in flight, without waiting (``flush()`` waits)."""
-        base = self.keys.base(str(thread_id))
-        self._write(base, scripts.DELETE_THREAD, [base + "nss"], [base], Policy.QUEUED)
+        self._write(*self._delete_thread_write(thread_id, Policy.QUEUED))
 
     def _connection(self) -> Any:
         conn = self._pool.connection_class(**self._pool.connection_kwargs)
@@ -258,8 +269,12 @@ class RedisSaver(ThreadedAsync, RedisSaverCore):
                 yield op[1]
             elif kind == EVAL:
                 reply = self._eval(op[1], op[2], op[3])
-            else:
+            elif kind == SCAN:
                 reply = self._scan(op[1])
+            elif kind == FENCE:
+                reply = self._fence(op[1])
+            else:  # SETTLE
+                reply = self._settle()
 
     def _run(self, plan: Plan) -> Any:
         gen = self._drive(plan)
@@ -287,20 +302,9 @@ class RedisSaver(ThreadedAsync, RedisSaverCore):
         """Before a whole-store operation: every write in flight lands first."""
         self.flush()
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
+    def list(self, config: RunnableConfig | None, **options: Unpack[ListOptions]) -> Iterator[CheckpointTuple]:
         """List checkpoints newest first; ``config=None`` lists every thread (SCAN on all masters)."""
-        if config is None:
-            self._settle()
-        else:
-            self._fence(config["configurable"]["thread_id"])
-        return self._drive(self._list_plan(config, filter, before, limit))
+        return self._drive(self._list_plan(config, **options))
 
     def put(
         self,
@@ -310,8 +314,8 @@ class RedisSaver(ThreadedAsync, RedisSaverCore):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Store a checkpoint and its new channel values atomically, acknowledged as the run's durability says."""
-        keys, args, out = self._put_call(config, checkpoint, metadata, new_versions)
-        self._write(keys[0][:-3], scripts.PUT, keys, args, write_policy(config["configurable"], checkpoint=True))
+        write, out = self._put_write(config, checkpoint, metadata, new_versions)
+        self._write(*write)
         return out
 
     def put_writes(
@@ -322,29 +326,24 @@ class RedisSaver(ThreadedAsync, RedisSaverCore):
         task_path: str = "",
     ) -> None:
         """Store a task's pending writes atomically, acknowledged as the run's durability says."""
-        call = self._put_writes_call(config, writes, task_id, task_path)
-        if call is not None:
-            keys, args = call
-            self._write(keys[0][:-3], scripts.PUT_WRITES, keys, args, write_policy(config["configurable"], checkpoint=False))
+        write = self._put_writes_write(config, writes, task_id, task_path)
+        if write is not None:
+            self._write(*write)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, blob and write of a thread (all namespaces), behind its writes in flight."""
-        base = self.keys.base(str(thread_id))
-        self._write(base, scripts.DELETE_THREAD, [base + "nss"], [base], Policy.ACK)
+        self._write(*self._delete_thread_write(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) created by these runs, in every thread."""
-        self._settle()
         self._run(self._delete_for_runs_plan(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and write of one thread into another (merging)."""
-        self._settle()
         self._run(self._copy_plan(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Keep only the newest checkpoint per namespace (``keep_latest``, DeltaChannel-safe) or delete all."""
-        self._settle()
         self._run(self._prune_plan(thread_ids, strategy))
 
     # -- async API: the sync calls, run in a worker thread ---------------------------

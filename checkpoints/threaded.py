@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+
+from checkpoints.core import ListOptions
 
 __all__ = ["ThreadedAsync", "in_thread"]
 
@@ -39,8 +41,8 @@ class ThreadedAsync:
     aput_writes = in_thread("put_writes")
     adelete_thread = in_thread("delete_thread")
 
-    async def alist(self, config: RunnableConfig | None, **kwargs: Any) -> AsyncIterator[CheckpointTuple]:
-        """``list`` in a worker thread (fetched whole, then yielded); keywords as ``list`` takes them."""
-        items = await asyncio.to_thread(lambda: list(self.list(config, **kwargs)))  # type: ignore[attr-defined]
+    async def alist(self, config: RunnableConfig | None, **options: Unpack[ListOptions]) -> AsyncIterator[CheckpointTuple]:
+        """``list`` in a worker thread (fetched whole, then yielded)."""
+        items = await asyncio.to_thread(lambda: list(self.list(config, **options)))  # type: ignore[attr-defined]
         for item in items:
             yield item
