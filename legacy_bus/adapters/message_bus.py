@@ -33,7 +33,7 @@ from typing import Any, Literal
 from migration_errors import ConfigurationError
 
 import legacy_bus.adapters.served as served
-from legacy_bus.adapters.ports import PortsMixin
+from legacy_bus.ports import PortsMixin
 from legacy_bus.bus import Dispatch, cut_at_depth
 from legacy_bus.codec import ClassCodec
 from legacy_bus.database import dispatch_writes
@@ -137,7 +137,20 @@ class _Loop:
 
 
 class MessageBus(PortsMixin):
-    """A handler-registry message bus as a breadth-first ``LegacyBus``; made by ``message_bus``."""
+    """A handler-registry message bus as a breadth-first ``LegacyBus``; made by ``message_bus``.
+
+    Args:
+        name: a label for graphs, traces and reports.
+        handlers: message class -> a handler or a list of handlers (run in order).
+        dependencies: name -> value, injected into each handler (and ``collect``)
+            that has a parameter of that name.
+        collect: called after each handler, with the dependencies it names;
+            returns the follow-up messages (a unit of work's new events).
+            Messages a handler returns are follow-ups too.
+        errors: message class (or base class) -> ``"raise"`` (the default) or ``"log"``.
+        state_store: where saga state lives between messages (in memory by default).
+        max_depth, max_fanout: cascade bounds, off unless given.
+    """
 
     discipline = "breadth_first"
     on_error = "raise"  # a "raise" kind's exception reaches the caller; "log" kinds never set one
@@ -293,36 +306,12 @@ class MessageBus(PortsMixin):
 
 
 def message_bus(
-    name: str,
-    handlers: Mapping[type, Callable[..., Any] | Iterable[Callable[..., Any]]],
-    *,
-    dependencies: Mapping[str, Any] | None = None,
-    collect: Callable[..., Iterable[Any]] | None = None,
-    errors: Mapping[type, Policy] | None = None,
-    state_store: StateStore | None = None,
-    max_depth: int | None = None,
-    max_fanout: int | None = None,
+    name: str, handlers: Mapping[type, Callable[..., Any] | Iterable[Callable[..., Any]]], **options: Any
 ) -> MessageBus:
     """A handler-registry bus: message classes -> handlers, dependencies by parameter name, follow-ups collected.
 
-    Args:
-        name: a label for graphs, traces and reports.
-        handlers: message class -> a handler or a list of handlers (run in order).
-        dependencies: name -> value, injected into each handler (and ``collect``)
-            that has a parameter of that name.
-        collect: called after each handler, with the dependencies it names;
-            returns the follow-up messages (a unit of work's new events).
-            Messages a handler returns are follow-ups too.
-        errors: message class (or base class) -> ``"raise"`` (the default) or ``"log"``.
-        max_depth, max_fanout: cascade bounds, off unless given.
+    ``MessageBus(name, handlers, **options)``; the options (``dependencies``,
+    ``collect``, ``errors``, ``state_store``, ``max_depth``, ``max_fanout``) are
+    documented on ``MessageBus``.
     """
-    return MessageBus(
-        name,
-        handlers,
-        dependencies=dependencies,
-        collect=collect,
-        errors=errors,
-        state_store=state_store,
-        max_depth=max_depth,
-        max_fanout=max_fanout,
-    )
+    return MessageBus(name, handlers, **options)

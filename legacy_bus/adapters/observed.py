@@ -29,7 +29,7 @@ from typing import Any
 from migration_errors import ConfigurationError
 
 import legacy_bus.adapters.served as served
-from legacy_bus.adapters.ports import PortsMixin
+from legacy_bus.ports import PortsMixin
 from legacy_bus.context import ACTIVE, HandlerContext
 from legacy_bus.dispatch import Dispatch
 from legacy_bus.database import dispatch_writes
