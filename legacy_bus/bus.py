@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from migration_errors import ConfigurationError, CycleError, FanoutError
 
+from legacy_bus.cascade import arun_cascade, run_cascade
 from legacy_bus.codec import EventCodec
 from legacy_bus.copying import deep_copy
 from legacy_bus.context import ACTIVE
@@ -80,7 +81,7 @@ def cut_at_depth(step: Step, max_depth: int, chain: Callable[[], list[str]], max
 
 
 class _Cascade:
-    """The bookkeeping of one breadth-first dispatch, shared by the sync and async drivers."""
+    """The bookkeeping of one breadth-first dispatch (a ``Cascade``), shared by the sync and async drivers."""
 
     __slots__ = (
         "bus",
@@ -304,12 +305,7 @@ class EventBus(PortsMixin):
         return await self.adispatch(make_event(event_or_type, payload, **fields))
 
     def dispatch(
-        self,
-        event: Event,
-        *,
-        sandbox: Sandbox | None = None,
-        states: StateStore | None = None,
-        capture: bool = False,
+        self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Run the cascade of one root event.
 
@@ -324,26 +320,13 @@ class EventBus(PortsMixin):
                 raising them, even when ``on_error='raise'``; the cascade still
                 stops where the live bus would.
         """
-        cascade = _Cascade(self, event, states)
-        with cascade.running(sandbox):
-            for sub, ev, depth, state in cascade.deliveries():
-                cascade.record(sub.invoke(self, ev, depth, state), state)
-        return cascade.outcome(capture)
+        return run_cascade(self, _Cascade(self, event, states), sandbox, capture)
 
     async def adispatch(
-        self,
-        event: Event,
-        *,
-        sandbox: Sandbox | None = None,
-        states: StateStore | None = None,
-        capture: bool = False,
+        self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Async twin of ``dispatch``."""
-        cascade = _Cascade(self, event, states)
-        with cascade.running(sandbox):
-            for sub, ev, depth, state in cascade.deliveries():
-                cascade.record(await sub.ainvoke(self, ev, depth, state), state)
-        return cascade.outcome(capture)
+        return await arun_cascade(self, _Cascade(self, event, states), sandbox, capture)
 
 
 class _nullcontext:

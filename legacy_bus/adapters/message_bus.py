@@ -35,6 +35,7 @@ from migration_errors import ConfigurationError
 import legacy_bus.adapters.served as served
 from legacy_bus.ports import PortsMixin
 from legacy_bus.bus import Dispatch, cut_at_depth
+from legacy_bus.cascade import arun_cascade, run_cascade
 from legacy_bus.codec import ClassCodec
 from legacy_bus.database import dispatch_writes
 from legacy_bus.context import HandlerContext
@@ -65,7 +66,7 @@ def _injected(fn: Callable[..., Any], dependencies: Mapping[str, Any], first: bo
 
 
 class _Loop:
-    """The bookkeeping of one breadth-first dispatch, shared by the sync and async drivers."""
+    """The bookkeeping of one breadth-first dispatch (a ``Cascade``), shared by the sync and async drivers."""
 
     __slots__ = ("bus", "emitted", "emitted_by", "exception", "queue", "results", "root", "started", "states", "steps", "writes")
 
@@ -116,7 +117,7 @@ class _Loop:
         finally:
             _RESULTS.reset(token)
 
-    def result(self, capture: bool) -> Dispatch:
+    def outcome(self, capture: bool) -> Dispatch:
         """The dispatch; a "raise" kind's exception is raised unless ``capture``."""
         if self.exception is not None and not capture:
             raise self.exception
@@ -269,21 +270,14 @@ class MessageBus(PortsMixin):
         self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Handle one root message: its handlers, then every follow-up, breadth-first."""
-        loop = _Loop(self, event, states if states is not None else self.state_store)
-        with loop.running(sandbox):
-            for sub, ev, depth, state in loop.deliveries():
-                loop.record(sub.invoke(self, ev, depth, state), state)
-        return loop.result(capture)
+        return run_cascade(self, _Loop(self, event, states if states is not None else self.state_store), sandbox, capture)
 
     async def adispatch(
         self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Async twin of ``dispatch``: async handlers are awaited on the running loop."""
         loop = _Loop(self, event, states if states is not None else self.state_store)
-        with loop.running(sandbox):
-            for sub, ev, depth, state in loop.deliveries():
-                loop.record(await sub.ainvoke(self, ev, depth, state), state)
-        return loop.result(capture)
+        return await arun_cascade(self, loop, sandbox, capture)
 
     # -- the app's entry point -----------------------------------------------------------
 
