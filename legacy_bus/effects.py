@@ -165,60 +165,52 @@ class EffectPort:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
             return self._acall(args, kwargs)
-        sandbox = SANDBOX.get()
-        if sandbox is None:
-            return self._real(args, kwargs)
-        call, answer = self._sandboxed(sandbox, args, kwargs)
+        sandbox, call, answer = self._plan(args, kwargs)
         if answer is _REAL:
             return self._real(args, kwargs)
-        if isinstance(answer, _Raise):
-            raise answer.exc
-        if call.mode == "stub" and callable(self.stub):
-            try:
+        if answer is _STUB:
+            with _OnError(self._record, sandbox, call):
                 answer = _stub_answer(self.stub, args, kwargs)
-            except Exception as exc:
-                self._record(sandbox, call, error=ErrorInfo.of(exc))
-                raise
-        self._record(sandbox, call, response=answer)
-        return answer
+        return self._answered(sandbox, call, answer)
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        sandbox = SANDBOX.get()
-        if sandbox is None:
-            return await self._acall_real(args, kwargs)
-        call, answer = self._sandboxed(sandbox, args, kwargs)
+        sandbox, call, answer = self._plan(args, kwargs)
         if answer is _REAL:
             return await self._acall_real(args, kwargs)
-        if isinstance(answer, _Raise):
-            raise answer.exc
-        if call.mode == "stub" and callable(self.stub):
-            try:
+        if answer is _STUB:
+            with _OnError(self._record, sandbox, call):
                 answer = _stub_answer(self.stub, args, kwargs)
                 if inspect.isawaitable(answer):
                     answer = await answer
-            except Exception as exc:
-                self._record(sandbox, call, error=ErrorInfo.of(exc))
-                raise
+        return self._answered(sandbox, call, answer)
+
+    def _plan(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """What a call does, I/O-free: (sandbox, call, ``_REAL`` / ``_STUB`` / the answer); a recorded error is raised."""
+        sandbox = SANDBOX.get()
+        if sandbox is None:
+            return None, None, _REAL
+        call, answer = self._sandboxed(sandbox, args, kwargs)
+        if isinstance(answer, _Raise):
+            raise answer.exc
+        if answer is not _REAL and call.mode == "stub" and callable(self.stub):
+            answer = _STUB
+        return sandbox, call, answer
+
+    def _answered(self, sandbox: Sandbox, call: EffectCall, answer: Any) -> Any:
         self._record(sandbox, call, response=answer)
         return answer
 
     async def _acall_real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         active = ACTIVE.get()
-        try:
+        with _OnError(self._record_real, active, args, kwargs, None):
             response = await self.__wrapped__(*args, **kwargs)
-        except Exception as exc:
-            self._record_real(active, args, kwargs, None, ErrorInfo.of(exc))
-            raise
         self._record_real(active, args, kwargs, response, None)
         return response
 
     def _real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         active = ACTIVE.get()
-        try:
+        with _OnError(self._record_real, active, args, kwargs, None):
             response = self.__wrapped__(*args, **kwargs)
-        except Exception as exc:
-            self._record_real(active, args, kwargs, None, ErrorInfo.of(exc))
-            raise
         self._record_real(active, args, kwargs, response, None)
         return response
 
@@ -266,6 +258,25 @@ def register_database(module: DeclaredDatabases) -> None:
     """Plug in the declared-database support (``sandbox_writes``, ``install_guard``); called by ``legacy_bus.database``."""
     _DATABASE[:] = [module]
 _REAL = object()  # no answer, and the sandbox lets such calls run for real
+_STUB = object()  # no answer: the port's callable stub gives it
+
+
+class _OnError:
+    """Around one call: an ``Exception`` it raises is recorded (``record(*args, error=...)``) and goes on."""
+
+    __slots__ = ("args", "record")
+
+    def __init__(self, record: Callable[..., None], *args: Any) -> None:
+        self.record = record
+        self.args = args
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is not None and isinstance(exc, Exception):
+            self.record(*self.args, error=ErrorInfo.of(exc))
+        return False  # never swallowed: the caller sees the function's own exception
 
 
 class _Raise:
