@@ -1,6 +1,6 @@
 """``AsyncRedisSaver``: the asyncio twin of ``RedisSaver`` (same layout, scripts, plans and durability rules).
 
-The key layout is documented at the top of ``checkpoints/redis_saver.py``; the
+The key layout is documented at the top of ``checkpoints/core.py``; the
 rules for what a write waits for in ``checkpoints/durability.py``. Here the
 writes of one thread run as one chain of tasks (each starts when the one before
 it has its reply), so Redis sees them in the order LangGraph issued them.
@@ -9,26 +9,41 @@ it has its reply), so Redis sees them in the order LangGraph issued them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
-from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from redis.exceptions import NoPermissionError, NoScriptError
 
-from checkpoints import scripts
-from checkpoints.durability import AckLedger, Policy, write_policy
-from checkpoints.redis_saver import _EVAL, _ITEM, DEFAULT_KEY_PREFIX, Plan, _RedisSaverCore
+import checkpoints.scripts as scripts
+from checkpoints.core import EVAL, FENCE, ITEM, SCAN, ListOptions, Plan, RedisSaverCore, SaverOptions, prepared_options
+from checkpoints.durability import AckLedger, Policy
 from checkpoints.scripts import Script
-from checkpoints.serde import AllowedTypes, checkpoint_serde
 from redis_connect.connection import UNREACHABLE, aconnect, unavailable
 
-__all__ = ["AsyncRedisSaver"]
+__all__ = ["AsyncRedisSaver", "through_loop"]
 
 
-class AsyncRedisSaver(_RedisSaverCore):
+def through_loop(name: str) -> Callable[..., Any]:
+    """The sync twin of the async method ``name``: the same call, run on the saver's event loop and waited for.
+
+    Written once rather than once per method; the twin takes exactly the async
+    method's arguments (its signature is ``BaseCheckpointSaver``'s, shown through
+    ``__wrapped__``).
+    """
+
+    @functools.wraps(getattr(BaseCheckpointSaver, name[1:]))
+    def twin(self: AsyncRedisSaver, *args: Any, **kwargs: Any) -> Any:
+        return self._sync(getattr(self, name)(*args, **kwargs))
+
+    twin.__doc__ = f"Sync ``{name}``, from a thread other than the saver's event loop."
+    return twin
+
+
+class AsyncRedisSaver(RedisSaverCore):
     """LangGraph checkpoint saver on plain Redis for asyncio (``ainvoke``, ``astream``).
 
     One round trip per ``aput``, ``aput_writes`` and ``aget_tuple``; standalone
@@ -66,26 +81,17 @@ class AsyncRedisSaver(_RedisSaverCore):
 
     @classmethod
     @asynccontextmanager
-    async def from_conn_string(
-        cls,
-        url: str,
-        *,
-        ttl: float | None = None,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        serde: SerializerProtocol | None = None,
-        allowed_types: AllowedTypes = (),
-        encryption_key: bytes | str | None = None,
-    ) -> AsyncIterator[AsyncRedisSaver]:
+    async def from_conn_string(cls, url: str, **options: Unpack[SaverOptions]) -> AsyncIterator[AsyncRedisSaver]:
         """Open a saver for ``url`` (cluster detected, or forced by ``?cluster=true``); close it on exit.
 
         Raises:
             StoreUnavailable: Redis cannot be reached.
             ConfigurationError: the URL or an option is invalid.
         """
-        serde = checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key)  # fail before connecting
+        prepared = prepared_options("from_conn_string", options)  # fail before connecting
         client = await aconnect(url)
         try:
-            saver = cls(client, ttl=ttl, key_prefix=key_prefix, serde=serde, owns_client=True, url=url)
+            saver = cls(client, owns_client=True, url=url, **prepared)
             for script in scripts.ALL_SCRIPTS:  # so no hot-path call pays a NOSCRIPT round trip
                 await client.script_load(script.source)
         except (*UNREACHABLE, NoPermissionError) as e:  # NOPERM: an ACL user without SCRIPT/EVALSHA
@@ -186,13 +192,17 @@ class AsyncRedisSaver(_RedisSaverCore):
             except StopIteration:
                 return
             kind = op[0]
-            if kind == _ITEM:
+            if kind == ITEM:
                 reply = None
                 yield op[1]
-            elif kind == _EVAL:
+            elif kind == EVAL:
                 reply = await self._eval(op[1], op[2], op[3])
-            else:
+            elif kind == SCAN:
                 reply = await self._scan(op[1])
+            elif kind == FENCE:
+                reply = await self._fence(op[1])
+            else:  # SETTLE
+                reply = await self.aflush()
 
     async def _run(self, plan: Plan) -> None:
         async for _ in self._drive(plan):
@@ -201,25 +211,14 @@ class AsyncRedisSaver(_RedisSaverCore):
     # -- async BaseCheckpointSaver -------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """Fetch a checkpoint (the newest without ``checkpoint_id``) with its blobs and writes: one round trip."""
+        """Async ``get_tuple``: a checkpoint (the newest without ``checkpoint_id``) with its blobs and writes, one round trip."""
         keys, args = self._get_call(config)
         await self._fence(config["configurable"]["thread_id"])
         return self._first_tuple(config, await self._eval(scripts.FETCH, keys, args))
 
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """List checkpoints newest first; ``config=None`` lists every thread (SCAN on all masters)."""
-        if config is None:
-            await self.aflush()
-        else:
-            await self._fence(config["configurable"]["thread_id"])
-        async for item in self._drive(self._list_plan(config, filter, before, limit)):
+    async def alist(self, config: RunnableConfig | None, **options: Unpack[ListOptions]) -> AsyncIterator[CheckpointTuple]:
+        """Async ``list``: checkpoints newest first; ``config=None`` lists every thread (SCAN on all masters)."""
+        async for item in self._drive(self._list_plan(config, **options)):
             yield item
 
     async def aput(
@@ -229,9 +228,9 @@ class AsyncRedisSaver(_RedisSaverCore):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Store a checkpoint and its new channel values atomically, acknowledged as the run's durability says."""
-        keys, args, out = self._put_call(config, checkpoint, metadata, new_versions)
-        await self._write(keys[0][:-3], scripts.PUT, keys, args, write_policy(config["configurable"], checkpoint=True))
+        """Async ``put``: the checkpoint stored atomically, awaited as the run's durability says."""
+        write, out = self._put_write(config, checkpoint, metadata, new_versions)
+        await self._write(*write)
         return out
 
     async def aput_writes(
@@ -241,31 +240,25 @@ class AsyncRedisSaver(_RedisSaverCore):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        """Store a task's pending writes atomically, acknowledged as the run's durability says."""
-        call = self._put_writes_call(config, writes, task_id, task_path)
-        if call is not None:
-            keys, args = call
-            policy = write_policy(config["configurable"], checkpoint=False)
-            await self._write(keys[0][:-3], scripts.PUT_WRITES, keys, args, policy)
+        """Async ``put_writes``: the task's pending writes stored atomically, awaited as the run's durability says."""
+        write = self._put_writes_write(config, writes, task_id, task_path)
+        if write is not None:
+            await self._write(*write)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        """Delete every checkpoint, blob and write of a thread (all namespaces), behind its writes in flight."""
-        base = self.keys.base(str(thread_id))
-        await self._write(base, scripts.DELETE_THREAD, [base + "nss"], [base], Policy.ACK)
+        """Async ``delete_thread``: the whole thread deleted, behind its writes in flight."""
+        await self._write(*self._delete_thread_write(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) created by these runs, in every thread."""
-        await self.aflush()
+        """Async ``delete_for_runs``: these runs' checkpoints (and writes) deleted in every thread."""
         await self._run(self._delete_for_runs_plan(run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy every checkpoint, blob and write of one thread into another (merging)."""
-        await self.aflush()
+        """Async ``copy_thread``: every checkpoint, blob and write of one thread copied into another (merging)."""
         await self._run(self._copy_plan(source_thread_id, target_thread_id))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """Keep only the newest checkpoint per namespace (``keep_latest``, DeltaChannel-safe) or delete all."""
-        await self.aflush()
+        """Async ``prune``: only the newest checkpoint per namespace kept (``keep_latest``, DeltaChannel-safe), or all deleted."""
         await self._run(self._prune_plan(thread_ids, strategy))
 
     # -- sync API: from another thread, through the saver's event loop --------
@@ -290,57 +283,18 @@ class AsyncRedisSaver(_RedisSaverCore):
             )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """Sync ``aget_tuple``, from a thread other than the saver's event loop."""
-        return self._sync(self.aget_tuple(config))
+    get_tuple = through_loop("aget_tuple")
+    put = through_loop("aput")
+    put_writes = through_loop("aput_writes")
+    delete_thread = through_loop("adelete_thread")
+    delete_for_runs = through_loop("adelete_for_runs")
+    copy_thread = through_loop("acopy_thread")
+    prune = through_loop("aprune")
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
+    def list(self, config: RunnableConfig | None, **options: Unpack[ListOptions]) -> Iterator[CheckpointTuple]:
         """Sync ``alist``, from a thread other than the saver's event loop."""
 
         async def collect() -> list[CheckpointTuple]:
-            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
+            return [t async for t in self.alist(config, **options)]
 
         return iter(self._sync(collect()))
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Sync ``aput``, from a thread other than the saver's event loop."""
-        return self._sync(self.aput(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Sync ``aput_writes``, from a thread other than the saver's event loop."""
-        self._sync(self.aput_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        """Sync ``adelete_thread``, from a thread other than the saver's event loop."""
-        self._sync(self.adelete_thread(thread_id))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Sync ``adelete_for_runs``, from a thread other than the saver's event loop."""
-        self._sync(self.adelete_for_runs(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Sync ``acopy_thread``, from a thread other than the saver's event loop."""
-        self._sync(self.acopy_thread(source_thread_id, target_thread_id))
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """Sync ``aprune``, from a thread other than the saver's event loop."""
-        self._sync(self.aprune(thread_ids, strategy=strategy))

@@ -25,7 +25,7 @@ So a saver keeps LangGraph's promise when
 - a write queued for a later ``flush()`` waits for nothing: ``Policy.QUEUED``.
 
 ``AckLedger`` is that bookkeeping without I/O, shared by the sync driver
-(``checkpoints/write_behind.py``: one pipelined connection) and the async one
+(``checkpoints/pipeline.py``: one pipelined connection) and the async one
 (``checkpoints/aio.py``: one ordered chain of tasks per thread).
 """
 

@@ -35,16 +35,15 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Unpack
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from checkpoints.core import SaverOptions, check_options, prepared_options
+from checkpoints.redis_saver import RedisSaver
 from checkpoints.threaded import ThreadedAsync
-from checkpoints.redis_saver import DEFAULT_KEY_PREFIX, RedisSaver
-from checkpoints.serde import AllowedTypes, checkpoint_serde
 from migration_errors import ConfigurationError, StoreUnavailable
 from redis_connect.urls import SUPPORTED, mask_url, scheme_of, sqlite_path
 
@@ -76,6 +75,7 @@ class SqliteCheckpointer(ThreadedAsync, SqliteSaver):
 
     @contextmanager
     def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        """A cursor as ``SqliteSaver``'s, after carrying out the deferred thread deletes."""
         with super().cursor(transaction) as cur:
             if self._doomed:
                 self._drop(cur)
@@ -115,15 +115,7 @@ class SqliteCheckpointer(ThreadedAsync, SqliteSaver):
         self.close()
 
 
-def open_checkpointer(
-    url: str,
-    *,
-    ttl: float | None = None,
-    key_prefix: str = DEFAULT_KEY_PREFIX,
-    serde: SerializerProtocol | None = None,
-    allowed_types: AllowedTypes = (),
-    encryption_key: bytes | str | None = None,
-) -> BaseCheckpointSaver:
+def open_checkpointer(url: str, **options: Unpack[SaverOptions]) -> BaseCheckpointSaver:
     """Open the checkpoint saver a store URL names; the caller closes it with ``close()``.
 
     Args:
@@ -143,8 +135,10 @@ def open_checkpointer(
         ConfigurationError: unknown scheme or malformed URL.
         StoreUnavailable: the store cannot be reached or opened.
     """
+    check_options("open_checkpointer", options)
     scheme = scheme_of(url)
-    serde = checkpoint_serde(serde, allowed_types=allowed_types, encryption_key=encryption_key)
+    prepared = prepared_options("open_checkpointer", options)
+    serde = prepared["serde"]
     if scheme == "memory":
         return MemoryCheckpointer(serde=serde)
     if scheme == "sqlite":
@@ -168,5 +162,5 @@ def open_checkpointer(
             raise StoreUnavailable(f"cannot set up the SQLite checkpoint store {mask_url(url)!r} ({e}); is it a SQLite database?") from None
         return saver
     if scheme in ("redis", "rediss"):
-        return RedisSaver.from_url(url, ttl=ttl, key_prefix=key_prefix, serde=serde)
+        return RedisSaver.from_url(url, **prepared)
     raise ConfigurationError(f"unsupported checkpoint store URL {mask_url(url)!r}: expected {SUPPORTED}")

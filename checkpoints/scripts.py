@@ -6,7 +6,7 @@ atomically by Redis, so a crash (of the client or the server) never leaves a
 half-written checkpoint. Every key a script touches belongs to one thread and
 carries that thread's hash tag, so on a Redis Cluster a script runs on the one
 node owning the thread's slot. The key layout is documented at the top of
-``checkpoints/redis_saver.py``.
+``checkpoints/core.py``.
 
 Only plain Redis >= 6 commands and the ``cmsgpack`` library that Redis (and
 Valkey) bundle for Lua are used.

@@ -3,59 +3,46 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Unpack
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
-__all__ = ["ThreadedAsync"]
+from checkpoints.core import ListOptions
+
+__all__ = ["ThreadedAsync", "in_thread"]
+
+
+def in_thread(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The async twin of the sync method ``name``: the same call, run in a worker thread.
+
+    Written once rather than once per method: the twin takes exactly the sync
+    method's arguments (its signature is ``BaseCheckpointSaver``'s, shown through
+    ``__wrapped__``). ``asyncio.to_thread`` keeps the caller's context variables,
+    so a sandbox or a trace set around ``ainvoke`` is seen by the saver.
+    """
+    base = getattr(BaseCheckpointSaver, "a" + name, None) or getattr(BaseCheckpointSaver, name)
+
+    @functools.wraps(base)
+    async def twin(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(getattr(self, name), *args, **kwargs)
+
+    twin.__doc__ = f"``{name}`` in a worker thread."
+    return twin
 
 
 class ThreadedAsync:
-    """Mix in before a sync ``BaseCheckpointSaver`` so ``ainvoke`` works on it too.
+    """Mix in before a sync ``BaseCheckpointSaver`` so ``ainvoke`` works on it too."""
 
-    ``asyncio.to_thread`` keeps the caller's context variables, so a
-    sandbox or a trace set around ``ainvoke`` is seen by the saver.
-    """
+    aget_tuple = in_thread("get_tuple")
+    aput = in_thread("put")
+    aput_writes = in_thread("put_writes")
+    adelete_thread = in_thread("delete_thread")
 
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """``get_tuple`` in a worker thread."""
-        return await asyncio.to_thread(self.get_tuple, config)  # type: ignore[attr-defined]
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
+    async def alist(self, config: RunnableConfig | None, **options: Unpack[ListOptions]) -> AsyncIterator[CheckpointTuple]:
         """``list`` in a worker thread (fetched whole, then yielded)."""
-        items = await asyncio.to_thread(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))  # type: ignore[attr-defined]
+        items = await asyncio.to_thread(lambda: list(self.list(config, **options)))  # type: ignore[attr-defined]
         for item in items:
             yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """``put`` in a worker thread."""
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)  # type: ignore[attr-defined]
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """``put_writes`` in a worker thread."""
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)  # type: ignore[attr-defined]
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        """``delete_thread`` in a worker thread."""
-        await asyncio.to_thread(self.delete_thread, thread_id)  # type: ignore[attr-defined]

@@ -9,22 +9,26 @@ types ends with an error that names the cycle.
 
 from __future__ import annotations
 
-import copy
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import replace
 from time import perf_counter
 from typing import Any, Literal, TypeVar
 
 from migration_errors import ConfigurationError, CycleError, FanoutError
 
+from legacy_bus.cascade import arun_cascade, run_cascade
 from legacy_bus.codec import EventCodec
 from legacy_bus.copying import deep_copy
-from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
-from legacy_bus.database import DatabasesMixin, dispatch_writes
+from legacy_bus.context import ACTIVE
+from legacy_bus.dispatch import Dispatch  # re-exported: it lived here
+from legacy_bus.effects import EffectPort, Sandbox
+from legacy_bus.database import dispatch_writes
 from legacy_bus.event import Event, make_event
+from legacy_bus.ports import PortsMixin
 from legacy_bus.protocol import Discipline
-from legacy_bus.records import EffectCall, ErrorInfo, Step
+from legacy_bus.records import ErrorInfo, Step
 from legacy_bus.state import InMemoryStateStore, StateStore
 from legacy_bus.subscription import Subscription
 
@@ -32,28 +36,6 @@ __all__ = ["Dispatch", "EventBus", "OnError", "cut_at_depth"]
 
 OnError = Literal["raise", "record"]
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """Everything one root publish caused: the cascade's events, steps and effects."""
-
-    root: Event
-    emitted: tuple[Event, ...]
-    emitted_by: tuple[str, ...]
-    steps: tuple[Step, ...]
-    error: ErrorInfo | None = None
-    state: dict[str, Any] | None = None
-    duration: float = 0.0
-    exception: BaseException | None = field(default=None, compare=False, repr=False)
-    #: what the bus's own publish call returned (an adapter's ``emit`` / ``send`` result)
-    value: Any = field(default=None, compare=False, repr=False)
-    writes: tuple[Any, ...] = ()  # rows written through declared databases (legacy_bus.database.RowWrite)
-
-    @property
-    def effects(self) -> tuple[EffectCall, ...]:
-        """Every effect call of the cascade, in the order they happened."""
-        return tuple(call for step in self.steps for call in step.effects)
 
 
 def cycle_of(types: list[str]) -> list[str]:
@@ -99,15 +81,31 @@ def cut_at_depth(step: Step, max_depth: int, chain: Callable[[], list[str]], max
 
 
 class _Cascade:
-    """The bookkeeping of one breadth-first dispatch, shared by the sync and async drivers."""
+    """The bookkeeping of one breadth-first dispatch (a ``Cascade``), shared by the sync and async drivers."""
 
-    __slots__ = ("bus", "emitted", "emitted_by", "error", "exception", "queue", "root", "states", "steps", "stop_on_error", "types")
+    __slots__ = (
+        "bus",
+        "emitted",
+        "emitted_by",
+        "error",
+        "exception",
+        "queue",
+        "root",
+        "started",
+        "states",
+        "steps",
+        "stop_on_error",
+        "types",
+        "writes",
+    )
 
-    def __init__(self, bus: EventBus, root: Event, states: StateStore, stop_on_error: bool) -> None:
+    def __init__(self, bus: EventBus, root: Event, states: StateStore | None) -> None:
         self.bus = bus
         self.root = root
-        self.states = states
-        self.stop_on_error = stop_on_error
+        self.states = states if states is not None else bus.state_store
+        self.stop_on_error = bus.on_error == "raise"
+        self.started = 0.0
+        self.writes: Callable[[], tuple[Any, ...]] | None = None
         self.queue: deque[tuple[Event, int]] = deque([(root, 0)])
         self.types: dict[str, tuple[str, str | None]] = {root.id: (root.type, None)}
         self.emitted: list[Event] = []
@@ -147,6 +145,21 @@ class _Cascade:
             if self.error is None:
                 self.error, self.exception = step.error, step.exception
 
+    @contextmanager
+    def running(self, sandbox: Sandbox | None) -> Iterator[None]:
+        """While the handlers run: effect calls sandboxed if asked, declared databases' writes collected."""
+        self.started = perf_counter()
+        with sandbox if sandbox is not None else _nullcontext(), dispatch_writes(self.bus, sandbox) as writes:
+            self.writes = writes  # read once the sandbox is closed
+            yield
+
+    def outcome(self, capture: bool) -> Dispatch:
+        """The dispatch; a handler's exception is raised instead when the bus raises and ``capture`` is off."""
+        result = self.result(self.started, self.writes)
+        if result.exception is not None and self.stop_on_error and not capture:
+            raise result.exception
+        return result
+
     def result(self, started: float, writes: Any = None) -> Dispatch:
         state = self.states.peek(self.root.saga_key)
         return Dispatch(
@@ -162,7 +175,7 @@ class _Cascade:
         )
 
 
-class EventBus(DatabasesMixin):
+class EventBus(PortsMixin):
     """An in-process publish/subscribe bus.
 
     Args:
@@ -247,23 +260,6 @@ class EventBus(DatabasesMixin):
 
         return decorate
 
-    def effect(self, name: str, stub: Any = None) -> Callable[[Callable[..., Any]], EffectPort]:
-        """Mark a function as a side-effect port (payment, e-mail, HTTP, DB write).
-
-        Handlers call the returned port exactly as they called the function.
-        ``stub`` answers sandboxed calls that have no recorded response: a
-        value (copied) or a callable taking the call's arguments.
-        """
-
-        def decorate(fn: Callable[..., Any]) -> EffectPort:
-            if name in self._ports:
-                raise ConfigurationError(f"an effect port named {name!r} is already declared on bus {self.name!r}")
-            port = EffectPort(name, fn, stub)
-            self._ports[name] = port
-            return port
-
-        return decorate
-
     # -- introspection ---------------------------------------------------------
 
     @property
@@ -277,20 +273,12 @@ class EventBus(DatabasesMixin):
 
     @property
     def event_types(self) -> list[str]:
+        """The event types some handler is subscribed to, in first-subscription order."""
         return list(self._subscriptions)
 
     def stops_on_error(self, event_type: str) -> bool:
         """Whether a handler error stops the cascade (``on_error='raise'``), for every event type."""
         return self.on_error == "raise"
-
-    @property
-    def ports(self) -> dict[str, EffectPort]:
-        return dict(self._ports)
-
-    def state_for(self, correlation_id: str) -> dict[str, Any]:
-        """A copy of the saga state kept for ``correlation_id`` (empty when none)."""
-        state = self.state_store.peek(correlation_id)
-        return copy.deepcopy(state) if state else {}
 
     # -- dispatch --------------------------------------------------------------
 
@@ -302,7 +290,7 @@ class EventBus(DatabasesMixin):
         the running cascade (as a child of the event being handled) and
         returns the child event.
         """
-        active = _ACTIVE.get()
+        active = ACTIVE.get()
         if active is not None and active.bus is self:
             return active.publish(event_or_type, payload, **fields)
         return self.dispatch(make_event(event_or_type, payload, **fields))
@@ -311,18 +299,13 @@ class EventBus(DatabasesMixin):
         self, event_or_type: Event | str, payload: dict[str, Any] | None = None, **fields: Any
     ) -> Dispatch | Event:
         """Async twin of ``publish``: async handlers are awaited on the running loop."""
-        active = _ACTIVE.get()
+        active = ACTIVE.get()
         if active is not None and active.bus is self:
             return active.publish(event_or_type, payload, **fields)
         return await self.adispatch(make_event(event_or_type, payload, **fields))
 
     def dispatch(
-        self,
-        event: Event,
-        *,
-        sandbox: Sandbox | None = None,
-        states: StateStore | None = None,
-        capture: bool = False,
+        self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Run the cascade of one root event.
 
@@ -337,34 +320,13 @@ class EventBus(DatabasesMixin):
                 raising them, even when ``on_error='raise'``; the cascade still
                 stops where the live bus would.
         """
-        cascade = _Cascade(self, event, states if states is not None else self.state_store, self.on_error == "raise")
-        started = perf_counter()
-        with sandbox if sandbox is not None else _nullcontext(), dispatch_writes(self, sandbox) as writes:
-            for sub, ev, depth, state in cascade.deliveries():
-                cascade.record(sub.invoke(self, ev, depth, state), state)
-        result = cascade.result(started, writes)
-        if result.exception is not None and self.on_error == "raise" and not capture:
-            raise result.exception
-        return result
+        return run_cascade(self, _Cascade(self, event, states), sandbox, capture)
 
     async def adispatch(
-        self,
-        event: Event,
-        *,
-        sandbox: Sandbox | None = None,
-        states: StateStore | None = None,
-        capture: bool = False,
+        self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Async twin of ``dispatch``."""
-        cascade = _Cascade(self, event, states if states is not None else self.state_store, self.on_error == "raise")
-        started = perf_counter()
-        with sandbox if sandbox is not None else _nullcontext(), dispatch_writes(self, sandbox) as writes:
-            for sub, ev, depth, state in cascade.deliveries():
-                cascade.record(await sub.ainvoke(self, ev, depth, state), state)
-        result = cascade.result(started, writes)
-        if result.exception is not None and self.on_error == "raise" and not capture:
-            raise result.exception
-        return result
+        return await arun_cascade(self, _Cascade(self, event, states), sandbox, capture)
 
 
 class _nullcontext:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from legacy_bus.event import Event
 
 if TYPE_CHECKING:
-    from legacy_bus.bus import EventBus
     from legacy_bus.records import EffectCall
 
-__all__ = ["HandlerContext"]
+__all__ = ["ACTIVE", "HandlerContext"]
 
 
 class HandlerContext:
@@ -24,7 +24,9 @@ class HandlerContext:
 
     __slots__ = ("bus", "depth", "effects", "event", "node", "published", "state")
 
-    def __init__(self, bus: EventBus, node: str, event: Event, state: MutableMapping[str, Any], depth: int = 0) -> None:
+    # ``bus`` is whichever bus runs the handler (``EventBus`` or an adapter): typed loosely, so the
+    # context sits below every bus module instead of importing one.
+    def __init__(self, bus: Any, node: str, event: Event, state: MutableMapping[str, Any], depth: int = 0) -> None:
         self.bus = bus
         self.depth = depth
         self.node = node
@@ -46,3 +48,7 @@ class HandlerContext:
 
     def __repr__(self) -> str:
         return f"<HandlerContext node={self.node!r} event={self.event.type!r}>"
+
+
+#: The handler running in this context, whose step records its effect calls (None outside handlers).
+ACTIVE: ContextVar[HandlerContext | None] = ContextVar("legacy_bus_active_handler", default=None)

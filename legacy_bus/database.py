@@ -59,7 +59,8 @@ from typing import Any, Literal
 
 from migration_errors import ConfigurationError, MigrationKitError, UndeclaredStateWrite
 
-from legacy_bus.effects import _ACTIVE, _GUARDED, _SANDBOX, Sandbox, register_database
+from legacy_bus.context import ACTIVE
+from legacy_bus.effects import SANDBOX, Sandbox, register_database
 
 __all__ = [
     "Database",
@@ -123,6 +124,7 @@ class RowWrite:
         return ",".join(f"{k}={v}" for k, v in self.key.items())
 
     def to_dict(self) -> dict[str, Any]:
+        """The write as plain JSON data (what ``from_dict`` reads back)."""
         return {
             "database": self.database,
             "table": self.table,
@@ -137,6 +139,7 @@ class RowWrite:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RowWrite:
+        """Rebuild a write from ``to_dict``'s data (a stored record or a log line)."""
         return cls(
             database=str(data["database"]),
             table=str(data["table"]),
@@ -201,6 +204,7 @@ class StateCapture:
         self._lock = threading.Lock()  # graph nodes may flush from worker threads
 
     def add(self, writes: Iterable[RowWrite]) -> None:
+        """Keep a flush's rows (reads only up to ``MAX_READS``); safe from several threads."""
         with self._lock:
             for w in writes:
                 if w.op == "read":
@@ -383,7 +387,7 @@ class Database:
 
     def connection(self) -> Any | None:
         """The active sandbox's connection to this database, or None on a live (real) dispatch."""
-        sandbox = _SANDBOX.get()
+        sandbox = SANDBOX.get()
         if sandbox is None:
             return None
         state = sandbox_state(sandbox)
@@ -391,6 +395,7 @@ class Database:
         return state.connection(self)
 
     def key_of(self, table: Any, values: Mapping[str, Any], pk: Iterable[str]) -> dict[str, Any]:
+        """A row's identity: the columns declared in ``keys=`` for its table, else its primary key."""
         cols = self.keys.get(table.name) or tuple(pk)
         return {c: _plain(values.get(c)) for c in cols}
 
@@ -434,6 +439,7 @@ class Database:
             conn.execute(insert(t).values(**cols))
 
     def remember(self, table: Any) -> None:
+        """Keep a ``Table`` seen in a flush, so rewinding it needs no reflection."""
         self._tables.setdefault(table.name, table)
 
 
@@ -496,10 +502,12 @@ class DeclaredEngine:
         return self._sessions(**kw)
 
     def connect(self) -> Any:
+        """A connection for the handler: the engine's when live, the sandbox's (in a SAVEPOINT) when sandboxed."""
         conn = self.database.connection()
         return self.engine.connect() if conn is None else _SavepointConnection(conn)
 
     def begin(self) -> Any:
+        """``engine.begin()`` for the handler: live, the engine's; sandboxed, a SAVEPOINT on the sandbox's connection."""
         conn = self.database.connection()
         return self.engine.begin() if conn is None else _SavepointConnection(conn, begin=True)
 
@@ -532,6 +540,7 @@ class _SavepointConnection:
             (self._nested.commit if self._begin and exc_type is None else self._nested.rollback)()
 
     def begin(self) -> Any:
+        """``engine.begin()`` for the handler: live, the engine's; sandboxed, a SAVEPOINT on the sandbox's connection."""
         return self._conn.begin_nested()
 
     def commit(self) -> None:
@@ -626,7 +635,7 @@ class dispatch_writes:
         self.capture: capturing | None = None
 
     def __enter__(self) -> Any:
-        sandbox = self.sandbox if self.sandbox is not None else _SANDBOX.get()
+        sandbox = self.sandbox if self.sandbox is not None else SANDBOX.get()
         if sandbox is not None:
             return lambda: sandbox.writes
         if not getattr(self.bus, "_databases", None):
@@ -650,6 +659,8 @@ _installed = False
 def install_guard() -> None:
     """Listen, once per process, to every engine's statements and every session's flushes."""
     global _installed
+    if _installed:  # every sandbox asks: answered without the lock once installed
+        return
     with _GUARD_LOCK:
         if _installed:
             return
@@ -665,15 +676,14 @@ def install_guard() -> None:
 
         event.listen(Mapper, "load", _after_load)
         _installed = True
-        _GUARDED.append(True)
 
 
 def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
     """Stop a sandboxed write through a connection no sandbox owns, before it runs."""
-    sandbox = _SANDBOX.get()
+    sandbox = SANDBOX.get()
     if sandbox is None or conn.info.get(_OWNED) is not None or not is_write(statement):
         return
-    active = _ACTIVE.get()
+    active = ACTIVE.get()
     node = None if active is None else active.node
     url = conn.engine.url.render_as_string(hide_password=True)
     m = _TABLE_OF.match(statement)
@@ -697,7 +707,7 @@ def _after_flush(session: Any, flush_context: Any) -> None:
         return
     from sqlalchemy import inspect
 
-    active = _ACTIVE.get()
+    active = ACTIVE.get()
     node = None if active is None else active.node
     pending = session.info.setdefault(_PENDING, [])
     for obj, op in [(o, "insert") for o in session.new] + [(o, "update") for o in session.dirty] + [
@@ -737,7 +747,7 @@ def _after_flush(session: Any, flush_context: Any) -> None:
 def _after_load(target: Any, context: Any) -> None:
     """On a live dispatch, remember each row as it was loaded (what a sandbox later starts from)."""
     capture = _CAPTURE.get()
-    if capture is None or _SANDBOX.get() is not None:
+    if capture is None or SANDBOX.get() is not None:
         return
     db = context.session.info.get(_DECLARED)
     if db is None:
@@ -749,7 +759,7 @@ def _after_load(target: Any, context: Any) -> None:
     table = mapper.local_table
     values = {p.columns[0].name: state.dict.get(p.key) for p in mapper.column_attrs if p.columns[0].table is table}
     pk = [c.name for c in mapper.primary_key if c.table is table]
-    active = _ACTIVE.get()
+    active = ACTIVE.get()
     row = _plain(values)
     capture.add((RowWrite(db.name, table.name, db.key_of(table, values, pk), "read", row, row, (), None if active is None else active.node),))
 
@@ -759,7 +769,7 @@ def _after_commit(session: Any) -> None:
     if not pending:
         return
     capture = _CAPTURE.get()
-    sandbox = _SANDBOX.get()
+    sandbox = SANDBOX.get()
     if sandbox is not None:
         state = sandbox_state(sandbox)
         assert state is not None

@@ -22,21 +22,40 @@ import sys
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from legacy_bus.codec import decode, encode
+from legacy_bus.context import ACTIVE, HandlerContext
 from migration_errors import RecordedEffectError  # re-exported: it lived here
 from legacy_bus.records import EffectCall, ErrorInfo, call_key
 
-if TYPE_CHECKING:
-    from legacy_bus.context import HandlerContext
+__all__ = [
+    "SANDBOX",
+    "DeclaredDatabases",
+    "EffectPort",
+    "RecordedEffectError",
+    "Sandbox",
+    "current_handler",
+    "current_sandbox",
+    "in_handler",
+    "register_database",
+    "sandboxed",
+]
 
-__all__ = ["EffectPort", "RecordedEffectError", "Sandbox", "current_handler", "current_sandbox", "in_handler", "register_database", "sandboxed"]
+#: The sandbox governing effect calls in this context (None: calls are real).
+SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
 
-# The sandbox governing effect calls in this context (None: calls are real).
-_SANDBOX: ContextVar[Sandbox | None] = ContextVar("legacy_bus_sandbox", default=None)
-# The handler currently running in this context, whose step records the calls.
-_ACTIVE: ContextVar[HandlerContext | None] = ContextVar("legacy_bus_active_handler", default=None)
+
+class DeclaredDatabases(Protocol):
+    """What a sandbox needs from the declared-database support (``legacy_bus.database`` plugs itself in)."""
+
+    def sandbox_writes(self, sandbox: Sandbox) -> tuple[Any, ...]:
+        """The rows a sandbox's runs wrote through declared databases."""
+        ...
+
+    def install_guard(self) -> None:
+        """Watch every SQLAlchemy engine's writes (idempotent, cheap once installed)."""
+        ...
 
 
 class Sandbox:
@@ -74,31 +93,31 @@ class Sandbox:
         return queue.popleft() if queue else None
 
     def __enter__(self) -> Sandbox:
-        self._token = _SANDBOX.set(self)
-        if not _GUARDED and _DATABASE and "sqlalchemy" in sys.modules:
+        self._token = SANDBOX.set(self)
+        if _DATABASE and "sqlalchemy" in sys.modules:
             # Every SQLAlchemy engine's writes are watched from the first sandbox on, declared or not.
             _DATABASE[0].install_guard()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _SANDBOX.reset(self._token)
+        SANDBOX.reset(self._token)
         if self.state is not None:
             self.state.close()  # roll back what declared databases were given: nothing sandboxed is committed
 
 
 def current_sandbox() -> Sandbox | None:
     """The sandbox active in this context, or None when effect calls are real."""
-    return _SANDBOX.get()
+    return SANDBOX.get()
 
 
 def in_handler() -> bool:
     """True while a handler runs in this context (its publishes join the running cascade)."""
-    return _ACTIVE.get() is not None
+    return ACTIVE.get() is not None
 
 
 def current_handler() -> str | None:
     """The node name of the handler running in this context, if any (to attribute its logging)."""
-    active = _ACTIVE.get()
+    active = ACTIVE.get()
     return None if active is None else active.node
 
 
@@ -146,60 +165,52 @@ class EffectPort:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
             return self._acall(args, kwargs)
-        sandbox = _SANDBOX.get()
-        if sandbox is None:
-            return self._real(args, kwargs)
-        call, answer = self._sandboxed(sandbox, args, kwargs)
+        sandbox, call, answer = self._plan(args, kwargs)
         if answer is _REAL:
             return self._real(args, kwargs)
-        if isinstance(answer, _Raise):
-            raise answer.exc
-        if call.mode == "stub" and callable(self.stub):
-            try:
+        if answer is _STUB:
+            with _OnError(self._record, sandbox, call):
                 answer = _stub_answer(self.stub, args, kwargs)
-            except Exception as exc:
-                self._record(sandbox, call, error=ErrorInfo.of(exc))
-                raise
-        self._record(sandbox, call, response=answer)
-        return answer
+        return self._answered(sandbox, call, answer)
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        sandbox = _SANDBOX.get()
-        if sandbox is None:
-            return await self._acall_real(args, kwargs)
-        call, answer = self._sandboxed(sandbox, args, kwargs)
+        sandbox, call, answer = self._plan(args, kwargs)
         if answer is _REAL:
             return await self._acall_real(args, kwargs)
-        if isinstance(answer, _Raise):
-            raise answer.exc
-        if call.mode == "stub" and callable(self.stub):
-            try:
+        if answer is _STUB:
+            with _OnError(self._record, sandbox, call):
                 answer = _stub_answer(self.stub, args, kwargs)
                 if inspect.isawaitable(answer):
                     answer = await answer
-            except Exception as exc:
-                self._record(sandbox, call, error=ErrorInfo.of(exc))
-                raise
+        return self._answered(sandbox, call, answer)
+
+    def _plan(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """What a call does, I/O-free: (sandbox, call, ``_REAL`` / ``_STUB`` / the answer); a recorded error is raised."""
+        sandbox = SANDBOX.get()
+        if sandbox is None:
+            return None, None, _REAL
+        call, answer = self._sandboxed(sandbox, args, kwargs)
+        if isinstance(answer, _Raise):
+            raise answer.exc
+        if answer is not _REAL and call.mode == "stub" and callable(self.stub):
+            answer = _STUB
+        return sandbox, call, answer
+
+    def _answered(self, sandbox: Sandbox, call: EffectCall, answer: Any) -> Any:
         self._record(sandbox, call, response=answer)
         return answer
 
     async def _acall_real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        active = _ACTIVE.get()
-        try:
+        active = ACTIVE.get()
+        with _OnError(self._record_real, active, args, kwargs, None):
             response = await self.__wrapped__(*args, **kwargs)
-        except Exception as exc:
-            self._record_real(active, args, kwargs, None, ErrorInfo.of(exc))
-            raise
         self._record_real(active, args, kwargs, response, None)
         return response
 
     def _real(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        active = _ACTIVE.get()
-        try:
+        active = ACTIVE.get()
+        with _OnError(self._record_real, active, args, kwargs, None):
             response = self.__wrapped__(*args, **kwargs)
-        except Exception as exc:
-            self._record_real(active, args, kwargs, None, ErrorInfo.of(exc))
-            raise
         self._record_real(active, args, kwargs, response, None)
         return response
 
@@ -229,7 +240,7 @@ class EffectPort:
         return call, None if callable(self.stub) else _stub_answer(self.stub, args, kwargs)
 
     def _record(self, sandbox: Sandbox, call: EffectCall, *, response: Any = None, error: ErrorInfo | None = None) -> None:
-        active = _ACTIVE.get()
+        active = ACTIVE.get()
         done = EffectCall(
             call.port, call.args, call.kwargs, _exact(response), error, call.mode, None if active is None else active.node
         )
@@ -238,16 +249,34 @@ class EffectPort:
             active.effects.append(done)
 
 
-_GUARDED: list[bool] = []  # non-empty once legacy_bus.database listens to every engine (see Sandbox.__enter__)
 # legacy_bus.database, which registers itself when imported (legacy_bus/__init__ always imports
 # it): the sandbox reaches declared databases through it without importing the module above it.
-_DATABASE: list[Any] = []
+_DATABASE: list[DeclaredDatabases] = []
 
 
-def register_database(module: Any) -> None:
+def register_database(module: DeclaredDatabases) -> None:
     """Plug in the declared-database support (``sandbox_writes``, ``install_guard``); called by ``legacy_bus.database``."""
     _DATABASE[:] = [module]
 _REAL = object()  # no answer, and the sandbox lets such calls run for real
+_STUB = object()  # no answer: the port's callable stub gives it
+
+
+class _OnError:
+    """Around one call: an ``Exception`` it raises is recorded (``record(*args, error=...)``) and goes on."""
+
+    __slots__ = ("args", "record")
+
+    def __init__(self, record: Callable[..., None], *args: Any) -> None:
+        self.record = record
+        self.args = args
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is not None and isinstance(exc, Exception):
+            self.record(*self.args, error=ErrorInfo.of(exc))
+        return False  # never swallowed: the caller sees the function's own exception
 
 
 class _Raise:

@@ -201,6 +201,7 @@ class LogWriter:
         self._fh: IO[bytes] = open(path, mode)
 
     def append(self, item: Event | LogEntry, effects: Iterable[EffectCall] = ()) -> None:
+        """Write one event (with its recorded effect calls, if any) as one JSON line."""
         if isinstance(item, LogEntry):
             effects = item.effects
             item = item.event
@@ -212,10 +213,12 @@ class LogWriter:
             self._fh.write(item.model_dump_json().encode() + b"\n")
 
     def flush(self) -> None:
+        """Push what was written to disk (``fsync``), so a crash after it loses none of it."""
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
     def close(self) -> None:
+        """Close the file (without an ``fsync``: call ``flush`` first when it must be durable)."""
         self._fh.close()
 
     def __enter__(self) -> LogWriter:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from migration_errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from legacy_bus.bus import Dispatch
+    from legacy_bus.dispatch import Dispatch
     from legacy_bus.effects import Sandbox
     from legacy_bus.event import Event
     from legacy_bus.state import StateStore

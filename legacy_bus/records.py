@@ -37,15 +37,18 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
+        """The error info of an exception: qualified type name (bare for builtins) and message."""
         t = type(exc)
         name = t.__qualname__ if t.__module__ in ("builtins", "__main__") else f"{t.__module__}.{t.__qualname__}"
         return cls(type=name, message=str(exc))
 
     def to_dict(self) -> dict[str, str]:
+        """The error as JSON data."""
         return {"type": self.type, "message": self.message}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ErrorInfo | None:
+        """Rebuild from ``to_dict``'s data; ``None`` stays ``None`` (no error)."""
         return None if data is None else cls(type=str(data["type"]), message=str(data["message"]))
 
 
@@ -68,9 +71,11 @@ class EffectCall:
 
     @property
     def key(self) -> str:
+        """The call's identity (port and arguments) that matches it with an authoritative answer."""
         return call_key(self.port, self.args, self.kwargs)
 
     def to_dict(self) -> dict[str, Any]:
+        """The call as JSON data (a response JSON cannot hold is kept as its ``str``)."""
         return {
             "port": self.port,
             "args": self.args,
@@ -83,6 +88,7 @@ class EffectCall:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EffectCall:
+        """Rebuild a call from ``to_dict``'s data (a log line's ``effects`` entry)."""
         return cls(
             port=str(data["port"]),
             args=list(data.get("args") or []),

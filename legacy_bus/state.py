@@ -50,18 +50,21 @@ class InMemoryStateStore:
         self._states: dict[str, dict[str, Any]] = {}
 
     def load(self, key: str) -> dict[str, Any]:
+        """The saga's state (a new empty dict when it has none); mutated in place by the handler."""
         state = self._states.get(key)
         if state is None:
             state = {}
         return state
 
     def save(self, key: str, state: dict[str, Any]) -> None:
+        """Keep the saga's state; an empty state is dropped."""
         if state:
             self._states[key] = state
         else:
             self._states.pop(key, None)
 
     def peek(self, key: str) -> dict[str, Any] | None:
+        """The stored state, or None; never creates one."""
         return self._states.get(key)
 
     def delete(self, key: str) -> None:
@@ -88,6 +91,7 @@ class OverlayStateStore:
         self._states: dict[str, dict[str, Any]] = {}
 
     def load(self, key: str) -> dict[str, Any]:
+        """The overlay's state, else a deep copy of the base's (the base is never mutated)."""
         state = self._states.get(key)
         if state is None:
             base = self._base.peek(key) if self._base is not None else None
@@ -95,9 +99,11 @@ class OverlayStateStore:
         return state
 
     def save(self, key: str, state: dict[str, Any]) -> None:
+        """Keep the state in the overlay only (empty too: it hides the base's)."""
         self._states[key] = state
 
     def peek(self, key: str) -> dict[str, Any] | None:
+        """The overlay's state when it has the saga, else the base's."""
         if key in self._states:
             return self._states[key] or None
         return self._base.peek(key) if self._base is not None else None
@@ -122,6 +128,7 @@ class BoundedStateStore:
         self.evicted = 0
 
     def load(self, key: str) -> dict[str, Any]:
+        """The saga's state (empty when absent), marking it recently used."""
         state = self._states.get(key)
         if state is None:
             return {}
@@ -129,6 +136,7 @@ class BoundedStateStore:
         return state
 
     def save(self, key: str, state: dict[str, Any]) -> None:
+        """Keep the state as most recently used, evicting the least recently used over ``capacity``."""
         if not state:
             self._states.pop(key, None)
             return
@@ -139,6 +147,7 @@ class BoundedStateStore:
             self.evicted += 1
 
     def peek(self, key: str) -> dict[str, Any] | None:
+        """The stored state, or None; does not count as a use."""
         return self._states.get(key)
 
     def __len__(self) -> int:

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from legacy_bus.aio import run_sync
-from legacy_bus.context import HandlerContext
-from legacy_bus.effects import _ACTIVE
+from legacy_bus.context import ACTIVE, HandlerContext
 from legacy_bus.event import Event
 from legacy_bus.records import ErrorInfo, Step
-
-if TYPE_CHECKING:
-    from legacy_bus.bus import EventBus
 
 __all__ = ["Subscription", "wants_context"]
 
@@ -49,9 +45,10 @@ class Subscription:
 
     @classmethod
     def of(cls, event_type: str, handler: Callable[..., Any], name: str) -> Subscription:
+        """A subscription whose context and async flags are read from the handler's signature."""
         return cls(event_type, name, handler, wants_context(handler), is_async_callable(handler))
 
-    def _start(self, bus: EventBus, event: Event, state: dict[str, Any], depth: int) -> HandlerContext:
+    def _start(self, bus: Any, event: Event, state: dict[str, Any], depth: int) -> HandlerContext:
         return HandlerContext(bus, self.name, event, state, depth)
 
     def _call(self, ctx: HandlerContext) -> Any:
@@ -79,47 +76,61 @@ class Subscription:
             exception=exc,
         )
 
-    def invoke(self, bus: EventBus, event: Event, depth: int, state: dict[str, Any]) -> Step:
-        """Run the handler once, synchronously, capturing everything it publishes and calls.
-
-        The handler's exception is caught and kept on the step; it is the
-        caller's choice (``on_error``) whether it propagates.
-        """
+    def _run(self, bus: Any, event: Event, depth: int, state: dict[str, Any]) -> Generator[Any, Any, Step]:
+        """One run of the handler, sans-IO: yields what an async handler returned, to be awaited by a driver."""
         ctx = self._start(bus, event, state, depth)
-        token = _ACTIVE.set(ctx)
+        token = ACTIVE.set(ctx)
         started = perf_counter()
         result: Any = None
         exc: BaseException | None = None
         try:
             result = self._call(ctx)
             if result is not None and inspect.isawaitable(result):  # most handlers return None
-                result = run_sync(_await(result))
+                result = yield result
         except Exception as e:  # the handler's own failure, recorded on the step
             exc = e
         finally:
-            _ACTIVE.reset(token)
+            ACTIVE.reset(token)
         return self._finish(ctx, depth, result, exc, started)
 
-    async def ainvoke(self, bus: EventBus, event: Event, depth: int, state: dict[str, Any]) -> Step:
-        """Like ``invoke``, awaiting an async handler on the running loop."""
-        ctx = self._start(bus, event, state, depth)
-        token = _ACTIVE.set(ctx)
-        started = perf_counter()
-        result: Any = None
-        exc: BaseException | None = None
+    def invoke(self, bus: Any, event: Event, depth: int, state: dict[str, Any]) -> Step:
+        """Run the handler once, synchronously, capturing everything it publishes and calls.
+
+        The handler's exception is caught and kept on the step; it is the
+        caller's choice (``on_error``) whether it propagates.
+        """
+        run = self._run(bus, event, depth, state)
         try:
-            result = self._call(ctx)
-            if inspect.isawaitable(result):
-                result = await result
-        except Exception as e:
-            exc = e
-        finally:
-            _ACTIVE.reset(token)
-        return self._finish(ctx, depth, result, exc, started)
+            pending = run.send(None)
+        except StopIteration as done:  # the common case: nothing to await
+            return done.value
+        return _settle(run, *run_sync(_outcome(pending)))
+
+    async def ainvoke(self, bus: Any, event: Event, depth: int, state: dict[str, Any]) -> Step:
+        """Like ``invoke``, awaiting an async handler on the running loop."""
+        run = self._run(bus, event, depth, state)
+        try:
+            pending = run.send(None)
+        except StopIteration as done:
+            return done.value
+        return _settle(run, *await _outcome(pending))
 
 
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
+def _settle(run: Generator[Any, Any, Step], ok: bool, value: Any) -> Step:
+    """Hand the awaited result (or the exception awaiting raised) back to the run; returns its step."""
+    try:
+        (run.send if ok else run.throw)(value)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("a handler run yields one awaitable at most")
+
+
+async def _outcome(awaitable: Any) -> tuple[bool, Any]:
+    """``(True, result)`` or ``(False, exception)``: what awaiting gave, for the run to take back in its own context."""
+    try:
+        return True, await awaitable
+    except BaseException as e:  # noqa: BLE001 - thrown back into the run, which re-raises what it does not keep
+        return False, e
 
 
 def _returned_events(node: str, result: Any) -> Iterable[Event]:

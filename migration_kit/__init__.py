@@ -19,6 +19,7 @@ from migration_errors import (
 )
 
 from migration_kit.compare.comparator import Comparator, Comparison, Difference, Kind
+from migration_kit.compare.noise import NoiseLearning
 from migration_kit.decide.decision import Decision
 from migration_kit.decide.evidence import Evidence
 from migration_kit.migration import Migration
@@ -48,6 +49,7 @@ __all__ = [
     "Migration",
     "MigrationKitError",
     "NodeRun",
+    "NoiseLearning",
     "Outcome",
     "Phase",
     "PhaseConflict",

@@ -288,7 +288,7 @@ class RedisRecords:
         from redis_connect.connection import connect
 
         # Credentials and TLS options come from the URL or MIGRATION_KIT_REDIS_* (see
-        # checkpoints/urls.py); only the masked URL is kept, for messages and the repr.
+        # redis_connect/urls.py); only the masked URL is kept, for messages and the repr.
         self.url = mask_url(url)
         self.client = connect(url, socket_timeout=STORE_TIMEOUT, socket_connect_timeout=STORE_TIMEOUT)
         self._tag = f"mk:{{{namespace}}}"

@@ -14,6 +14,8 @@ might echo is scrubbed before it is shown.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -103,6 +105,23 @@ def _cluster_enabled(info: dict[str, Any]) -> bool:
     return str(info.get("cluster_enabled", "0")) == "1"
 
 
+def _prepared(url: str, options: dict[str, Any]) -> tuple[RedisURL, dict[str, Any]]:
+    """The parsed URL and the client options (ours, then the URL's, then the caller's) both drivers open with."""
+    target = parse_redis_url(url)
+    return target, {**_CLIENT_OPTIONS, **target.client_options(), **options}
+
+
+@contextmanager
+def _reaching(target: RedisURL) -> Iterator[None]:
+    """Around opening a client: not reaching the server, or its refusal (password, mode), becomes ``StoreUnavailable``."""
+    try:
+        yield
+    except UNREACHABLE as e:
+        raise unavailable(target, e) from None
+    except ResponseError as e:
+        raise unavailable(target, e) from None
+
+
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` is a (sync or asyncio) Redis Cluster client."""
     return isinstance(client, (RedisCluster, AsyncRedisCluster))
@@ -116,9 +135,8 @@ def connect(url: str, **options: Any) -> redis.Redis | RedisCluster:
         StoreUnavailable: the server cannot be reached, refuses the password, or
             the cluster mode forced by ``?cluster=`` does not match the server.
     """
-    target = parse_redis_url(url)
-    opts = {**_CLIENT_OPTIONS, **target.client_options(), **options}
-    try:
+    target, opts = _prepared(url, options)
+    with _reaching(target):
         if target.cluster:
             return _sync_cluster(target, opts)
         client = redis.Redis.from_url(target.url, **opts)
@@ -131,10 +149,6 @@ def connect(url: str, **options: Any) -> redis.Redis | RedisCluster:
             client.close()
             raise
         return client
-    except UNREACHABLE as e:
-        raise unavailable(target, e) from None
-    except ResponseError as e:
-        raise unavailable(target, e) from None
 
 
 def _sync_cluster(target: RedisURL, opts: dict[str, Any]) -> RedisCluster:
@@ -149,9 +163,8 @@ def _sync_cluster(target: RedisURL, opts: dict[str, Any]) -> RedisCluster:
 
 async def aconnect(url: str, **options: Any) -> aredis.Redis | AsyncRedisCluster:
     """Asyncio twin of ``connect``."""
-    target = parse_redis_url(url)
-    opts = {**_CLIENT_OPTIONS, **target.client_options(), **options}
-    try:
+    target, opts = _prepared(url, options)
+    with _reaching(target):
         if target.cluster:
             return await _async_cluster(target, opts)
         client = aredis.Redis.from_url(target.url, **opts)
@@ -164,10 +177,6 @@ async def aconnect(url: str, **options: Any) -> aredis.Redis | AsyncRedisCluster
             await client.aclose()
             raise
         return client
-    except UNREACHABLE as e:
-        raise unavailable(target, e) from None
-    except ResponseError as e:
-        raise unavailable(target, e) from None
 
 
 async def _async_cluster(target: RedisURL, opts: dict[str, Any]) -> AsyncRedisCluster:

@@ -86,6 +86,10 @@ def _read(mod: Module, modules: dict[str, Module]) -> None:
 
 MODULES = _modules()
 OURS_PRIVATE = set().union(*(m.defines for m in MODULES.values()))
+# Reads of a third-party object's private member that share a name with one of ours: pyee's own
+# EventEmitter._lock, taken around its _events (pyee's public API cannot list listeners in order nor
+# map a ``once`` wrapper back to its listener; see legacy_bus/adapters/pyee.py).
+THIRD_PARTY_READS = {("legacy_bus.adapters.pyee", "emitter._lock"), ("legacy_bus.adapters.pyee", "self.emitter._lock")}
 
 
 def _cycles(modules: dict[str, Module]) -> list[list[str]]:
@@ -170,7 +174,7 @@ def test_no_module_reads_another_modules_private_members():
         f"{m.name}:{line} reads {text}"
         for m in MODULES.values()
         for line, text in m.private_reads
-        if (attr := text.rsplit(".", 1)[1]) in OURS_PRIVATE and attr not in m.defines
+        if (attr := text.rsplit(".", 1)[1]) in OURS_PRIVATE and attr not in m.defines and (m.name, text) not in THIRD_PARTY_READS
     )
     assert found == []
 

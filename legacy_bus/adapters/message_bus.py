@@ -32,9 +32,10 @@ from typing import Any, Literal
 
 from migration_errors import ConfigurationError
 
-from legacy_bus.adapters import served
-from legacy_bus.adapters.ports import PortsMixin
+import legacy_bus.adapters.served as served
+from legacy_bus.ports import PortsMixin
 from legacy_bus.bus import Dispatch, cut_at_depth
+from legacy_bus.cascade import arun_cascade, run_cascade
 from legacy_bus.codec import ClassCodec
 from legacy_bus.database import dispatch_writes
 from legacy_bus.context import HandlerContext
@@ -65,7 +66,7 @@ def _injected(fn: Callable[..., Any], dependencies: Mapping[str, Any], first: bo
 
 
 class _Loop:
-    """The bookkeeping of one breadth-first dispatch, shared by the sync and async drivers."""
+    """The bookkeeping of one breadth-first dispatch (a ``Cascade``), shared by the sync and async drivers."""
 
     __slots__ = ("bus", "emitted", "emitted_by", "exception", "queue", "results", "root", "started", "states", "steps", "writes")
 
@@ -116,7 +117,7 @@ class _Loop:
         finally:
             _RESULTS.reset(token)
 
-    def result(self, capture: bool) -> Dispatch:
+    def outcome(self, capture: bool) -> Dispatch:
         """The dispatch; a "raise" kind's exception is raised unless ``capture``."""
         if self.exception is not None and not capture:
             raise self.exception
@@ -137,7 +138,20 @@ class _Loop:
 
 
 class MessageBus(PortsMixin):
-    """A handler-registry message bus as a breadth-first ``LegacyBus``; made by ``message_bus``."""
+    """A handler-registry message bus as a breadth-first ``LegacyBus``; made by ``message_bus``.
+
+    Args:
+        name: a label for graphs, traces and reports.
+        handlers: message class -> a handler or a list of handlers (run in order).
+        dependencies: name -> value, injected into each handler (and ``collect``)
+            that has a parameter of that name.
+        collect: called after each handler, with the dependencies it names;
+            returns the follow-up messages (a unit of work's new events).
+            Messages a handler returns are follow-ups too.
+        errors: message class (or base class) -> ``"raise"`` (the default) or ``"log"``.
+        state_store: where saga state lives between messages (in memory by default).
+        max_depth, max_fanout: cascade bounds, off unless given.
+    """
 
     discipline = "breadth_first"
     on_error = "raise"  # a "raise" kind's exception reaches the caller; "log" kinds never set one
@@ -256,21 +270,14 @@ class MessageBus(PortsMixin):
         self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Handle one root message: its handlers, then every follow-up, breadth-first."""
-        loop = _Loop(self, event, states if states is not None else self.state_store)
-        with loop.running(sandbox):
-            for sub, ev, depth, state in loop.deliveries():
-                loop.record(sub.invoke(self, ev, depth, state), state)
-        return loop.result(capture)
+        return run_cascade(self, _Loop(self, event, states if states is not None else self.state_store), sandbox, capture)
 
     async def adispatch(
         self, event: Event, *, sandbox: Sandbox | None = None, states: StateStore | None = None, capture: bool = False
     ) -> Dispatch:
         """Async twin of ``dispatch``: async handlers are awaited on the running loop."""
         loop = _Loop(self, event, states if states is not None else self.state_store)
-        with loop.running(sandbox):
-            for sub, ev, depth, state in loop.deliveries():
-                loop.record(await sub.ainvoke(self, ev, depth, state), state)
-        return loop.result(capture)
+        return await arun_cascade(self, loop, sandbox, capture)
 
     # -- the app's entry point -----------------------------------------------------------
 
@@ -293,36 +300,12 @@ class MessageBus(PortsMixin):
 
 
 def message_bus(
-    name: str,
-    handlers: Mapping[type, Callable[..., Any] | Iterable[Callable[..., Any]]],
-    *,
-    dependencies: Mapping[str, Any] | None = None,
-    collect: Callable[..., Iterable[Any]] | None = None,
-    errors: Mapping[type, Policy] | None = None,
-    state_store: StateStore | None = None,
-    max_depth: int | None = None,
-    max_fanout: int | None = None,
+    name: str, handlers: Mapping[type, Callable[..., Any] | Iterable[Callable[..., Any]]], **options: Any
 ) -> MessageBus:
     """A handler-registry bus: message classes -> handlers, dependencies by parameter name, follow-ups collected.
 
-    Args:
-        name: a label for graphs, traces and reports.
-        handlers: message class -> a handler or a list of handlers (run in order).
-        dependencies: name -> value, injected into each handler (and ``collect``)
-            that has a parameter of that name.
-        collect: called after each handler, with the dependencies it names;
-            returns the follow-up messages (a unit of work's new events).
-            Messages a handler returns are follow-ups too.
-        errors: message class (or base class) -> ``"raise"`` (the default) or ``"log"``.
-        max_depth, max_fanout: cascade bounds, off unless given.
+    ``MessageBus(name, handlers, **options)``; the options (``dependencies``,
+    ``collect``, ``errors``, ``state_store``, ``max_depth``, ``max_fanout``) are
+    documented on ``MessageBus``.
     """
-    return MessageBus(
-        name,
-        handlers,
-        dependencies=dependencies,
-        collect=collect,
-        errors=errors,
-        state_store=state_store,
-        max_depth=max_depth,
-        max_fanout=max_fanout,
-    )
+    return MessageBus(name, handlers, **options)

@@ -28,12 +28,12 @@ from typing import Any
 
 from migration_errors import ConfigurationError
 
-from legacy_bus.adapters import served
-from legacy_bus.adapters.ports import PortsMixin
-from legacy_bus.bus import Dispatch
-from legacy_bus.context import HandlerContext
+import legacy_bus.adapters.served as served
+from legacy_bus.ports import PortsMixin
+from legacy_bus.context import ACTIVE, HandlerContext
+from legacy_bus.dispatch import Dispatch
 from legacy_bus.database import dispatch_writes
-from legacy_bus.effects import _ACTIVE, EffectPort, Sandbox
+from legacy_bus.effects import EffectPort, Sandbox
 from legacy_bus.event import Event
 from legacy_bus.records import ErrorInfo, Step
 from legacy_bus.state import InMemoryStateStore, StateStore
@@ -181,11 +181,15 @@ class ObservedBus(PortsMixin):
         """Async twin of ``dispatch``: the library's publish call is synchronous, so it runs inline."""
         return self.dispatch(event, sandbox=sandbox, states=states, capture=capture)
 
-    # -- the two hooks -----------------------------------------------------------------
+    # -- the two hooks a subclass patches into the library ------------------------------
 
-    def _publish(self, message: Any, original: Callable[[], Any]) -> Any:
-        """The app's publish call: a root dispatch, a nested emit on the legacy path, or a child in a graph node."""
-        ctx = _ACTIVE.get()
+    def observe_publish(self, message: Any, original: Callable[[], Any]) -> Any:
+        """Hook for the app's publish call (``original`` runs the library's own): a root dispatch, a nested emit, or a graph node's child.
+
+        A subclass routes the library's publish call (``emit`` / ``send``) of
+        ``message`` (in the codec's form) through here and returns what this returns.
+        """
+        ctx = ACTIVE.get()
         if ctx is None or ctx.bus is not self:
             if _OBSERVING.get() is not None or ctx is not None:
                 return original()  # another bus's dispatch is running: not ours to observe
@@ -205,12 +209,21 @@ class ObservedBus(PortsMixin):
         finally:
             obs.event, obs.depth = outer, outer_depth
 
+    def observed_event(self) -> Event | None:
+        """The event whose listeners the library is calling now in this bus's dispatch (None when none runs here)."""
+        obs = _OBSERVING.get()
+        return None if obs is None or obs.bus is not self else obs.event
+
     def _value(self, dispatch: Dispatch) -> Any:
         """What the app's publish call returns, from a dispatch (the library's own value on the legacy path)."""
         return dispatch.value
 
-    def _observe(self, listener: Callable[..., Any], call: Callable[[], Any]) -> Any:
-        """Run one listener call the library makes, recording it as a step of the running dispatch."""
+    def observe_listener(self, listener: Callable[..., Any], call: Callable[[], Any]) -> Any:
+        """Hook for one listener call inside the library's loop: ``call()`` runs, recorded as a step of the running dispatch.
+
+        A subclass routes the library's per-listener call through here (``listener``
+        is the function the app registered, ``call`` makes the library's own call).
+        """
         obs = _OBSERVING.get()
         if obs is None or obs.bus is not self:
             return call()
@@ -220,7 +233,7 @@ class ObservedBus(PortsMixin):
         ctx = HandlerContext(self, sub.name, event, state, depth)
         index = len(obs.steps)
         obs.steps.append(None)  # reserved: steps are listed in the order listeners start
-        token = _ACTIVE.set(ctx)
+        token = ACTIVE.set(ctx)
         started = perf_counter()
         exc: BaseException | None = None
         try:
@@ -229,7 +242,7 @@ class ObservedBus(PortsMixin):
             exc = e
             raise
         finally:
-            _ACTIVE.reset(token)
+            ACTIVE.reset(token)
             # An exception propagating out of a nested emit is the nested listener's, not this one's.
             own = exc if exc is not None and id(exc) not in obs.raised else None
             if exc is not None:

@@ -18,9 +18,9 @@ from typing import Any
 
 from migration_errors import ConfigurationError
 
-from legacy_bus.adapters import served
-from legacy_bus.adapters.observed import _OBSERVING, ObservedBus
-from legacy_bus.bus import Dispatch
+import legacy_bus.adapters.served as served
+from legacy_bus.adapters.observed import ObservedBus
+from legacy_bus.dispatch import Dispatch
 from legacy_bus.codec import CallCodec
 from legacy_bus.state import StateStore
 
@@ -48,19 +48,22 @@ class PyeeBus(ObservedBus):
         def emit(event: str, *args: Any, **kwargs: Any) -> Any:
             if event in INTERNAL:
                 return bus._emit(event, *args, **kwargs)
-            return bus._publish((event, args, kwargs), lambda: bus._emit(event, *args, **kwargs))
+            return bus.observe_publish((event, args, kwargs), lambda: bus._emit(event, *args, **kwargs))
 
         def _emit_run(f: Callable[..., Any], args: Any, kwargs: Any) -> Any:
             listener = bus._listener_of(f)
             if listener is None:
                 return bus._run(f, args, kwargs)
-            return bus._observe(listener, lambda: bus._run(f, args, kwargs))
+            return bus.observe_listener(listener, lambda: bus._run(f, args, kwargs))
 
         emit.__wrapped__ = self._emit  # type: ignore[attr-defined]
         self._patch(emitter, "emit", emit)
         self._patch(emitter, "_emit_run", _emit_run)
         self._patch(emitter, "_migration_kit_bus", self)
 
+    # pyee's own internals, read under pyee's own lock: its public API cannot do this. ``event_names()``
+    # is a set (event order, and so node names, would change from run to run), and ``listeners()`` gives
+    # the registered functions, not what ``_emit_run`` receives (``once`` registers a wrapper).
     def _listeners(self) -> list[tuple[str, Callable[..., Any]]]:
         emitter = self.emitter
         with emitter._lock:
@@ -68,11 +71,11 @@ class PyeeBus(ObservedBus):
 
     def _listener_of(self, f: Callable[..., Any]) -> Callable[..., Any] | None:
         """The listener pyee registered under ``f`` (``once`` wraps it) for the event being observed."""
-        obs = _OBSERVING.get()
-        if obs is None or obs.bus is not self:
+        event = self.observed_event()
+        if event is None:
             return None
         with self.emitter._lock:
-            od = self.emitter._events.get(obs.event.type) or {}
+            od = self.emitter._events.get(event.type) or {}
             return next((k for k, v in od.items() if v is f), None)
 
     def _invoke(self, listener: Callable[..., Any], message: Any) -> Any:

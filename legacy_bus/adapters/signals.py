@@ -27,9 +27,9 @@ from typing import Any
 
 from migration_errors import ConfigurationError
 
-from legacy_bus.adapters import served
+import legacy_bus.adapters.served as served
 from legacy_bus.adapters.observed import ObservedBus
-from legacy_bus.bus import Dispatch
+from legacy_bus.dispatch import Dispatch
 from legacy_bus.codec import CallCodec, decode
 from legacy_bus.event import Event
 from legacy_bus.state import StateStore
@@ -81,12 +81,12 @@ class _SignalBus(ObservedBus):
         if self.library == "django":
 
             def patched_send(sender: Any, **kwargs: Any) -> Any:  # Django's send(sender, **named)
-                return bus._publish((sname, (sender,), kwargs), lambda: _unwrap(send(sender=sender, **kwargs)))
+                return bus.observe_publish((sname, (sender,), kwargs), lambda: _unwrap(send(sender=sender, **kwargs)))
 
         else:
 
             def patched_send(sender: Any = None, /, **kwargs: Any) -> Any:  # blinker's send(sender=None, /, **kwargs)
-                return bus._publish((sname, (sender,), kwargs), lambda: _unwrap(send(sender, **kwargs)))
+                return bus.observe_publish((sname, (sender,), kwargs), lambda: _unwrap(send(sender, **kwargs)))
 
         patched_send.__wrapped__ = send  # type: ignore[attr-defined]
         self._patch(signal, "send", patched_send)
@@ -99,7 +99,7 @@ class _SignalBus(ObservedBus):
         bus = self
 
         def observed(*args: Any, **kwargs: Any) -> Any:
-            return bus._observe(receiver, lambda: receiver(*args, **kwargs))
+            return bus.observe_listener(receiver, lambda: receiver(*args, **kwargs))
 
         observed.__wrapped_receiver__ = receiver  # type: ignore[attr-defined]
         return observed

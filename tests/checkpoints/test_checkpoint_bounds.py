@@ -10,7 +10,7 @@ import redis
 from langgraph.graph import END, START, StateGraph
 
 from checkpoints import RedisSaver
-from checkpoints import redis_saver as saver_module
+from checkpoints import core as saver_module
 
 
 class Count(TypedDict):

@@ -164,7 +164,7 @@ def test_key_prefix_is_honoured_and_isolates_savers(redis_url: str) -> None:
 
 
 def test_key_layout_matches_the_documented_scheme(redis_url: str) -> None:
-    """The keys and their types are the ones listed at the top of checkpoints/redis_saver.py."""
+    """The keys and their types are the ones listed at the top of checkpoints/core.py."""
     admin = redis.Redis.from_url(redis_url)
     saver = RedisSaver.from_url(redis_url)
     config = {"configurable": {"thread_id": "layout", "checkpoint_ns": "child:1"}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import operator
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -85,7 +86,9 @@ def test_with_a_key_redis_holds_no_plaintext_and_the_graph_resumes(redis_url: st
     raw = raw_redis_bytes(redis_url)
     assert len(raw) > 500  # checkpoints, blobs and writes are there ...
     assert MARKER.encode() not in raw  # ... but the card number is not, in any encoding LangGraph uses
-    assert b"4111" not in raw
+    # Channel versions are plaintext by design ("<32-digit counter>.<random fraction>", in keys and in the
+    # checkpoint's blob list); their random digits may hold "4111", so they are left out of this check.
+    assert b"4111" not in re.sub(rb"\d{32}\.\d\.\d+", b"", raw)
 
     monkeypatch.setenv("MIGRATION_KIT_CHECKPOINT_KEY", base64.b64encode(KEY).decode())
     with RedisSaver.from_conn_string(redis_url) as saver:

@@ -1,4 +1,4 @@
-"""What every adapter offers besides dispatch: effect ports, declared databases and a read of saga state."""
+"""What every bus offers besides dispatch (``EventBus`` and the adapters): effect ports, declared databases, a read of saga state."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ __all__ = ["PortsMixin"]
 
 
 class PortsMixin(DatabasesMixin):
-    """``effect`` / ``ports`` / ``database`` / ``state_for`` as ``EventBus`` has them (needs ``name``, ``_ports``, ``state_store``)."""
+    """``effect`` / ``ports`` / ``database`` / ``state_for``, written once for every bus (needs ``name``, ``_ports``, ``state_store``)."""
 
     name: str
     state_store: StateStore
@@ -28,7 +28,12 @@ class PortsMixin(DatabasesMixin):
         return dict(self._ports)
 
     def effect(self, name: str, stub: Any = None) -> Callable[[Callable[..., Any]], EffectPort]:
-        """Mark a function as a side-effect port, as ``EventBus.effect`` does (a plain ``EffectPort`` works too)."""
+        """Mark a function as a side-effect port (payment, e-mail, HTTP, DB write).
+
+        Handlers call the returned port exactly as they called the function.
+        ``stub`` answers sandboxed calls that have no recorded response: a
+        value (copied) or a callable taking the call's arguments.
+        """
 
         def decorate(fn: Callable[..., Any]) -> EffectPort:
             if name in self._ports:
