@@ -274,7 +274,7 @@ def _run_replay(args: argparse.Namespace, log: str, *, resume: bool, migration: 
     try:
         _refuse_overwrite(_outputs(args), {"the event log": log, "the store": _store_file(migration)})
         migration.replay_started(log)  # so `resume` finds it even if this process dies before its first save
-    except BaseException:
+    except BaseException:  # re-raised: the store is closed on the way out
         migration.close()
         raise
     stop = threading.Event()
@@ -525,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:  # noqa: BLE001, S110 - a closed stream: nothing more to write
+            except (OSError, ValueError):  # noqa: S110 - a closed stream or a broken pipe: nothing more to write
                 pass
         sys.stdout, sys.stderr = out, err
 
@@ -555,7 +555,7 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    except Exception as exc:
+    except Exception as exc:  # translated: one escaped line and exit 2 (the traceback with --debug)
         if args.debug:
             raise
         print(f"migration-kit: unexpected error: {type(exc).__name__}: {one_line(exc)[:500]} (run with --debug for the traceback)", file=sys.stderr)
