@@ -302,16 +302,15 @@ class _TapCore:
     """What the tap does around one live root publish, sans I/O: shared by the sync and async drivers.
 
     The drivers (``ShadowHandle._install``) make the calls: the legacy
-    dispatch, the saga's lock, the candidate run. This decides whether a
-    dispatch is tapped, takes the saga state and trace context from before
-    it, builds the stream entry, queues it (never blocking: a full queue
-    sheds) and gives the caller the legacy path's own result or exception.
+    dispatch, the saga's lock, the candidate run. This takes the saga state
+    and trace context from before the dispatch, builds the stream entry,
+    queues it (never blocking: a full queue sheds) and gives the caller the
+    legacy path's own result or exception.
     """
 
-    __slots__ = ("bus", "count", "count_served", "faults", "handle", "peek", "put")
+    __slots__ = ("bus", "count", "count_served", "faults", "peek", "put")
 
     def __init__(self, handle: ShadowHandle) -> None:
-        self.handle = handle
         self.peek = handle.bus.state_store.peek
         self.put = handle._queue.put_nowait
         self.count = handle._count
@@ -319,22 +318,11 @@ class _TapCore:
         self.faults = handle.faults
         self.bus = handle.bus
 
-    def bypass(self, sandbox: Any, states: Any) -> bool:
-        """True when the dispatch is not tapped: the tap is off, or it is not a live root dispatch."""
-        # Only live, authoritative root dispatches are tapped: not the migration's own sandboxed
-        # runs, and not a dispatch started while any handler runs (publishes inside a cascade never
-        # get here; a dispatch nested in a handler is part of that handler's work).
-        return not self.handle._on or sandbox is not None or states is not None or current_sandbox() is not None or in_handler()
-
-    def state_before(self, event: Event) -> dict[str, Any] | None:
-        """A copy of the saga's state before the event (None when it has none)."""
-        before = self.peek(event.saga_key)
-        return _snapshot(before) if before else None
-
     def context(self, event: Event) -> tuple[dict[str, Any] | None, str | None] | None:
         """(state before, traceparent) for an unlocked legacy dispatch; None (shed, counted) if it cannot be taken."""
         try:
-            return self.state_before(event), _traceparent()
+            before = self.peek(event.saga_key)
+            return (_snapshot(before) if before else None), _traceparent()
         except Exception as exc:  # noqa: BLE001 - swallowed: the tap must never break the live path
             self.count(shed=1)
             self.faults.raised("tap.snapshot", exc)
@@ -343,12 +331,17 @@ class _TapCore:
     def locked_context(self, event: Event) -> tuple[dict[str, Any] | None, str | None]:
         """(state before, traceparent) under the saga's lock (a failure there is the store's, and propagates)."""
         tp = _traceparent()
-        return self.state_before(event), tp
+        before = self.peek(event.saga_key)
+        return (_snapshot(before) if before else None), tp
 
-    def fast(self, result: Dispatch, ctx: tuple[Any, Any]) -> tuple[Dispatch, tuple[Any, ...]]:
-        """Legacy served on the fast path (no lock): count it, and its entry."""
+    def fast(self, plan: Any, result: Dispatch, ctx: tuple[Any, Any], capture: bool) -> Dispatch:
+        """Legacy served on the fast path (no lock): count it, queue its entry, return its result (the hot path)."""
         self.count_served("legacy", None)
-        return result, (result, ctx[0], ctx[1], time.time())
+        if plan.shadow:
+            self.enqueue((result, ctx[0], ctx[1], time.time()))
+        if result.exception is not None and not capture and self.bus.on_error == "raise":
+            raise result.exception
+        return result
 
     @staticmethod
     def entry(result: Dispatch, ctx: tuple[Any, Any]) -> tuple[Dispatch, tuple[Any, ...]]:
@@ -362,20 +355,24 @@ class _TapCore:
         return result, (outcome, before, tp, time.time())
 
     def finish(self, plan: Any, served: tuple[Dispatch, tuple[Any, ...]], capture: bool) -> Dispatch:
-        """Queue the entry when the plan shadows, then return the result (or raise the handler's own exception)."""
+        """After the saga's lock: queue the entry when the plan shadows, return the result (or raise the handler's own exception)."""
         result, item = served
         if plan.shadow:
-            try:
-                self.put(item)
-                self.count(tapped=1)
-            except queue.Full:
-                self.count(tapped=1, shed=1)
-            except Exception as exc:  # noqa: BLE001 - swallowed: the tap must never break the live path
-                self.count(tapped=1, shed=1)
-                self.faults.raised("tap.enqueue", exc)
+            self.enqueue(item)
         if result.exception is not None and not capture and self.bus.on_error == "raise":
             raise result.exception
         return result
+
+    def enqueue(self, item: tuple[Any, ...]) -> None:
+        """Hand an entry to the sender without ever blocking: a full queue sheds it (counted)."""
+        try:
+            self.put(item)
+            self.count(tapped=1)
+        except queue.Full:
+            self.count(tapped=1, shed=1)
+        except Exception as exc:  # noqa: BLE001 - swallowed: the tap must never break the live path
+            self.count(tapped=1, shed=1)
+            self.faults.raised("tap.enqueue", exc)
 
 
 class ShadowHandle:
@@ -487,22 +484,27 @@ class ShadowHandle:
         original_dispatch = bus.dispatch
         original_adispatch = bus.adispatch
         core = _TapCore(self)
-        bypass, context, fast, entry, finish = core.bypass, core.context, core.fast, core.entry, core.finish
+        context, fast, entry, finish = core.context, core.fast, core.entry, core.finish
+        handle = self
         cutover = self.cutover
         planned, prepare, locks = cutover.plan, cutover.prepare, cutover.ledger.locks
         run_candidate, arun_candidate = cutover.run_candidate, cutover.arun_candidate
 
         # The two drivers only make the calls (the legacy dispatch, the saga's lock, the candidate
         # run), plain or awaited; what happens around them is decided once, in _TapCore.
+        # Only live, authoritative root dispatches are tapped: not the migration's own sandboxed
+        # runs, and not a dispatch started while any handler runs (publishes inside a cascade never
+        # get here; a dispatch nested in a handler is part of that handler's work). The test is
+        # written out in each driver, not called: it runs on every publish.
         def dispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
-            if bypass(sandbox, states):
+            if not handle._on or sandbox is not None or states is not None or current_sandbox() is not None or in_handler():
                 return original_dispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
             if plan.fast:
                 ctx = context(event)
                 if ctx is None:
                     return original_dispatch(event, capture=capture)
-                return finish(plan, fast(original_dispatch(event, capture=True), ctx), capture)
+                return fast(plan, original_dispatch(event, capture=True), ctx, capture)
             with locks.hold(event.saga_key):
                 prepare(event, plan)
                 if plan.side == "legacy":
@@ -514,14 +516,14 @@ class ShadowHandle:
             return finish(plan, served, capture)
 
         async def adispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
-            if bypass(sandbox, states):
+            if not handle._on or sandbox is not None or states is not None or current_sandbox() is not None or in_handler():
                 return await original_adispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
             if plan.fast:
                 ctx = context(event)
                 if ctx is None:
                     return await original_adispatch(event, capture=capture)
-                return finish(plan, fast(await original_adispatch(event, capture=True), ctx), capture)
+                return fast(plan, await original_adispatch(event, capture=True), ctx, capture)
             # The saga's lock is released whatever cancels this task: a waiter that is
             # cancelled never holds it, and a store call cut off by a cancellation keeps it
             # until that call's thread returns (migration_kit.live.locks).
@@ -738,7 +740,8 @@ def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
     Idempotent: while a handle of this migration is active on the bus it is
     returned again. Options: ``queue_size``, ``batch``, ``maxlen``, ``timeout``, ``gc_freeze``
     (default True: ``gc.freeze()`` once at attach, so full collections skip the heap the process
-    had then and the queued entries cannot make them long).
+    had then and the queued entries cannot make them long), ``redactor`` (the migration's, which
+    masks every entry) and ``faults`` (the hook the tap's swallowed failures go through).
     """
     from redis_connect.urls import scheme_of
 
