@@ -56,7 +56,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -74,9 +74,6 @@ from migration_kit.observe.redaction import Redactor, redactor_for, redactor_nam
 from migration_kit.compare.state_delta import delta, patched
 from migration_kit.types import Side
 
-if TYPE_CHECKING:
-    from migration_kit.migration import Migration
-
 __all__ = [
     "ENTRY_VERSION",
     "GROUP",
@@ -84,6 +81,7 @@ __all__ = [
     "ShadowEntry",
     "ShadowHandle",
     "ShadowKeys",
+    "TapOwner",
     "attach",
     "decode_entry",
     "encode_entry",
@@ -96,6 +94,13 @@ ENTRY_VERSION = 1
 GROUP = "mk-workers"
 FIELD = b"d"
 COUNTERS = ("compared", "divergent", "errors", "dead", "shed")
+
+
+class TapOwner(Protocol):
+    """What the tap needs of a migration: its name and live bus (the rest is ``Cutover``'s to read)."""
+
+    name: str
+    legacy: EventBus
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +395,7 @@ class ShadowHandle:
 
     def __init__(
         self,
-        migration: Migration,
+        migration: TapOwner,
         url: str,
         *,
         queue_size: int = 10_000,
@@ -428,7 +433,7 @@ class ShadowHandle:
         self._previous: dict[str, Any] = {}
         self._drain_deadline = 0.0
         self._unsent = 0
-        self.cutover = Cutover(migration, self.bus)
+        self.cutover = Cutover(migration, self.bus)  # type: ignore[arg-type]  # Cutover reads more of the migration
         self._settle_at = 0.0
         self._recovered = False
 
@@ -734,7 +739,7 @@ class ShadowHandle:
         self._count(sent=len(payloads))
 
 
-def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
+def attach(migration: TapOwner, url: str, **options: Any) -> ShadowHandle:
     """Hook ``migration.legacy`` and shadow its root publishes into the stream at ``url``.
 
     Idempotent: while a handle of this migration is active on the bus it is
@@ -765,7 +770,7 @@ def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
         return handle
 
 
-def active_handle(migration: Migration) -> ShadowHandle | None:
+def active_handle(migration: TapOwner) -> ShadowHandle | None:
     """The active tap of this migration on its bus, if any."""
     taps = _TAPS.get(migration.legacy)
     handle = taps.get(migration.name) if taps else None
