@@ -65,7 +65,7 @@ def check_legacy_bus(bus: Any, events: Iterable[Event]) -> None:
         )
         try:
             dispatch = bus.dispatch(event, sandbox=Sandbox(), states=OverlayStateStore(bus.state_store), capture=True)
-        except Exception as exc:  # noqa: BLE001 - the clause is exactly that it must not raise
+        except Exception as exc:  # noqa: BLE001 - translated: the clause is exactly that it must not raise
             raise AssertionError(f"dispatch(capture=True) raised {type(exc).__name__}: {exc}") from exc
         assert len(dispatch.emitted) == len(dispatch.emitted_by), "every emitted event needs the handler that emitted it"
         known = {event.id} | {e.id for e in dispatch.emitted}

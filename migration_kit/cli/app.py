@@ -44,7 +44,7 @@ def load_app(spec: str, *, store: str | None = None, default_store: str | None =
                 f"--app {spec}: no module named {exc.name!r} (run from the project's root directory, or check the spelling)"
             ) from None
         raise AppNotFound(f"--app {spec}: importing {module_name!r} failed: {exc}{_where(exc)}") from None
-    except Exception as exc:
+    except Exception as exc:  # translated: the user's module failed to import
         raise AppNotFound(f"--app {spec}: importing {module_name!r} failed: {type(exc).__name__}: {exc}{_where(exc)}") from None
     target: Any = module
     for part in attr.split("."):
@@ -59,7 +59,7 @@ def load_app(spec: str, *, store: str | None = None, default_store: str | None =
             target = _call_factory(target, store)
         except ConfigurationError as exc:
             raise AppNotFound(f"--app {spec}: {exc}") from None
-        except Exception as exc:
+        except Exception as exc:  # translated: the user's factory failed
             raise AppNotFound(f"--app {spec}: calling {attr}() failed: {type(exc).__name__}: {exc}{_where(exc)}") from None
         if not isinstance(target, Migration):
             raise AppNotFound(f"--app {spec}: {attr}() returned a {type(target).__name__}, not a Migration")

@@ -84,7 +84,7 @@ class SagaLock:
             self._waiters.append(waiter)
         try:
             await fut
-        except BaseException:
+        except BaseException:  # re-raised: a cancelled or failed wait leaves no trace in the lock
             with self._mu:
                 if waiter in self._waiters:  # still queued: leave the queue
                     self._waiters.remove(waiter)
@@ -166,7 +166,7 @@ class SagaLocks:
         lock = self._enter(saga)
         try:
             lock.acquire()
-        except BaseException:
+        except BaseException:  # re-raised: a cancelled or failed wait leaves no trace in the lock
             self._leave(saga, lock)
             raise
         try:
@@ -180,7 +180,7 @@ class SagaLocks:
         lock = self._enter(saga)
         try:
             await lock.aacquire()
-        except BaseException:
+        except BaseException:  # re-raised: a cancelled or failed wait leaves no trace in the lock
             self._leave(saga, lock)
             raise
         held = Held(saga)

@@ -23,6 +23,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from migration_kit.observe.faults import Faults
+
 __all__ = ["PRUNE_EVERY", "ThreadPruner"]
 
 #: Events served on a saga's thread between two prunes.
@@ -32,9 +34,13 @@ TRACKED_THREADS = 10_000
 
 
 class ThreadPruner:
-    """Prunes a saga's long-lived thread to its newest checkpoint every ``every`` events."""
+    """Prunes a saga's long-lived thread to its newest checkpoint every ``every`` events.
 
-    def __init__(self, every: int = PRUNE_EVERY, *, tracked: int = TRACKED_THREADS) -> None:
+    A failed prune is counted (``failed``) and handed to ``faults`` (operation ``pruning.prune``).
+    """
+
+    def __init__(self, every: int = PRUNE_EVERY, *, tracked: int = TRACKED_THREADS, faults: Faults | None = None) -> None:
+        self.faults = faults if faults is not None else Faults()
         self.every = max(1, every)
         self.tracked = tracked
         self._counts: OrderedDict[str, int] = OrderedDict()
@@ -63,7 +69,8 @@ class ThreadPruner:
             saver.prune([thread], strategy="keep_latest")
         except NotImplementedError:
             self.unsupported = True
-        except Exception:  # noqa: BLE001 - the event is served and checkpointed; pruning waits for the next turn
+        except Exception as exc:  # noqa: BLE001 - swallowed: the event is served and checkpointed; pruning waits for the next turn
             self.failed += 1
+            self.faults.raised("pruning.prune", exc)
         else:
             self.pruned += 1

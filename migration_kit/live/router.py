@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from migration_kit.decide.phases import PhaseControl, PhaseState
+from migration_kit.observe.faults import Faults
 from migration_kit.types import Side
 
 __all__ = ["PhaseView", "Router", "Seen", "route_point"]
@@ -62,6 +63,7 @@ class PhaseView:
         every: seconds between refreshes.
         bound: seconds after which a view that failed to refresh is stale.
         name: names the refresher thread.
+        faults: receives each failed read (operation ``router.refresh``), besides ``failures``.
     """
 
     def __init__(
@@ -72,7 +74,9 @@ class PhaseView:
         every: float = 0.25,
         bound: float = 1.0,
         name: str = "migration",
+        faults: Faults | None = None,
     ) -> None:
+        self.faults = faults if faults is not None else Faults()
         self._read_phase = read_phase
         self._read_hint = read_hint
         self.every = every
@@ -113,9 +117,10 @@ class PhaseView:
         try:
             state = self._read_phase()
             hint = bool(self._read_hint())
-        except Exception as exc:  # noqa: BLE001 - the store is down or unreadable: keep the last phase
+        except Exception as exc:  # noqa: BLE001 - swallowed: the store is down or unreadable: keep the last phase
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+            self.faults.raised("router.refresh", exc)
             span = trace.get_current_span()
             if not span.get_span_context().is_valid:
                 with _tracer.start_as_current_span("migration.phase_refresh") as span:

@@ -56,7 +56,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -69,12 +69,10 @@ from redis_connect.urls import mask_url
 
 from migration_kit.live.cutover import Cutover
 from migration_kit.compare.outcome import Outcome
-from migration_kit.observe.redaction import redactor_for, redactor_named
+from migration_kit.observe.faults import Faults
+from migration_kit.observe.redaction import Redactor, redactor_for, redactor_named
 from migration_kit.compare.state_delta import delta, patched
 from migration_kit.types import Side
-
-if TYPE_CHECKING:
-    from migration_kit.migration import Migration
 
 __all__ = [
     "ENTRY_VERSION",
@@ -83,6 +81,7 @@ __all__ = [
     "ShadowEntry",
     "ShadowHandle",
     "ShadowKeys",
+    "TapOwner",
     "attach",
     "decode_entry",
     "encode_entry",
@@ -95,6 +94,13 @@ ENTRY_VERSION = 1
 GROUP = "mk-workers"
 FIELD = b"d"
 COUNTERS = ("compared", "divergent", "errors", "dead", "shed")
+
+
+class TapOwner(Protocol):
+    """What the tap needs of a migration: its name and live bus (the rest is ``Cutover``'s to read)."""
+
+    name: str
+    legacy: EventBus
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,15 +193,16 @@ def encode_entry(
     traceparent: str | None,
     tapped_at: float,
     *,
-    redactor: Any = None,
+    redactor: Redactor | None = None,
 ) -> bytes:
     """One stream entry as JSON bytes, redacted (run in the sender thread, off the live path).
 
     ``dispatch`` is the legacy path's ``Dispatch`` when it served, or the
     candidate's ``Outcome`` when the candidate served for real. The entry
-    leaves the process, so it is masked by ``redactor`` (default: the one
-    registered for the migration of that name, see
-    ``migration_kit.observe.redaction``): workers compare masked values.
+    leaves the process, so it is masked by ``redactor``, the migration's
+    (``migration_kit.observe.redaction``): workers compare masked values.
+    Without one, the one registered for the migration of that name
+    (transitional, until every caller passes its redactor).
     """
     outcome = dispatch if isinstance(dispatch, Outcome) else Outcome.from_dispatch(dispatch)
     doc = {
@@ -209,7 +216,7 @@ def encode_entry(
         "tapped_at": tapped_at,
     }
     if redactor is None:
-        redactor = redactor_named(migration)
+        redactor = redactor_named(migration)  # the facade's job: pass redactor= (the by-name registry goes then)
     masked = redactor.entry(doc)
     before, record = masked.get("state_before"), masked.get(outcome.path)
     if isinstance(before, dict) and before and isinstance(record, dict) and isinstance(record.get("state"), dict):
@@ -296,6 +303,83 @@ def _traceparent() -> str | None:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
+class _TapCore:
+    """What the tap does around one live root publish, sans I/O: shared by the sync and async drivers.
+
+    The drivers (``ShadowHandle._install``) make the calls: the legacy
+    dispatch, the saga's lock, the candidate run. This takes the saga state
+    and trace context from before the dispatch, builds the stream entry,
+    queues it (never blocking: a full queue sheds) and gives the caller the
+    legacy path's own result or exception.
+    """
+
+    __slots__ = ("bus", "count", "count_served", "faults", "peek", "put")
+
+    def __init__(self, handle: ShadowHandle) -> None:
+        self.peek = handle.bus.state_store.peek
+        self.put = handle._queue.put_nowait
+        self.count = handle._count
+        self.count_served = handle.cutover._count
+        self.faults = handle.faults
+        self.bus = handle.bus
+
+    def context(self, event: Event) -> tuple[dict[str, Any] | None, str | None] | None:
+        """(state before, traceparent) for an unlocked legacy dispatch; None (shed, counted) if it cannot be taken."""
+        try:
+            before = self.peek(event.saga_key)
+            return (_snapshot(before) if before else None), _traceparent()
+        except Exception as exc:  # noqa: BLE001 - swallowed: the tap must never break the live path
+            self.count(shed=1)
+            self.faults.raised("tap.snapshot", exc)
+            return None
+
+    def locked_context(self, event: Event) -> tuple[dict[str, Any] | None, str | None]:
+        """(state before, traceparent) under the saga's lock (a failure there is the store's, and propagates)."""
+        tp = _traceparent()
+        before = self.peek(event.saga_key)
+        return (_snapshot(before) if before else None), tp
+
+    def fast(self, plan: Any, result: Dispatch, ctx: tuple[Any, Any], capture: bool) -> Dispatch:
+        """Legacy served on the fast path (no lock): count it, queue its entry, return its result (the hot path)."""
+        self.count_served("legacy", None)
+        if plan.shadow:
+            self.enqueue((result, ctx[0], ctx[1], time.time()))
+        if result.exception is not None and not capture and self.bus.on_error == "raise":
+            raise result.exception
+        return result
+
+    @staticmethod
+    def entry(result: Dispatch, ctx: tuple[Any, Any]) -> tuple[Dispatch, tuple[Any, ...]]:
+        """Legacy served under the lock: its result and its entry."""
+        return result, (result, ctx[0], ctx[1], time.time())
+
+    @staticmethod
+    def candidate_entry(ran: tuple[Dispatch, Outcome, Any], tp: str | None) -> tuple[Dispatch, tuple[Any, ...]]:
+        """The candidate served for real: what the caller gets, and the entry of its outcome."""
+        result, outcome, before = ran
+        return result, (outcome, before, tp, time.time())
+
+    def finish(self, plan: Any, served: tuple[Dispatch, tuple[Any, ...]], capture: bool) -> Dispatch:
+        """After the saga's lock: queue the entry when the plan shadows, return the result (or raise the handler's own exception)."""
+        result, item = served
+        if plan.shadow:
+            self.enqueue(item)
+        if result.exception is not None and not capture and self.bus.on_error == "raise":
+            raise result.exception
+        return result
+
+    def enqueue(self, item: tuple[Any, ...]) -> None:
+        """Hand an entry to the sender without ever blocking: a full queue sheds it (counted)."""
+        try:
+            self.put(item)
+            self.count(tapped=1)
+        except queue.Full:
+            self.count(tapped=1, shed=1)
+        except Exception as exc:  # noqa: BLE001 - swallowed: the tap must never break the live path
+            self.count(tapped=1, shed=1)
+            self.faults.raised("tap.enqueue", exc)
+
+
 class ShadowHandle:
     """An attached tap: the live bus's hook, the bounded queue and the sender thread.
 
@@ -303,11 +387,15 @@ class ShadowHandle:
     class's own again), sends what is queued (for up to ``timeout`` seconds)
     and stops the sender. Counts: ``tapped`` = ``sent`` + ``shed`` + what is
     still queued.
+
+    ``redactor`` masks every entry before it leaves the process (the
+    migration's, built once by the facade); ``faults`` receives every failure
+    the tap swallows (``migration_kit.observe.faults``).
     """
 
     def __init__(
         self,
-        migration: Migration,
+        migration: TapOwner,
         url: str,
         *,
         queue_size: int = 10_000,
@@ -315,8 +403,13 @@ class ShadowHandle:
         maxlen: int = 100_000,
         timeout: float = 1.0,
         gc_freeze: bool = True,
+        redactor: Redactor | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.gc_freeze = gc_freeze
+        # the facade's job: pass redactor= (built once); redactor_for() is the transitional lookup
+        self.redactor = redactor if redactor is not None else redactor_for(migration)
+        self.faults = faults if faults is not None else Faults(redactor=self.redactor)
         self.migration_name = migration.name
         self.bus = migration.legacy
         self.url = url
@@ -340,8 +433,7 @@ class ShadowHandle:
         self._previous: dict[str, Any] = {}
         self._drain_deadline = 0.0
         self._unsent = 0
-        self.cutover = Cutover(migration, self.bus)
-        self.redactor = redactor_for(migration)
+        self.cutover = Cutover(migration, self.bus)  # type: ignore[arg-type]  # Cutover reads more of the migration
         self._settle_at = 0.0
         self._recovered = False
 
@@ -396,97 +488,59 @@ class ShadowHandle:
         bus = self.bus
         original_dispatch = bus.dispatch
         original_adispatch = bus.adispatch
+        core = _TapCore(self)
+        context, fast, entry, finish = core.context, core.fast, core.entry, core.finish
         handle = self
-        put = self._queue.put_nowait
-        full = queue.Full
-
         cutover = self.cutover
+        planned, prepare, locks = cutover.plan, cutover.prepare, cutover.ledger.locks
+        run_candidate, arun_candidate = cutover.run_candidate, cutover.arun_candidate
 
-        planned = cutover.plan
-        locks = cutover.ledger.locks
-
-        def state_before(event: Event) -> dict[str, Any] | None:
-            before = bus.state_store.peek(event.saga_key)
-            return _snapshot(before) if before else None
-        count_served = cutover._count
-
-        def shadow(item: tuple[Any, ...]) -> None:
-            try:
-                put(item)
-                handle._count(tapped=1)
-            except full:
-                handle._count(tapped=1, shed=1)
-            except Exception:  # noqa: BLE001
-                handle._count(tapped=1, shed=1)
-
+        # The two drivers only make the calls (the legacy dispatch, the saga's lock, the candidate
+        # run), plain or awaited; what happens around them is decided once, in _TapCore.
+        # Only live, authoritative root dispatches are tapped: not the migration's own sandboxed
+        # runs, and not a dispatch started while any handler runs (publishes inside a cascade never
+        # get here; a dispatch nested in a handler is part of that handler's work). The test is
+        # written out in each driver, not called: it runs on every publish.
         def dispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
-            # Only live, authoritative root dispatches are tapped: not the
-            # migration's own sandboxed runs, and not a dispatch started while
-            # any handler runs (publishes inside a cascade never get here;
-            # a dispatch nested in a handler is part of that handler's work).
             if not handle._on or sandbox is not None or states is not None or current_sandbox() is not None or in_handler():
                 return original_dispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
             if plan.fast:
-                try:
-                    before, tp = state_before(event), _traceparent()
-                except Exception:  # noqa: BLE001 - the tap must never break the live path
-                    handle._count(shed=1)
+                ctx = context(event)
+                if ctx is None:
                     return original_dispatch(event, capture=capture)
-                result = original_dispatch(event, capture=True)
-                count_served("legacy", None)
-                if plan.shadow:
-                    shadow((result, before, tp, time.time()))
-            else:
-                with locks.hold(event.saga_key):
-                    cutover.prepare(event, plan)
+                return fast(plan, original_dispatch(event, capture=True), ctx, capture)
+            with locks.hold(event.saga_key):
+                prepare(event, plan)
+                if plan.side == "legacy":
+                    ctx = core.locked_context(event)
+                    served = entry(original_dispatch(event, capture=True), ctx)
+                else:
                     tp = _traceparent()
-                    if plan.side == "legacy":
-                        before = state_before(event)
-                        result = original_dispatch(event, capture=True)
-                        item: tuple[Any, ...] = (result, before, tp, time.time())
-                    else:
-                        result, outcome, before = cutover.run_candidate(event, True)
-                        item = (outcome, before, tp, time.time())
-                if plan.shadow:
-                    shadow(item)
-            if result.exception is not None and not capture and bus.on_error == "raise":
-                raise result.exception
-            return result
+                    served = core.candidate_entry(run_candidate(event, True), tp)
+            return finish(plan, served, capture)
 
         async def adispatch(event: Event, *, sandbox: Any = None, states: Any = None, capture: bool = False) -> Dispatch:
             if not handle._on or sandbox is not None or states is not None or current_sandbox() is not None or in_handler():
                 return await original_adispatch(event, sandbox=sandbox, states=states, capture=capture)
             plan = planned(event)
             if plan.fast:
-                try:
-                    before, tp = state_before(event), _traceparent()
-                except Exception:  # noqa: BLE001
-                    handle._count(shed=1)
+                ctx = context(event)
+                if ctx is None:
                     return await original_adispatch(event, capture=capture)
-                result = await original_adispatch(event, capture=True)
-                count_served("legacy", None)
-                if plan.shadow:
-                    shadow((result, before, tp, time.time()))
-            else:
-                # The saga's lock is released whatever cancels this task: a waiter that is
-                # cancelled never holds it, and a store call cut off by a cancellation keeps it
-                # until that call's thread returns (migration_kit.live.locks).
-                async with locks.ahold(event.saga_key) as held:
-                    await held.run(cutover.prepare, event, plan)
+                return fast(plan, await original_adispatch(event, capture=True), ctx, capture)
+            # The saga's lock is released whatever cancels this task: a waiter that is
+            # cancelled never holds it, and a store call cut off by a cancellation keeps it
+            # until that call's thread returns (migration_kit.live.locks).
+            async with locks.ahold(event.saga_key) as held:
+                await held.run(prepare, event, plan)
+                if plan.side == "legacy":
+                    ctx = core.locked_context(event)
+                    served = entry(await original_adispatch(event, capture=True), ctx)
+                else:
                     tp = _traceparent()
-                    if plan.side == "legacy":
-                        before = state_before(event)
-                        result = await original_adispatch(event, capture=True)
-                        item = (result, before, tp, time.time())
-                    else:
-                        result, outcome, before = await cutover.arun_candidate(event, True, held.run)
-                        item = (outcome, before, tp, time.time())
-                if plan.shadow:
-                    shadow(item)
-            if result.exception is not None and not capture and bus.on_error == "raise":
-                raise result.exception
-            return result
+                    served = core.candidate_entry(await arun_candidate(event, True, held.run), tp)
+            return finish(plan, served, capture)
 
         dispatch.__wrapped__ = original_dispatch  # type: ignore[attr-defined]
         adispatch.__wrapped__ = original_adispatch  # type: ignore[attr-defined]
@@ -550,8 +604,8 @@ class ShadowHandle:
         if client is not None:
             try:
                 client.close()
-            except Exception:  # noqa: BLE001, S110
-                pass
+            except Exception as exc:  # noqa: BLE001 - swallowed: best-effort cleanup
+                self.faults.raised("tap.close", exc)
         _LIVE.discard(self)
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -617,8 +671,9 @@ class ShadowHandle:
             if seen.phase == "rolled_back" and seen.candidate_sagas:
                 if c.ledger.may_have_candidate_sagas():
                     c.settle(reason="rolled back: handed back to legacy", by="rollback")
-        except Exception as exc:  # noqa: BLE001 - retried next time; events hand their saga back themselves
+        except Exception as exc:  # noqa: BLE001 - swallowed: retried next time; events hand their saga back themselves
             self.last_error = f"settle: {type(exc).__name__}: {exc}"
+            self.faults.raised("tap.settle", exc)
 
     def _run(self) -> None:
         backoff = 0.05
@@ -641,15 +696,16 @@ class ShadowHandle:
             try:
                 self._send(items)
                 backoff = 0.05
-            except Exception as exc:  # noqa: BLE001 - Redis slow or gone: shed, count, back off
+            except Exception as exc:  # noqa: BLE001 - swallowed: Redis slow or gone: shed, count, back off
                 self._count(shed=self._unsent)
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self.faults.raised("tap.send", exc)
                 client, self._client = self._client, None
                 if client is not None:
                     try:
                         client.close()
-                    except Exception:  # noqa: BLE001, S110
-                        pass
+                    except Exception as close_exc:  # noqa: BLE001 - swallowed: best-effort cleanup
+                        self.faults.raised("tap.close", close_exc)
                 retry_at = time.monotonic() + backoff
                 backoff = min(backoff * 2, 2.0)
             finally:
@@ -661,10 +717,11 @@ class ShadowHandle:
             _yield(0)  # a publisher waiting for the GIL gets it after one entry, not after the 5 ms switch interval
             try:
                 payloads.append(encode_entry(self.migration_name, dispatch, before, tp, at, redactor=self.redactor))
-            except Exception as exc:  # noqa: BLE001 - an unserializable outcome is shed, not fatal
+            except Exception as exc:  # noqa: BLE001 - swallowed: an unserializable outcome is shed, not fatal
                 self._count(shed=1)
                 root = dispatch.event if isinstance(dispatch, Outcome) else dispatch.root
                 self.last_error = f"cannot encode event {root.id}: {type(exc).__name__}: {exc}"
+                self.faults.raised("tap.encode", exc)
         self._unsent = len(payloads)  # the others were shed (and counted) already
         if self._client is None:
             self._client = self._connect()
@@ -682,13 +739,14 @@ class ShadowHandle:
         self._count(sent=len(payloads))
 
 
-def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
+def attach(migration: TapOwner, url: str, **options: Any) -> ShadowHandle:
     """Hook ``migration.legacy`` and shadow its root publishes into the stream at ``url``.
 
     Idempotent: while a handle of this migration is active on the bus it is
     returned again. Options: ``queue_size``, ``batch``, ``maxlen``, ``timeout``, ``gc_freeze``
     (default True: ``gc.freeze()`` once at attach, so full collections skip the heap the process
-    had then and the queued entries cannot make them long).
+    had then and the queued entries cannot make them long), ``redactor`` (the migration's, which
+    masks every entry) and ``faults`` (the hook the tap's swallowed failures go through).
     """
     from redis_connect.urls import scheme_of
 
@@ -712,7 +770,7 @@ def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
         return handle
 
 
-def active_handle(migration: Migration) -> ShadowHandle | None:
+def active_handle(migration: TapOwner) -> ShadowHandle | None:
     """The active tap of this migration on its bus, if any."""
     taps = _TAPS.get(migration.legacy)
     handle = taps.get(migration.name) if taps else None
@@ -724,8 +782,8 @@ def _close_all() -> None:  # entries still queued at exit are sent if Redis answ
     for handle in list(_LIVE):
         try:
             handle.close(timeout=1.0)
-        except Exception:  # noqa: BLE001, S110
-            pass
+        except Exception as exc:  # noqa: BLE001 - swallowed: best-effort cleanup at exit
+            handle.faults.raised("tap.close", exc)
 
 
 # -- reading the results -------------------------------------------------------------------------
@@ -750,7 +808,7 @@ def read_status(client: Any, keys: ShadowKeys) -> dict[str, Any]:
                 lag = len(client.xrange(keys.stream, min=f"({_text(last)}", count=100_000))
             else:
                 lag = int(lag_value)
-    except Exception as exc:  # noqa: BLE001 - no stream or group yet
+    except Exception as exc:  # noqa: BLE001 - classified: no stream or group yet is expected, the rest re-raised
         if "no such key" not in str(exc).lower():
             raise
     out["pending"] = pending + lag

@@ -556,6 +556,14 @@ def _secret_rx(secrets: tuple[str, ...]) -> re.Pattern[str]:
 
 
 # -- one redactor per migration ------------------------------------------------------------
+#
+# Transitional. The redactor is built once, by the facade (``Migration.redactor``), and handed to
+# each sink's constructor: ``Telemetry(redactor=)``, ``ShadowHandle`` / ``tap.attach(redactor=)``,
+# ``ReplayTally(redactor=)`` / ``ReplayTally.freeze(redactor=)``, ``ReplayReport(redactor=)``,
+# ``render_report(redactor=)``, ``print_replay(redactor=)``, ``merge_tallies(redactor=)``,
+# ``Faults(redactor=)``. The registry below is what a sink falls back on while a caller does not
+# pass one yet (``run/record.py``, ``live/worker.py``, the facade): wiring those is the facade's
+# job, and then the registry goes.
 
 _BY_MIGRATION: weakref.WeakKeyDictionary[Any, Redactor] = weakref.WeakKeyDictionary()
 _BY_NAME: dict[str, Redactor] = {}

@@ -10,7 +10,8 @@ hot loop, and the legacy bus never knows it is traced. In live shadow the
 root span continues the live publish's trace (a W3C ``traceparent``).
 
 Metrics: counters ``migration.compared``, ``migration.divergent``,
-``migration.errors``, ``migration.shed``; histograms
+``migration.errors``, ``migration.shed``, ``migration.faults`` (machinery failures
+swallowed, attributes ``operation`` and ``exception.type``: ``migration_kit.observe.faults``); histograms
 ``migration.path.duration`` (attribute ``path``) and
 ``migration.node.duration`` (``path``, ``node``), in seconds; an observable
 gauge ``migration.phase`` (one series per phase, 1 for the current one).
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from migration_kit.compare.outcome import Outcome
     from migration_kit.observe.redaction import Redactor
 
+from migration_kit.observe.faults import Faults
+
 __all__ = ["Telemetry", "configure_from_env", "current_traceparent"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -75,8 +78,9 @@ class Telemetry:
     """Traces and metrics for one migration's comparisons.
 
     ``redactor`` masks what could quote event data (error messages, paths,
-    node labels); by default the one registered for the migration's name
-    (``migration_kit.observe.redaction.redactor_named``), looked up at each use.
+    node labels): the migration's, built once and handed in by the facade.
+    Without one, the one registered for the migration's name is looked up at
+    each use (transitional, until the facade passes ``redactor=``).
     """
 
     def __init__(
@@ -87,9 +91,11 @@ class Telemetry:
         tracer_provider: Any = None,
         meter_provider: Any = None,
         redactor: Redactor | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.migration = migration
         self.redactor = redactor
+        self.faults = faults if faults is not None else Faults(redactor=redactor)
         self._phase = phase or (lambda: "shadow")
         self._provider = tracer_provider
         self._tracer = trace.get_tracer("migration_kit", tracer_provider=tracer_provider)
@@ -98,6 +104,7 @@ class Telemetry:
         self._divergent = meter.create_counter("migration.divergent", unit="{event}", description="divergent events")
         self._errors = meter.create_counter("migration.errors", unit="{event}", description="events whose candidate path ended in an error")
         self._shed = meter.create_counter("migration.shed", unit="{event}", description="shadow work shed to protect the live path")
+        self._faults = meter.create_counter("migration.faults", unit="{failure}", description="machinery failures swallowed (Faults.raised)")
         self._path_duration = meter.create_histogram("migration.path.duration", unit="s", description="time of one path for one event")
         self._node_duration = meter.create_histogram("migration.node.duration", unit="s", description="time of one node (handler) run")
         meter.create_observable_gauge("migration.phase", callbacks=[self._observe_phase], description="1 for the current phase")
@@ -106,7 +113,8 @@ class Telemetry:
     def _observe_phase(self, _options: Any) -> Any:
         try:
             current = self._phase()
-        except Exception:  # noqa: BLE001 - a gauge callback must never raise
+        except Exception as exc:  # noqa: BLE001 - swallowed: a gauge callback must never raise
+            self.faults.raised("telemetry.phase", exc)
             return []
         return [metrics.Observation(1 if p == current else 0, {**self._attrs, "phase": p.value}) for p in Phase]
 
@@ -114,10 +122,20 @@ class Telemetry:
         """Count shadow work shed (queue full, store down)."""
         self._shed.add(n, self._attrs)
 
+    def fault(self, operation: str, exc: BaseException) -> None:
+        """Count one swallowed machinery failure and mark it on the active span (``Faults.raised`` calls it)."""
+        attrs = {**self._attrs, "operation": operation, "exception.type": type(exc).__name__}
+        self._faults.add(1, attrs)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event("migration.fault", attrs)
+
     def _redactor(self) -> Redactor:
+        if self.redactor is not None:
+            return self.redactor
         from migration_kit.observe.redaction import redactor_named
 
-        return self.redactor or redactor_named(self.migration)
+        return redactor_named(self.migration)  # the facade's job: pass redactor= (the by-name registry goes then)
 
     def record(self, comparison: Comparison, *, traceparent: str | None = None) -> str | None:
         """Count one comparison and, when tracing is on, emit its trace; returns the trace id (hex)."""

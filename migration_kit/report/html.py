@@ -347,6 +347,7 @@ def _group_row(g: dict[str, Any], i: int, groups: list[dict[str, Any]]) -> str:
 
 def render_report(data: dict[str, Any], *, redactor: Redactor | None = None) -> str:
     """The whole page for a report's ``to_dict()``, masked by ``redactor`` (default: the report's migration's)."""
+    # the facade's job: pass redactor= (the migration's); by name is transitional
     data = (redactor or redactor_named(data.get("migration"))).report(data)
     d = data.get("decision") or {}
     action = str(d.get("action", "?"))

@@ -19,7 +19,7 @@ from legacy_bus import SkippedLine
 from migration_kit.compare.comparator import Comparison, Difference
 from migration_kit.decide.decision import Decision
 from migration_kit.decide.evidence import Evidence
-from migration_kit.observe.redaction import Redactor, redactor_named
+from migration_kit.observe.redaction import Redactor, default_redactor, redactor_named
 from migration_kit.decide.statistics import rate_bounds
 
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
@@ -116,7 +116,7 @@ class ReplayTally:
         node = comparison.first_divergent_node or "(unlocated)"
         self.by_node[node] = self.by_node.get(node, 0) + 1
         eid = comparison.event.id
-        red = self.redactor or redactor_named(None)
+        red = self.redactor or default_redactor()
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append({**red.comparison(comparison), "line": line})
             if self.redactor is None:
@@ -200,7 +200,7 @@ class ReplayTally:
         policy: dict[str, Any] | None = None,
         redactor: Redactor | None = None,
     ) -> ReplayReport:
-        red = redactor or self.redactor or redactor_named(migration)
+        red = redactor or self.redactor or redactor_named(migration)  # the facade's job: pass redactor= (by name: transitional)
         sources = self._sources
 
         def secrets(event_id: Any) -> tuple[str, ...]:
@@ -269,7 +269,8 @@ class ReplayReport:
     timeline: tuple[tuple[int, int], ...] = ()  # (events, divergent so far), at most MAX_TIMELINE points
     graph: dict[str, Any] | None = None  # the derived graph as data (graph_flows.BusFlow.graph_data)
     policy: dict[str, Any] | None = None  # limits worth drawing, e.g. {"divergence_limit": 0.001}
-    redactor: Redactor | None = field(default=None, compare=False, repr=False)  # default: the migration's, by name
+    # the migration's, handed in by the facade (through freeze); None: looked up by name (transitional)
+    redactor: Redactor | None = field(default=None, compare=False, repr=False)
     other: dict[str, int] = field(default_factory=lambda: {"count": 0, "events": 0})  # findings past MAX_GROUPS
     examples_dropped: int = 0  # divergent events past MAX_EXAMPLES
 
@@ -283,7 +284,10 @@ class ReplayReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data, masked by the migration's redactor."""
-        return (self.redactor or redactor_named(self.migration)).report(self._data())
+        return self._redactor().report(self._data())
+
+    def _redactor(self) -> Redactor:
+        return self.redactor or redactor_named(self.migration)  # the facade's job: freeze(redactor=); by name: transitional
 
     def _data(self) -> dict[str, Any]:
         return {
@@ -321,7 +325,7 @@ class ReplayReport:
         from migration_kit.report.html import render_report
         from migration_kit.observe.safe_text import for_file
 
-        page = render_report(self.to_dict(), redactor=self.redactor or redactor_named(self.migration))
+        page = render_report(self.to_dict(), redactor=self._redactor())
         Path(path).write_text(for_file(page), encoding="utf-8")  # a lone surrogate in the data must not stop the writing
 
 
