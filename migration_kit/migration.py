@@ -441,7 +441,11 @@ class Migration:
                 f"Migration({self.name!r}).attach(): live shadow traffic needs Redis; pass attach('redis://host:port/0') "
                 f"or give the migration a Redis store (it has {self.store.display_url})"
             )
-        return attach(self, url, **options)
+        return attach(self, url, cutover=self._new_cutover, redactor=self.redactor, **options)
+
+    def _new_cutover(self) -> Cutover:
+        """A ``Cutover`` for a new tap on the live bus (the tap gets it built, not the facade)."""
+        return Cutover(self, self.legacy)
 
     def shadow_status(self, store_url: str | None = None) -> dict[str, Any]:
         """Live shadow counts: compared, divergent, errors, pending, shed (JSON-ready).

@@ -55,13 +55,15 @@ import queue
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_bus import Dispatch, Event, EventBus
+from legacy_bus.protocol import LegacyBus
 from legacy_bus.effects import current_sandbox, in_handler
 from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
 from migration_errors import BadEventLog, BadShadowEntry, ConfigurationError
@@ -69,12 +71,9 @@ from redis_connect.urls import mask_url
 
 from migration_kit.live.cutover import Cutover
 from migration_kit.compare.outcome import Outcome
-from migration_kit.observe.redaction import redactor_for, redactor_named
+from migration_kit.observe.redaction import Redactor, redactor_named
 from migration_kit.compare.state_delta import delta, patched
-from migration_kit.types import Side
-
-if TYPE_CHECKING:
-    from migration_kit.migration import Migration
+from migration_kit.types import Attachable, Side
 
 __all__ = [
     "ENTRY_VERSION",
@@ -271,7 +270,7 @@ def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
 _STOP = object()
 _yield = time.sleep  # _yield(0): let a waiting thread have the GIL
 SETTLE_EVERY = 1.0  # seconds between the sender's checks for sagas to hand back after a rollback
-_TAPS: weakref.WeakKeyDictionary[EventBus, dict[str, ShadowHandle]] = weakref.WeakKeyDictionary()
+_TAPS: weakref.WeakKeyDictionary[LegacyBus, dict[str, ShadowHandle]] = weakref.WeakKeyDictionary()
 _LIVE: weakref.WeakSet[ShadowHandle] = weakref.WeakSet()
 _TAPS_LOCK = threading.Lock()
 _ATOMIC = (str, int, float, bool, type(None))
@@ -303,24 +302,34 @@ class ShadowHandle:
     class's own again), sends what is queued (for up to ``timeout`` seconds)
     and stops the sender. Counts: ``tapped`` = ``sent`` + ``shed`` + what is
     still queued.
+
+    Args:
+        name: the migration's name (the stream's keys).
+        bus: the live bus to hook.
+        url: the Redis holding the stream.
+        cutover: serves each root event by phase (``migration_kit.live.cutover``).
+        redactor: masks every entry before it leaves the process (the migration's).
     """
 
     def __init__(
         self,
-        migration: Migration,
+        name: str,
+        bus: LegacyBus,
         url: str,
         *,
+        cutover: Cutover,
         queue_size: int = 10_000,
         batch: int = 200,
         maxlen: int = 100_000,
         timeout: float = 1.0,
         gc_freeze: bool = True,
+        redactor: Redactor | None = None,
     ) -> None:
         self.gc_freeze = gc_freeze
-        self.migration_name = migration.name
-        self.bus = migration.legacy
+        self.migration_name = name
+        self.bus = bus
         self.url = url
-        self.keys = ShadowKeys(migration.name)
+        self.keys = ShadowKeys(name)
         self.maxlen = maxlen
         self.batch = max(1, batch)
         self.timeout = timeout
@@ -340,8 +349,9 @@ class ShadowHandle:
         self._previous: dict[str, Any] = {}
         self._drain_deadline = 0.0
         self._unsent = 0
-        self.cutover = Cutover(migration, self.bus)
-        self.redactor = redactor_for(migration)
+        self.cutover = cutover
+        # Without one, the one registered under the migration's name (transitional: the facade passes its own).
+        self.redactor = redactor if redactor is not None else redactor_named(name)
         self._settle_at = 0.0
         self._recovered = False
 
@@ -682,11 +692,12 @@ class ShadowHandle:
         self._count(sent=len(payloads))
 
 
-def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
+def attach(migration: Attachable, url: str, *, cutover: Callable[[], Cutover], **options: Any) -> ShadowHandle:
     """Hook ``migration.legacy`` and shadow its root publishes into the stream at ``url``.
 
     Idempotent: while a handle of this migration is active on the bus it is
-    returned again. Options: ``queue_size``, ``batch``, ``maxlen``, ``timeout``, ``gc_freeze``
+    returned again; otherwise ``cutover()`` builds the new handle's ``Cutover``.
+    Options: ``redactor``, ``queue_size``, ``batch``, ``maxlen``, ``timeout``, ``gc_freeze``
     (default True: ``gc.freeze()`` once at attach, so full collections skip the heap the process
     had then and the queued entries cannot make them long).
     """
@@ -707,12 +718,12 @@ def attach(migration: Migration, url: str, **options: Any) -> ShadowHandle:
                     f"migration {migration.name!r} is already attached to {handle.keys.stream} at another store; close() that handle first"
                 )
             return handle
-        handle = ShadowHandle(migration, url, **options).start()
+        handle = ShadowHandle(migration.name, bus, url, cutover=cutover(), **options).start()
         taps[migration.name] = handle
         return handle
 
 
-def active_handle(migration: Migration) -> ShadowHandle | None:
+def active_handle(migration: Attachable) -> ShadowHandle | None:
     """The active tap of this migration on its bus, if any."""
     taps = _TAPS.get(migration.legacy)
     handle = taps.get(migration.name) if taps else None

@@ -14,13 +14,14 @@ from graph_flows import BusFlow
 from migration_errors import ConfigurationError
 
 from migration_kit.decide.latency import TimedSaver, timed_saver
+from migration_kit.types import Candidate
 
 __all__ = ["CandidateGraph", "require_candidate"]
 
 
 def require_candidate(candidate: Any, where: str) -> None:
-    """Refuse what is neither a ``BusFlow`` nor something that runs like a compiled LangGraph graph."""
-    if not isinstance(candidate, BusFlow) and not callable(getattr(candidate, "invoke", None)):
+    """Refuse what is neither a ``BusFlow`` nor a ``Candidate`` (what a compiled LangGraph graph offers)."""
+    if not isinstance(candidate, (BusFlow, Candidate)):
         raise ConfigurationError(f"{where} takes a BusFlow or a compiled LangGraph graph, not {type(candidate).__name__}")
 
 
