@@ -48,6 +48,7 @@ from migration_kit.run.replay import Replayer, Source
 from migration_kit.store import Store
 from migration_kit.live.cutover import Cutover
 from migration_kit.live.sagas import SagaLedger
+from migration_kit.live.worker import Worker
 from migration_kit.live.tap import COUNTERS, ShadowKeys, active_handle, attach, divergence_groups, read_status, worker_evidence
 from migration_kit.types import Side
 
@@ -446,6 +447,28 @@ class Migration:
     def _new_cutover(self) -> Cutover:
         """A ``Cutover`` for a new tap on the live bus (the tap gets it built, not the facade)."""
         return Cutover(self, self.legacy)
+
+    def worker(self, url: str | None = None, **options: Any) -> Worker:
+        """A shadow worker comparing this migration's live traffic (``migration_kit.live.worker.Worker``); ``run()`` it.
+
+        ``url`` is the Redis with the shadow stream (default: this migration's
+        store); ``options`` are the worker's (``consumer``, ``concurrency``,
+        ``block_ms``, ``claim_idle_ms``, ``max_events``, ``evidence_every``,
+        ``batch``, ``trim``).
+        """
+        return Worker(
+            self.name,
+            store=self.store,
+            executor=self.executor,
+            candidate=self.candidate_graph,
+            noise=self.noise_book,
+            phases=self.phase_control,
+            evidence=self.evidence_store,
+            policy=self.policy,
+            redactor=self.redactor,
+            url=url,
+            **options,
+        )
 
     def shadow_status(self, store_url: str | None = None) -> dict[str, Any]:
         """Live shadow counts: compared, divergent, errors, pending, shed (JSON-ready).

@@ -431,8 +431,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from migration_kit.live.worker import Worker
-
     if args.replay:
         return _join_replay(args)
     if not args.store:
@@ -441,8 +439,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.cpus:
         pin_cpus(args.cpus)  # before any thread starts: they all inherit it
     with _load(args) as migration:
-        worker = Worker(
-            migration,
+        worker = migration.worker(
             concurrency=args.concurrency,
             consumer=args.consumer,
             block_ms=args.block_ms,
