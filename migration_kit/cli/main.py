@@ -466,7 +466,7 @@ def _join_replay(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # save this worker's partitions and release them, then exit 0
         signal.signal(sig, lambda *_: stop.set())
     with _load(args) as migration:
-        n = join_replay(migration, name=args.consumer, log=args.log, wait=args.wait, stop=stop)
+        n = join_replay(migration.replayer, name=args.consumer, log=args.log, wait=args.wait, stop=stop)
     print(f"{migration.name}: replay worker stopped: compared {n:,} events", file=sys.stderr)
     return EXIT_OK
 
