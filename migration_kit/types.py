@@ -83,6 +83,8 @@ class Action(StrEnum):
 class Candidate(Protocol):
     """What a compiled candidate graph must offer (LangGraph's compiled graphs do)."""
 
+    checkpointer: Any  # the saver it was compiled with (None: the migration's store gives it one)
+
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         """Run the graph to its end; its final state."""
         ...

@@ -49,7 +49,7 @@ class CandidateGraph:
     @property
     def own_checkpointer(self) -> bool:
         """True when the candidate was compiled with a checkpointer of its own (it keeps it)."""
-        return self.flow is None and getattr(self.candidate, "checkpointer", None) is not None
+        return self.flow is None and self.candidate.checkpointer is not None
 
     @property
     def compiled(self) -> bool:
@@ -62,7 +62,7 @@ class CandidateGraph:
         if self._graph is None:
             if isinstance(self.candidate, BusFlow):
                 self._graph = self.candidate.compile(checkpointer=self._checkpointer())
-            elif getattr(self.candidate, "checkpointer", None) is None:
+            elif self.candidate.checkpointer is None:
                 self._graph = self.candidate.copy(update={"checkpointer": self._checkpointer()})
             else:
                 self._graph = self.candidate
