@@ -39,6 +39,7 @@ from migration_kit.decide.evidence import Evidence, EvidenceStore
 from migration_kit.decide.phases import PhaseControl, PhaseMachine, PhaseState, Transition
 from migration_kit.decide.policy import Policy, load_policy
 from migration_kit.live.router import Router, route_point
+from migration_kit.observe.faults import Faults
 from migration_kit.observe.redaction import redactor_for
 from migration_kit.observe.telemetry import Telemetry
 from migration_kit.report.report import ReplayReport, ReplayTally
@@ -48,6 +49,7 @@ from migration_kit.run.replay import Replayer, Source
 from migration_kit.store import Store
 from migration_kit.live.cutover import Cutover
 from migration_kit.live.sagas import SagaLedger
+from migration_kit.live.worker import Worker
 from migration_kit.live.tap import COUNTERS, ShadowKeys, active_handle, attach, divergence_groups, read_status, worker_evidence
 from migration_kit.types import Side
 
@@ -98,8 +100,10 @@ class Migration:
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self.store_explicit = store is not None
-        self.telemetry = Telemetry(name, phase=lambda: str(getattr(self, "phase", "shadow")))
-        self.redactor = redactor_for(self)  # what leaves the process is masked by it
+        self.redactor = redactor_for(self)  # what leaves the process is masked by it: built once, handed to every sink
+        self.faults = Faults(redactor=self.redactor)  # every machinery failure the parts swallow goes through it
+        self.telemetry = Telemetry(name, phase=lambda: str(getattr(self, "phase", "shadow")), redactor=self.redactor, faults=self.faults)
+        self.faults.telemetry = self.telemetry
         self._assemble(Store(store, name))
 
     def _assemble(self, store: Store, *, ttl: float = 1.0) -> None:
@@ -441,7 +445,33 @@ class Migration:
                 f"Migration({self.name!r}).attach(): live shadow traffic needs Redis; pass attach('redis://host:port/0') "
                 f"or give the migration a Redis store (it has {self.store.display_url})"
             )
-        return attach(self, url, **options)
+        return attach(self, url, cutover=self._new_cutover, redactor=self.redactor, faults=self.faults, **options)
+
+    def _new_cutover(self) -> Cutover:
+        """A ``Cutover`` for a new tap on the live bus (the tap gets it built, not the facade)."""
+        return Cutover(self, self.legacy)
+
+    def worker(self, url: str | None = None, **options: Any) -> Worker:
+        """A shadow worker comparing this migration's live traffic (``migration_kit.live.worker.Worker``); ``run()`` it.
+
+        ``url`` is the Redis with the shadow stream (default: this migration's
+        store); ``options`` are the worker's (``consumer``, ``concurrency``,
+        ``block_ms``, ``claim_idle_ms``, ``max_events``, ``evidence_every``,
+        ``batch``, ``trim``).
+        """
+        return Worker(
+            self.name,
+            store=self.store,
+            executor=self.executor,
+            candidate=self.candidate_graph,
+            noise=self.noise_book,
+            phases=self.phase_control,
+            evidence=self.evidence_store,
+            policy=self.policy,
+            redactor=self.redactor,
+            url=url,
+            **options,
+        )
 
     def shadow_status(self, store_url: str | None = None) -> dict[str, Any]:
         """Live shadow counts: compared, divergent, errors, pending, shed (JSON-ready).

@@ -10,15 +10,21 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
 from graph_flows import flow_from_bus
-from legacy_bus import Event, OverlayStateStore, Sandbox
-from legacy_bus.protocol import DISCIPLINES, missing_members
+from legacy_bus import EffectCall, Event, OverlayStateStore, Sandbox
+from legacy_bus.protocol import DISCIPLINES, LegacyBus, missing_members
 
-from migration_kit.compare.comparator import Comparison
-from migration_kit.migration import Migration
+from migration_kit.compare.comparator import Comparator, Comparison
+from migration_kit.compare.noise import NoiseBook
+from migration_kit.observe.redaction import Redactor
+from migration_kit.run.candidate import CandidateGraph
+from migration_kit.run.executor import Executor
+from migration_kit.store import Store
+from migration_kit.types import Comparing
 
 __all__ = ["assert_parity", "check_legacy_bus"]
 
@@ -29,10 +35,12 @@ def _describe(c: Comparison, limit: int = 5) -> str:
     return f"event {c.event.type} {c.event.id}: first divergent node {c.first_divergent_node!r}: {diffs}{more}"
 
 
-def assert_parity(migration: Migration, events: Iterable[Event]) -> list[Comparison]:
+def assert_parity(migration: Comparing, events: Iterable[Event]) -> list[Comparison]:
     """Compare every event on both paths; raise ``AssertionError`` naming every divergence.
 
-    Returns the comparisons (all without divergence) so a test can look closer.
+    ``migration`` is a ``Migration`` (or anything with its ``compare(event)``:
+    ``migration_kit.types.Comparing``). Returns the comparisons (all without
+    divergence) so a test can look closer.
     """
     comparisons = [migration.compare(e) for e in events]
     bad = [c for c in comparisons if c.divergent]
@@ -73,4 +81,27 @@ def check_legacy_bus(bus: Any, events: Iterable[Event]) -> None:
             assert child.causation_id in known, f"emitted {child.type!r} is caused by {child.causation_id!r}, not part of this cascade"
         for step in dispatch.steps:
             assert step.node in names, f"a step ran node {step.node!r}, which is not among the subscriptions {names}"
-    assert_parity(Migration(f"contract-{bus.name}", legacy=bus, candidate=flow_from_bus(bus)), events)
+    assert_parity(_DerivedGraphParity(bus), events)
+
+
+class _DerivedGraphParity:
+    """A bus against the graph ``flow_from_bus`` derives from it, one event at a time (a ``Comparing``).
+
+    What ``check_legacy_bus`` asserts parity with: the executor of a migration
+    of ``bus`` onto its own derived graph, with the default comparator, on a
+    ``memory://`` store, built from the parts (this kit sits below the facade).
+    """
+
+    def __init__(self, bus: LegacyBus) -> None:
+        name = f"contract-{bus.name}"
+        store = Store("memory://", name)
+        graph = CandidateGraph(flow_from_bus(bus), lambda: store.checkpointer)
+        noise = NoiseBook(store, Redactor().difference_dict)
+        self.bus = bus
+        self.executor = Executor(name, bus, graph, Comparator(), noise, lambda comparison, _traceparent=None: comparison)
+
+    def compare(self, event: Event, *, effects: Iterable[EffectCall] = ()) -> Comparison:
+        """Both paths on ``event``, sandboxed, from a copy of the bus's saga state (``Migration.compare``)."""
+        seed = self.bus.state_store.peek(event.saga_key)
+        states = OverlayStateStore(self.bus.state_store)
+        return self.executor.compare(event, tuple(effects), states, copy.deepcopy(seed) if seed else None)[0]

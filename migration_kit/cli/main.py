@@ -432,8 +432,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from migration_kit.live.worker import Worker
-
     if args.replay:
         return _join_replay(args)
     if not args.store:
@@ -442,8 +440,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.cpus:
         pin_cpus(args.cpus)  # before any thread starts: they all inherit it
     with _load(args) as migration:
-        worker = Worker(
-            migration,
+        worker = migration.worker(
             concurrency=args.concurrency,
             consumer=args.consumer,
             block_ms=args.block_ms,
@@ -470,7 +467,7 @@ def _join_replay(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # save this worker's partitions and release them, then exit 0
         signal.signal(sig, lambda *_: stop.set())
     with _load(args) as migration:
-        n = join_replay(migration, name=args.consumer, log=args.log, wait=args.wait, stop=stop)
+        n = join_replay(migration.replayer, name=args.consumer, log=args.log, wait=args.wait, stop=stop)
     print(f"{migration.name}: replay worker stopped: compared {n:,} events", file=sys.stderr)
     return EXIT_OK
 

@@ -55,13 +55,15 @@ import queue
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_bus import Dispatch, Event, EventBus
+from legacy_bus.protocol import LegacyBus
 from legacy_bus.effects import current_sandbox, in_handler
 from legacy_bus.limits import DEFAULT_LIMITS, InputLimits, LimitExceeded
 from migration_errors import BadEventLog, BadShadowEntry, ConfigurationError
@@ -70,9 +72,9 @@ from redis_connect.urls import mask_url
 from migration_kit.live.cutover import Cutover
 from migration_kit.compare.outcome import Outcome
 from migration_kit.observe.faults import Faults
-from migration_kit.observe.redaction import Redactor, redactor_for, redactor_named
+from migration_kit.observe.redaction import Redactor, redactor_named
 from migration_kit.compare.state_delta import delta, patched
-from migration_kit.types import Side
+from migration_kit.types import Attachable, Side
 
 __all__ = [
     "ENTRY_VERSION",
@@ -81,7 +83,6 @@ __all__ = [
     "ShadowEntry",
     "ShadowHandle",
     "ShadowKeys",
-    "TapOwner",
     "attach",
     "decode_entry",
     "encode_entry",
@@ -94,13 +95,6 @@ ENTRY_VERSION = 1
 GROUP = "mk-workers"
 FIELD = b"d"
 COUNTERS = ("compared", "divergent", "errors", "dead", "shed")
-
-
-class TapOwner(Protocol):
-    """What the tap needs of a migration: its name and live bus (the rest is ``Cutover``'s to read)."""
-
-    name: str
-    legacy: EventBus
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +272,7 @@ def decode_entry(raw: bytes | str | None, entry_id: str = "?") -> Tapped:
 _STOP = object()
 _yield = time.sleep  # _yield(0): let a waiting thread have the GIL
 SETTLE_EVERY = 1.0  # seconds between the sender's checks for sagas to hand back after a rollback
-_TAPS: weakref.WeakKeyDictionary[EventBus, dict[str, ShadowHandle]] = weakref.WeakKeyDictionary()
+_TAPS: weakref.WeakKeyDictionary[LegacyBus, dict[str, ShadowHandle]] = weakref.WeakKeyDictionary()
 _LIVE: weakref.WeakSet[ShadowHandle] = weakref.WeakSet()
 _TAPS_LOCK = threading.Lock()
 _ATOMIC = (str, int, float, bool, type(None))
@@ -388,16 +382,22 @@ class ShadowHandle:
     and stops the sender. Counts: ``tapped`` = ``sent`` + ``shed`` + what is
     still queued.
 
-    ``redactor`` masks every entry before it leaves the process (the
-    migration's, built once by the facade); ``faults`` receives every failure
-    the tap swallows (``migration_kit.observe.faults``).
+    Args:
+        name: the migration's name (the stream's keys).
+        bus: the live bus to hook.
+        url: the Redis holding the stream.
+        cutover: serves each root event by phase (``migration_kit.live.cutover``).
+        redactor: masks every entry before it leaves the process (the migration's, built once by the facade).
+        faults: receives every failure the tap swallows (``migration_kit.observe.faults``).
     """
 
     def __init__(
         self,
-        migration: TapOwner,
+        name: str,
+        bus: LegacyBus,
         url: str,
         *,
+        cutover: Cutover,
         queue_size: int = 10_000,
         batch: int = 200,
         maxlen: int = 100_000,
@@ -407,13 +407,13 @@ class ShadowHandle:
         faults: Faults | None = None,
     ) -> None:
         self.gc_freeze = gc_freeze
-        # the facade's job: pass redactor= (built once); redactor_for() is the transitional lookup
-        self.redactor = redactor if redactor is not None else redactor_for(migration)
+        # Without one, the one registered under the migration's name (transitional: the facade passes its own).
+        self.redactor = redactor if redactor is not None else redactor_named(name)
         self.faults = faults if faults is not None else Faults(redactor=self.redactor)
-        self.migration_name = migration.name
-        self.bus = migration.legacy
+        self.migration_name = name
+        self.bus = bus
         self.url = url
-        self.keys = ShadowKeys(migration.name)
+        self.keys = ShadowKeys(name)
         self.maxlen = maxlen
         self.batch = max(1, batch)
         self.timeout = timeout
@@ -433,7 +433,7 @@ class ShadowHandle:
         self._previous: dict[str, Any] = {}
         self._drain_deadline = 0.0
         self._unsent = 0
-        self.cutover = Cutover(migration, self.bus)  # type: ignore[arg-type]  # Cutover reads more of the migration
+        self.cutover = cutover
         self._settle_at = 0.0
         self._recovered = False
 
@@ -739,11 +739,12 @@ class ShadowHandle:
         self._count(sent=len(payloads))
 
 
-def attach(migration: TapOwner, url: str, **options: Any) -> ShadowHandle:
+def attach(migration: Attachable, url: str, *, cutover: Callable[[], Cutover], **options: Any) -> ShadowHandle:
     """Hook ``migration.legacy`` and shadow its root publishes into the stream at ``url``.
 
     Idempotent: while a handle of this migration is active on the bus it is
-    returned again. Options: ``queue_size``, ``batch``, ``maxlen``, ``timeout``, ``gc_freeze``
+    returned again; otherwise ``cutover()`` builds the new handle's ``Cutover``.
+    Options: ``redactor``, ``queue_size``, ``batch``, ``maxlen``, ``timeout``, ``gc_freeze``
     (default True: ``gc.freeze()`` once at attach, so full collections skip the heap the process
     had then and the queued entries cannot make them long), ``redactor`` (the migration's, which
     masks every entry) and ``faults`` (the hook the tap's swallowed failures go through).
@@ -765,12 +766,12 @@ def attach(migration: TapOwner, url: str, **options: Any) -> ShadowHandle:
                     f"migration {migration.name!r} is already attached to {handle.keys.stream} at another store; close() that handle first"
                 )
             return handle
-        handle = ShadowHandle(migration, url, **options).start()
+        handle = ShadowHandle(migration.name, bus, url, cutover=cutover(), **options).start()
         taps[migration.name] = handle
         return handle
 
 
-def active_handle(migration: TapOwner) -> ShadowHandle | None:
+def active_handle(migration: Attachable) -> ShadowHandle | None:
     """The active tap of this migration on its bus, if any."""
     taps = _TAPS.get(migration.legacy)
     handle = taps.get(migration.name) if taps else None

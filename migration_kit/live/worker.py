@@ -68,7 +68,15 @@ from migration_kit.live.tap import FIELD, GROUP, BadShadowEntry, ShadowKeys, Tap
 
 if TYPE_CHECKING:
     from migration_kit.compare.comparator import Comparison
-    from migration_kit.migration import Migration
+    from migration_kit.compare.noise import NoiseBook
+    from migration_kit.decide.decision import Decision
+    from migration_kit.decide.evidence import EvidenceStore
+    from migration_kit.decide.phases import PhaseControl
+    from migration_kit.decide.policy import Policy
+    from migration_kit.observe.redaction import Redactor
+    from migration_kit.run.candidate import CandidateGraph
+    from migration_kit.run.executor import Executor
+    from migration_kit.store import Store
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -243,11 +251,18 @@ def default_consumer() -> str:
 
 
 class Worker:
-    """One shadow worker process's loop (``migration-kit worker``).
+    """One shadow worker process's loop (``migration-kit worker``; ``Migration.worker()`` builds one).
 
     Args:
-        migration: the migration whose candidate is compared; its store holds
-            the candidate's checkpoints and the evidence.
+        name: the migration's name (the stream's keys).
+        store: the migration's store: it holds the candidate's checkpoints and the evidence.
+        executor: compares each entry (``Executor.compare_recorded``).
+        candidate: the candidate graph (run on a written-behind saver when it uses the store's).
+        noise: learned noise (loaded once, before the comparing threads share it).
+        phases: the phase (evidence belongs to its attempt; a rollback decision acts on it).
+        evidence: where the worker's evidence is saved, and all sources' read for the policy.
+        policy: decides over the stored evidence after each save.
+        redactor: masks the divergence groups and examples stored in Redis.
         url: the Redis with the shadow stream (default: the migration's store).
         consumer: this worker's name in the group (default ``<host>-<pid>``).
         concurrency: entries compared at once (threads).
@@ -260,9 +275,17 @@ class Worker:
 
     def __init__(
         self,
-        migration: Migration,
-        url: str | None = None,
+        name: str,
         *,
+        store: Store,
+        executor: Executor,
+        candidate: CandidateGraph,
+        noise: NoiseBook,
+        phases: PhaseControl,
+        evidence: EvidenceStore,
+        policy: Policy,
+        redactor: Redactor,
+        url: str | None = None,
         consumer: str | None = None,
         concurrency: int = 1,
         block_ms: int = 1000,
@@ -272,16 +295,24 @@ class Worker:
         batch: int | None = None,
         trim: bool = False,
     ) -> None:
-        self.migration = migration
+        self.name = name
+        self.store = store
+        self.executor = executor
+        self.candidate = candidate
+        self.noise = noise
+        self.phases = phases
+        self.evidence = evidence
+        self.policy = policy
+        self.redactor = redactor
         # Deleting recorded entries keeps the stream to what is still to compare, but takes them
         # from `migration-kit record` too; off by default (the stream's MAXLEN bounds it anyway).
         self.trim = trim
-        self.url = url or migration.store.url
-        if migration.store.scheme not in ("redis", "rediss") and url is None:
+        self.url = url or store.url
+        if store.scheme not in ("redis", "rediss") and url is None:
             raise ConfigurationError(
-                f"a shadow worker reads a Redis Stream: the store of {migration.name!r} is {migration.store.display_url}; pass --store redis://..."
+                f"a shadow worker reads a Redis Stream: the store of {name!r} is {store.display_url}; pass --store redis://..."
             )
-        self.keys = ShadowKeys(migration.name)
+        self.keys = ShadowKeys(name)
         self.consumer = consumer or default_consumer()
         self.concurrency = max(1, concurrency)
         self.block_ms = max(1, block_ms)
@@ -308,7 +339,7 @@ class Worker:
         self._saver: _BatchingSaver | None = None
 
     def __repr__(self) -> str:
-        return f"<Worker {self.consumer!r} of {self.migration.name!r} handled={self.stats.handled}>"
+        return f"<Worker {self.consumer!r} of {self.name!r} handled={self.stats.handled}>"
 
     # -- control ---------------------------------------------------------------------------
 
@@ -393,8 +424,7 @@ class Worker:
             self._uninstall_saver()
 
     def _run(self) -> WorkerStats:
-        m = self.migration
-        _ = m.graph, m.noise  # compile and load once, before threads share them
+        _ = self.candidate.graph, self.noise.model  # compile and load once, before threads share them
         self._with_redis(lambda: None)
         self._load_evidence()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="mk-worker") if self.concurrency > 1 else None
@@ -432,11 +462,10 @@ class Worker:
         own and nothing has opened the store's checkpointer or compiled the
         graph yet; ``run`` puts things back as they were when it returns.
         """
-        m = self.migration
-        store = m.store
-        if store.scheme not in ("redis", "rediss") or m.candidate_graph.compiled or store.checkpointer_opened:
+        store = self.store
+        if store.scheme not in ("redis", "rediss") or self.candidate.compiled or store.checkpointer_opened:
             return None
-        if m.candidate_graph.own_checkpointer:
+        if self.candidate.own_checkpointer:
             return None
         saver = _BatchingSaver.from_url(store.url)
         if not store.install_checkpointer(saver):
@@ -448,9 +477,8 @@ class Worker:
         saver, self._saver = self._saver, None
         if saver is None:
             return
-        m = self.migration
-        if m.store.uninstall_checkpointer(saver):
-            m.candidate_graph.reset()
+        if self.store.uninstall_checkpointer(saver):
+            self.candidate.reset()
         try:
             saver.close()  # flushes what is queued
         except Exception as exc:  # noqa: BLE001 - the results are recorded; only cleanup is at stake
@@ -535,8 +563,8 @@ class Worker:
             fresh = eid_raw in self._fresh
             self._fresh.discard(eid_raw)
         token = _COMPARING.set(True)
-        # The thread name is the one Migration._run_candidate gives the event's run.
-        first = _FIRST_RUN.set([self.migration.thread_for(tapped.event)] if fresh else None)
+        # The thread name is the one the executor gives the event's run.
+        first = _FIRST_RUN.set([self.executor.thread_for(tapped.event)] if fresh else None)
         try:
             comparison = self._compare(tapped, resume=not fresh)
         except _Retry:
@@ -550,7 +578,7 @@ class Worker:
         return eid, tapped, comparison
 
     def _compare(self, tapped: Tapped, *, resume: bool = True) -> Comparison:
-        comparison = self.migration.compare_recorded(
+        comparison = self.executor.compare_recorded(
             tapped.event, tapped.legacy, tapped.state_before, traceparent=tapped.traceparent, resume=resume,
             candidate=tapped.candidate,
         )
@@ -622,12 +650,10 @@ class Worker:
         They are stored in Redis, so paths and both values go through the
         migration's redactor (``migration_kit.observe.redaction``).
         """
-        from migration_kit.observe.redaction import redactor_for
-
         args: list[str] = []
         if not comparison.differences:
             return args
-        red = redactor_for(self.migration)
+        red = self.redactor
         secrets = tuple(red.comparison_secrets(comparison))
         seen: set[tuple[str, str, str]] = set()
         for diff in comparison.differences:
@@ -653,8 +679,12 @@ class Worker:
     @property
     def atomic_evidence(self) -> bool:
         """True when the evidence is recorded with the results (the stream is on the store's Redis)."""
-        m = self.migration
-        return m.store.scheme in ("redis", "rediss") and self.url == m.store.url
+        return self.store.scheme in ("redis", "rediss") and self.url == self.store.url
+
+    def decide(self) -> Decision:
+        """The policy's decision over every source's stored evidence, in the phase now (``Migration.decide``)."""
+        now = self.phases.read()[0]
+        return self.policy.evaluate(self.evidence.stored(now.attempt), phase=now.phase, percent=now.percent)
 
     def _reload_evidence(self) -> None:
         """This worker's evidence as last recorded (after a record call whose reply was lost)."""
@@ -668,13 +698,12 @@ class Worker:
             self._evidence_suspect = False
 
     def _load_evidence(self) -> None:
-        m = self.migration
-        state = m.phase_control.read()[0]
+        state = self.phases.read()[0]
         self._attempt = state.attempt
         if self.atomic_evidence:  # a restarted worker with the same name continues its own evidence
             self._with_redis(self._reload_evidence)
             return
-        mine = m.evidence_store.of(self.source, state.attempt)
+        mine = self.evidence.of(self.source, state.attempt)
         if mine is not None:  # a restarted worker with the same name continues its own evidence
             self._evidence = mine
 
@@ -690,22 +719,21 @@ class Worker:
     def _save(self, force: bool = False) -> None:
         if not self._unsaved and not force:
             return
-        m = self.migration
         try:
-            state = m.phase_control.read()[0]
+            state = self.phases.read()[0]
             with self._lock:
                 if state.attempt != self._attempt:  # a new attempt: its evidence starts afresh
                     self._evidence, self._attempt = Evidence(), state.attempt
                 snapshot = self._evidence.copy()
                 self._unsaved = 0
             if snapshot.compared and not self.atomic_evidence:
-                m.evidence_store.save(self.source, snapshot, state.attempt)
+                self.evidence.save(self.source, snapshot, state.attempt)
             self._saved_at = time.monotonic()
-            decision = m.decide()
+            decision = self.decide()
             self.last_decision = decision
             if decision.action == "rollback":
                 log.warning("shadow worker %s: the policy rolls back: %s", self.consumer, "; ".join(decision.reasons))
-            m.phase_control.act_on(decision, state)
+            self.phases.act_on(decision, state)
         except Exception as exc:  # noqa: BLE001 - evidence is retried at the next save
             self._saved_at = time.monotonic()
             self._unsaved += 1

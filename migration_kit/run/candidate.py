@@ -14,13 +14,14 @@ from graph_flows import BusFlow
 from migration_errors import ConfigurationError
 
 from migration_kit.decide.latency import TimedSaver, timed_saver
+from migration_kit.types import Candidate
 
 __all__ = ["CandidateGraph", "require_candidate"]
 
 
 def require_candidate(candidate: Any, where: str) -> None:
-    """Refuse what is neither a ``BusFlow`` nor something that runs like a compiled LangGraph graph."""
-    if not isinstance(candidate, BusFlow) and not callable(getattr(candidate, "invoke", None)):
+    """Refuse what is neither a ``BusFlow`` nor a ``Candidate`` (what a compiled LangGraph graph offers)."""
+    if not isinstance(candidate, (BusFlow, Candidate)):
         raise ConfigurationError(f"{where} takes a BusFlow or a compiled LangGraph graph, not {type(candidate).__name__}")
 
 
@@ -48,7 +49,7 @@ class CandidateGraph:
     @property
     def own_checkpointer(self) -> bool:
         """True when the candidate was compiled with a checkpointer of its own (it keeps it)."""
-        return self.flow is None and getattr(self.candidate, "checkpointer", None) is not None
+        return self.flow is None and self.candidate.checkpointer is not None
 
     @property
     def compiled(self) -> bool:
@@ -61,7 +62,7 @@ class CandidateGraph:
         if self._graph is None:
             if isinstance(self.candidate, BusFlow):
                 self._graph = self.candidate.compile(checkpointer=self._checkpointer())
-            elif getattr(self.candidate, "checkpointer", None) is None:
+            elif self.candidate.checkpointer is None:
                 self._graph = self.candidate.copy(update={"checkpointer": self._checkpointer()})
             else:
                 self._graph = self.candidate

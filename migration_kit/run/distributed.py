@@ -71,6 +71,7 @@ from migration_kit.run.partition import TrackedNoise, flag_of, merge_tallies, ob
 from migration_kit.report.report import ReplayTally
 from migration_kit.run.resume import ReplayInterrupted, progress_key
 from migration_kit.store import Records, Store, VersionConflict
+from migration_kit.types import PartitionReplayer
 
 __all__ = ["DistributedReplay", "ReplayWorker", "join_replay", "last_job", "replay_status", "unfinished_job"]
 
@@ -151,17 +152,17 @@ def _worker_name() -> str:
 class _Run:
     """One claimed partition while a worker replays it."""
 
-    def __init__(self, p: int, doc: dict[str, Any], version: int, lease_version: int, migration: Any, job: dict[str, Any]) -> None:
+    def __init__(self, p: int, doc: dict[str, Any], version: int, lease_version: int, replayer: PartitionReplayer, job: dict[str, Any]) -> None:
         self.p, self.version, self.lease_version = p, version, lease_version
         self.claims = int(doc.get("claims", 0))
         self.tally = ReplayTally.from_dict(doc["tally"]) if doc.get("tally") else ReplayTally()
-        self.tally.redactor = migration.redactor
-        self.legacy = BoundedStateStore(migration.saga_capacity)
-        self.candidate = BoundedStateStore(migration.saga_capacity)
-        self.legacy.restore(migration.unseal(doc.get("legacy_states")))
-        self.candidate.restore(migration.unseal(doc.get("candidate_states")))
-        self.noise = TrackedNoise(job.get("noise"), migration.unseal(doc.get("noise")))
-        self.shared = [observation_of(row) for row in migration.unseal(job.get("shared")) or []]
+        self.tally.redactor = replayer.redactor
+        self.legacy = BoundedStateStore(replayer.saga_capacity)
+        self.candidate = BoundedStateStore(replayer.saga_capacity)
+        self.legacy.restore(replayer.unseal(doc.get("legacy_states")))
+        self.candidate.restore(replayer.unseal(doc.get("candidate_states")))
+        self.noise = TrackedNoise(job.get("noise"), replayer.unseal(doc.get("noise")))
+        self.shared = [observation_of(row) for row in replayer.unseal(job.get("shared")) or []]
         self.shared_at = 0
         self.flags: list[list[Any]] = list(doc.get("flags", []))
         self.offset, self.line, self.ordinal = int(doc.get("offset", 0)), int(doc.get("line", 0)), int(doc.get("ordinal", 0))
@@ -180,7 +181,7 @@ class _Run:
             self.noise.observe_shared(event_type, obs)
             self.shared_at += 1
 
-    def doc(self, migration: Any, owner: str, status: str) -> dict[str, Any]:
+    def doc(self, replayer: PartitionReplayer, owner: str, status: str) -> dict[str, Any]:
         """The partition's saved point, as its record keeps it."""
         return {
             "status": status,
@@ -192,9 +193,9 @@ class _Run:
             "types": self.types,
             "tally": self.tally.to_dict(),
             "flags": self.flags,
-            "legacy_states": migration.seal(self.legacy.snapshot()),
-            "candidate_states": migration.seal(self.candidate.snapshot()),
-            "noise": migration.seal(self.noise.learned.to_dict()),
+            "legacy_states": replayer.seal(self.legacy.snapshot()),
+            "candidate_states": replayer.seal(self.candidate.snapshot()),
+            "noise": replayer.seal(self.noise.learned.to_dict()),
         }
 
 
@@ -202,7 +203,8 @@ class ReplayWorker:
     """Replays leased partitions of one distributed replay job until every partition is done.
 
     Args:
-        migration: the migration (this process's own: its noise model is swapped per partition).
+        replayer: what a partition is replayed with (this process's own: its noise model is swapped per partition);
+            a ``migration_kit.types.PartitionReplayer`` (the migration's ``Replayer``).
         records: the coordination store's records.
         job: the job id.
         name: this worker's name in leases (default ``<host>-<pid>``).
@@ -212,10 +214,10 @@ class ReplayWorker:
     """
 
     def __init__(
-        self, migration: Any, records: Records, job: str, *, name: str | None = None, log: str | None = None, stop: threading.Event | None = None,
+        self, replayer: PartitionReplayer, records: Records, job: str, *, name: str | None = None, log: str | None = None, stop: threading.Event | None = None,
         verify: bool = True,
     ) -> None:
-        self.migration, self.records, self.job_id = migration, records, job
+        self.replayer, self.records, self.job_id = replayer, records, job
         self.name = name or _worker_name()
         self.stop = stop or threading.Event()
         doc, _ = records.get(_job_key(job))
@@ -298,7 +300,7 @@ class ReplayWorker:
                 dv = self.records.put(_part_key(self.job_id, p), doc, version=dv)
             except VersionConflict:
                 continue
-            got[p] = _Run(p, doc, dv, lv, self.migration, job)
+            got[p] = _Run(p, doc, dv, lv, self.replayer, job)
         return got
 
     def _all_done(self) -> bool:
@@ -314,7 +316,7 @@ class ReplayWorker:
         if run.lost:
             return
         try:
-            run.version = self.records.put(_part_key(self.job_id, run.p), run.doc(self.migration, self.name, status), version=run.version)
+            run.version = self.records.put(_part_key(self.job_id, run.p), run.doc(self.replayer, self.name, status), version=run.version)
         except VersionConflict:
             run.lost = True
             return
@@ -349,11 +351,11 @@ class ReplayWorker:
         return self.events
 
     def _pass(self, runs: dict[int, _Run]) -> None:
-        migration, job = self.migration, self.job
-        learning = migration.comparator.learning
+        replayer, job = self.replayer, self.job
+        learning = replayer.comparator.learning
         base = (job.get("noise") or {}).get("samples") or {}
         first = learning.first if learning is not None else 0
-        known = set(migration.legacy.event_types)
+        known = set(replayer.legacy.event_types)
         parts, every = int(job["partitions"]), int(job["checkpoint_every"])
         start = min(runs.values(), key=lambda r: r.offset)
         ordinal, types = start.ordinal, dict(start.types)
@@ -375,7 +377,7 @@ class ReplayWorker:
             # The first samples of a type were learned up front (shared, taken in by catch_up); later ones here.
             sample = seen >= first and sampled(learning, event.type, event.id, seen) if learning is not None else None
             run.catch_up(place + 1)
-            comparison = migration.replay_step(entry, run.legacy, run.candidate, noise=run.noise, sample=sample, resume=run.suspect > 0)
+            comparison = replayer.replay_step(entry, run.legacy, run.candidate, noise=run.noise, sample=sample, resume=run.suspect > 0)
             run.suspect = max(0, run.suspect - 1)
             run.tally.add(comparison, entry.line)
             bits = flag_of(comparison)
@@ -393,16 +395,16 @@ class ReplayWorker:
             self._save(run, "done" if finished else "released")
 
 
-def _child(migration: Any, coordination: str, job: str, name: str) -> None:
+def _child(replayer: PartitionReplayer, coordination: str, job: str, name: str) -> None:
     """A forked worker process: its own store connections, SIGTERM to stop after the event in hand."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the coordinator, which stops us in order
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if migration.store.scheme != "memory":
-        migration.reopen_store()
-    records = Store(coordination, migration.name).records
+    if replayer.store.scheme != "memory":
+        replayer.reopen_store()
+    records = Store(coordination, replayer.name).records
     print(f"replay worker {name} started (pid {os.getpid()})", file=sys.stderr, flush=True)
-    ReplayWorker(migration, records, job, name=name, stop=stop, verify=False).run()
+    ReplayWorker(replayer, records, job, name=name, stop=stop, verify=False).run()
 
 
 @dataclass
@@ -421,7 +423,7 @@ class DistributedReplay:
     """The coordinator of one replay across processes (what ``Migration.replay(workers=N)`` runs).
 
     Args:
-        migration: the migration.
+        replayer: the migration's ``Replayer`` (a ``migration_kit.types.PartitionReplayer``).
         path: the log file.
         workers: processes to fork here (0: only workers that join; None on resume: as many as before).
         resume: continue this log's unfinished distributed replay instead of starting again.
@@ -434,7 +436,7 @@ class DistributedReplay:
     """
 
     def __init__(
-        self, migration: Any, path: str | Path, *, workers: int | None = None, resume: bool = False, skip_bad: bool = False,
+        self, replayer: PartitionReplayer, path: str | Path, *, workers: int | None = None, resume: bool = False, skip_bad: bool = False,
         checkpoint_every: int = 100, partitions: int = PARTITIONS, lease_ttl: float = LEASE_TTL, batch: int | None = None,
     ) -> None:
         if workers is not None and (not isinstance(workers, int) or workers < 0):
@@ -443,12 +445,12 @@ class DistributedReplay:
             raise ConfigurationError(f"replay(partitions={partitions!r}): give a positive number of partitions")
         if lease_ttl <= 0:
             raise ConfigurationError(f"replay(lease_ttl={lease_ttl!r}): give a positive number of seconds")
-        self.migration = migration
+        self.replayer = replayer
         self.path = str(Path(path).resolve())
         self.source = str(path)
         self.workers, self.resume, self.skip_bad = workers, resume, skip_bad
         self.checkpoint_every, self.partitions, self.lease_ttl, self.batch = max(1, checkpoint_every), partitions, lease_ttl, batch
-        store = migration.store
+        store = replayer.store
         if store.scheme == "memory":
             # tmpfs when there is one: these records need no durability, and fsyncs would cost more than the work
             shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -457,24 +459,24 @@ class DistributedReplay:
         else:
             self._tmp = None
             self.coordination = store.url
-        self.records = Store(self.coordination, migration.name).records
+        self.records = Store(self.coordination, replayer.name).records
 
     # -- the job ------------------------------------------------------------------------------
 
     def _scan(self) -> dict[str, Any]:
         """Read the log once as a local replay would: refuse (or list) bad lines; each partition's size and end."""
         log = EventLog(self.path, on_error="skip" if self.skip_bad else "raise")
-        known = set(self.migration.legacy.event_types)
+        known = set(self.replayer.legacy.event_types)
         ends, sizes = [0] * self.partitions, [0] * self.partitions
         events = 0
-        learning = self.migration.comparator.learning
-        base = self.migration.noise.samples if learning is not None else {}
+        learning = self.replayer.comparator.learning
+        base = self.replayer.noise.samples if learning is not None else {}
         seen: dict[str, int] = {}
         firsts: dict[int, str] = {}  # ordinal -> saga of the events one process samples first (per type)
         for entry in log:
             event = entry.event
             if event.type not in known:
-                reason = f"has event type {event.type!r}, which no handler of bus {self.migration.legacy.name!r} subscribes to"
+                reason = f"has event type {event.type!r}, which no handler of bus {self.replayer.legacy.name!r} subscribes to"
                 if not self.skip_bad:
                     raise BadEventLog(f"{self.source} line {entry.line} {reason}", line=entry.line, source=self.source)
                 log.skipped.append(SkippedLine(entry.line, reason))
@@ -490,7 +492,7 @@ class DistributedReplay:
         return {
             "events": events, "ends": ends, "sizes": sizes, "size": size, "sha256": digest,
             "skipped": [{"line": s.line, "reason": s.reason} for s in log.skipped],
-            "shared": self.migration.seal(self._first_samples(firsts)),
+            "shared": self.replayer.seal(self._first_samples(firsts)),
         }
 
     def _first_samples(self, firsts: dict[int, str]) -> list[list[Any]]:
@@ -504,8 +506,8 @@ class DistributedReplay:
         if not firsts:
             return []
         sagas, last = set(firsts.values()), max(firsts)
-        known = set(self.migration.legacy.event_types)
-        states = BoundedStateStore(max(self.migration.saga_capacity, len(sagas)))
+        known = set(self.replayer.legacy.event_types)
+        states = BoundedStateStore(max(self.replayer.saga_capacity, len(sagas)))
         out: list[list[Any]] = []
         ordinal = 0
         for entry in EventLog(self.path, on_error="skip"):
@@ -514,7 +516,7 @@ class DistributedReplay:
             if ordinal > last:
                 break
             if entry.event.saga_key in sagas:
-                obs = self.migration.legacy_step(entry, states, sample=ordinal in firsts)
+                obs = self.replayer.legacy_step(entry, states, sample=ordinal in firsts)
                 if obs is not None:
                     out.append([ordinal, entry.event.type, obs.keys, sorted(obs.unordered)])
             ordinal += 1
@@ -549,7 +551,7 @@ class DistributedReplay:
             "batch": self.batch or max(1, -(-self.partitions // (2 * max(1, self.workers)))),
             "checkpoint_every": self.checkpoint_every,
             "workers": self.workers,
-            "noise": self.migration.noise.to_dict(),
+            "noise": self.replayer.noise.to_dict(),
             "status": "running",
             "created": time.time(),
             **scan,
@@ -586,13 +588,13 @@ class DistributedReplay:
 
         job = self._open_job()
         started = perf_counter()
-        ctx = multiprocessing.get_context("fork")  # the workers inherit the migration as loaded here, whatever made it
-        if self.migration.store.scheme == "memory":
-            self.migration.graph  # compiled once here, inherited (other stores: each worker opens its own)
+        ctx = multiprocessing.get_context("fork")  # the workers inherit the migration's parts as loaded here, whatever made them
+        if self.replayer.store.scheme == "memory":
+            self.replayer.graph  # compiled once here, inherited (other stores: each worker opens its own)
         base = _worker_name()
         procs = []
         for i in range(self.workers or 0):
-            proc = ctx.Process(target=_child, args=(self.migration, self.coordination, job["id"], f"{base}-{i}"), daemon=True)
+            proc = ctx.Process(target=_child, args=(self.replayer, self.coordination, job["id"], f"{base}-{i}"), daemon=True)
             proc.start()
             procs.append(proc)
         parts = int(job["partitions"])
@@ -611,7 +613,7 @@ class DistributedReplay:
                     raise KeyboardInterrupt
                 if procs and not any(p.is_alive() for p in procs):
                     # Every forked worker is gone (killed): this process finishes what they left.
-                    ReplayWorker(self.migration, self.records, job["id"], name=f"{base}-c", stop=stop, verify=False).run()
+                    ReplayWorker(self.replayer, self.records, job["id"], name=f"{base}-c", stop=stop, verify=False).run()
                     procs = []
                     continue
                 # Reading every lease costs the store P reads: twice a second is enough for progress and the end.
@@ -638,7 +640,7 @@ class DistributedReplay:
     def _merge(self, job: dict[str, Any], monitor: Any, duration: float) -> DistributedResult:
         tallies, flags = [], []
         noise = TrackedNoise()
-        for row in self.migration.unseal(job.get("shared")) or []:
+        for row in self.replayer.unseal(job.get("shared")) or []:
             _, event_type, obs = observation_of(row)
             noise.observe(event_type, obs)
         for p in range(int(job["partitions"])):
@@ -647,8 +649,8 @@ class DistributedReplay:
                 raise MigrationKitError(f"distributed replay {job['id']}: partition {p} has no finished record")
             tallies.append(ReplayTally.from_dict(doc["tally"]))
             flags.extend(doc.get("flags", []))
-            noise.merge(self.migration.unseal(doc.get("noise")) or {})
-        tally = merge_tallies(tallies, flags, monitor=monitor, redactor=self.migration.redactor)
+            noise.merge(self.replayer.unseal(doc.get("noise")) or {})
+        tally = merge_tallies(tallies, flags, monitor=monitor, redactor=self.replayer.redactor)
         skipped = [SkippedLine(int(x["line"]), x["reason"]) for x in job.get("skipped", [])]
 
         def finished() -> None:
@@ -659,16 +661,16 @@ class DistributedReplay:
         return DistributedResult(tally, skipped, noise.to_dict(), job.get("source", self.source), duration, finished)
 
 
-def join_replay(migration: Any, *, name: str | None = None, log: str | None = None, wait: float = 60.0, stop: threading.Event | None = None) -> int:
+def join_replay(replayer: PartitionReplayer, *, name: str | None = None, log: str | None = None, wait: float = 60.0, stop: threading.Event | None = None) -> int:
     """Join the migration's active distributed replay (waiting up to ``wait`` s for one); returns the events compared here.
 
     Raises:
         ConfigurationError: no replay to join appeared in time.
     """
     stop = stop or threading.Event()
-    records = migration.store.records
+    records = replayer.store.records
     deadline = time.monotonic() + wait
-    print(f"replay worker {name or _worker_name()} waiting for a replay of {migration.name!r} to join", file=sys.stderr, flush=True)
+    print(f"replay worker {name or _worker_name()} waiting for a replay of {replayer.name!r} to join", file=sys.stderr, flush=True)
     while True:
         active, _ = records.get(ACTIVE)
         if active:
@@ -677,10 +679,10 @@ def join_replay(migration: Any, *, name: str | None = None, log: str | None = No
                 break
         if time.monotonic() >= deadline or stop.is_set():
             raise ConfigurationError(
-                f"no distributed replay of migration {migration.name!r} to join in {migration.store.display_url} "
+                f"no distributed replay of migration {replayer.name!r} to join in {replayer.store.display_url} "
                 f"(waited {wait:g} s): start one with `migration-kit replay LOG --workers N` on the same store"
             )
         stop.wait(0.2)
-    worker = ReplayWorker(migration, records, active["job"], name=name, log=log, stop=stop)
+    worker = ReplayWorker(replayer, records, active["job"], name=name, log=log, stop=stop)
     print(f"replay worker {worker.name} joined the replay of {job['path']} (pid {os.getpid()})", file=sys.stderr, flush=True)
     return worker.run()

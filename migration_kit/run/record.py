@@ -22,14 +22,14 @@ from typing import Any
 from legacy_bus import EffectCall, Event, EventLog
 from migration_errors import ConfigurationError
 
-from migration_kit.observe.redaction import redactor_for
 from migration_kit.live.tap import FIELD, BadShadowEntry, ShadowKeys, decode_entry
+from migration_kit.types import Recording
 
 __all__ = ["record_stream"]
 
 
 def record_stream(
-    migration: Any,
+    migration: Recording,
     out: str | Path,
     *,
     store_url: str | None = None,
@@ -45,6 +45,8 @@ def record_stream(
     Without ``follow`` it exports what the stream holds now and returns;
     with it, it keeps waiting for new entries until ``stop`` is set (or
     SIGTERM / Ctrl-C). An existing ``out`` is refused unless ``append``.
+    ``migration`` gives the stream's keys (its name), its Redis (its store,
+    unless ``store_url``) and the redactor every line goes through.
     """
     from redis_connect.connection import connect
 
@@ -53,7 +55,7 @@ def record_stream(
         raise ConfigurationError("record reads the live shadow stream, which lives in Redis: pass --store redis://host:port/db")
     client = connect(url)
     keys = ShadowKeys(migration.name)
-    redactor = redactor_for(migration)
+    redactor = migration.redactor
     stop = stop or threading.Event()
     previous = _install_sigterm(stop) if follow else None
     written = bad = 0

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from graph_flows import flow_from_bus
-from migration_kit import Migration, Worker
+from migration_kit import Migration
 
 PATHS = ("bus", "graph")
 
@@ -32,7 +32,7 @@ def live_shadow(m: Migration, redis_url: str, traffic: Callable[[], int]) -> dic
     with m.attach(redis_url) as handle:
         n = traffic()
         handle.flush()
-    Worker(m, max_events=n, block_ms=100, evidence_every=0.0).run()
+    m.worker(max_events=n, block_ms=100, evidence_every=0.0).run()
     return m.shadow_status()
 
 

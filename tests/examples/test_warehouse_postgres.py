@@ -204,7 +204,6 @@ def test_canary_primary_and_rollback_while_attached_end_exactly_as_a_pure_legacy
 
 
 def test_a_changed_read_model_handler_is_caught_in_live_shadow_at_its_node_and_writes_nothing(postgres_url, redis_url):
-    from migration_kit import Worker
 
     app = bootstrap(db_url=postgres_url)
     stock(app)
@@ -214,7 +213,7 @@ def test_a_changed_read_model_handler_is_caught_in_live_shadow_at_its_node_and_w
         assert handle.flush(30)
     assert all(returned)  # all six allocated: each writes the read model
     before = rows(app.engine)
-    stats = Worker(m, consumer="w-v2", block_ms=100, max_events=6).run()
+    stats = m.worker(consumer="w-v2", block_ms=100, max_events=6).run()
     assert (stats.recorded, stats.divergent, stats.errors) == (6, 6, 0)  # the shadow compares writes, not only events
     groups = m.shadow_status()["groups"]
     assert {g["node"] for g in groups} == {"add_allocation_to_read_model"}, groups

@@ -210,7 +210,6 @@ def test_canary_routes_every_event_of_a_saga_one_way_and_the_share_matches_the_p
 
 
 def test_in_primary_the_candidate_serves_for_real_and_the_legacy_shadow_is_compared_against_it(redis_url):
-    from migration_kit.live.worker import Worker
 
     shop = saga_app.build()
 
@@ -232,7 +231,7 @@ def test_in_primary_the_candidate_serves_for_real_and_the_legacy_shadow_is_compa
     assert len(mails) == 30 and {x[2] for x in mails} == {"receipt-v2"}
     assert sum(1 for x in shop.ledger if x[0] == "charge") == 30
 
-    w = Worker(m, max_events=90, block_ms=100, evidence_every=0.0)
+    w = m.worker(max_events=90, block_ms=100, evidence_every=0.0)
     w.run()
     assert (w.stats.recorded, w.stats.divergent, w.stats.errors) == (90, 30, 0)
     # the policy saw a proven divergence in primary: rolled back automatically, and says why

@@ -108,7 +108,6 @@ def test_live_shadow_with_two_workers_leaves_the_production_tables_exactly_as_wi
 
 
 def test_after_cutover_the_legacy_shadow_starts_from_before_the_candidates_real_writes(postgres_url, redis_url):
-    from migration_kit import Worker
 
     app = db_app.build(postgres_url)
     setup(app)
@@ -120,7 +119,7 @@ def test_after_cutover_the_legacy_shadow_starts_from_before_the_candidates_real_
     assert "Allocated" in kinds
     served = db_app.rows(app.engine)
     assert len(served["allocations"]) == kinds.count("Allocated")
-    stats = Worker(migration, consumer="w-primary", block_ms=100, max_events=9).run()
+    stats = migration.worker(consumer="w-primary", block_ms=100, max_events=9).run()
     assert (stats.recorded, stats.divergent, stats.errors) == (9, 0, 0)  # legacy, sandboxed, saw what the candidate saw
     assert db_app.rows(app.engine) == served
     migration.close()

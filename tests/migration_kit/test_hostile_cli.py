@@ -264,7 +264,6 @@ def test_an_oversized_stream_entry_is_dead_lettered_with_its_id_and_the_worker_c
     import redis
 
     import shadow_app
-    from migration_kit import Worker
     from migration_kit.live.tap import ShadowKeys
 
     m = shadow_app.migration(store=redis_url)
@@ -274,7 +273,7 @@ def test_an_oversized_stream_entry_is_dead_lettered_with_its_id_and_the_worker_c
     with m.attach() as handle:
         shadow_app.bus.publish(shadow_app.order(1))
         handle.flush()
-    w = Worker(m, max_events=2, block_ms=100, evidence_every=0.0)
+    w = m.worker(max_events=2, block_ms=100, evidence_every=0.0)
     w.run()
     assert (w.stats.dead, w.stats.recorded) == (1, 1)
     [reason] = [json.loads(x)["error"] for x in r.lrange(keys.dead, 0, -1)]

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from legacy_bus import Event, EventLog
 from migration_errors import ConfigurationError
-from migration_kit import Difference, Worker
+from migration_kit import Difference
 from migration_kit.cli import main
 from migration_kit.observe.redaction import KEY_ENV, Redactor, default_redactor, luhn, redactor_for, redactor_named
 from migration_kit.live.tap import ShadowKeys, decode_entry, divergence_groups
@@ -297,7 +297,7 @@ def test_a_worker_stores_the_changed_card_number_as_a_divergence_with_masked_val
     with m.attach() as handle:
         redact_app.bus.publish(redact_app.payment(2))
         assert handle.flush()
-    stats = Worker(m, max_events=1, block_ms=100, evidence_every=0.0).run()
+    stats = m.worker(max_events=1, block_ms=100, evidence_every=0.0).run()
     assert stats.recorded == 1 and stats.divergent == 1
     dump = _redis_dump(redis_url)
     assert leaks(dump) == []  # nothing in Redis: stream, groups, examples, evidence, phase

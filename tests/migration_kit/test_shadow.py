@@ -30,7 +30,7 @@ def client(url: str) -> redis.Redis:
 
 
 def run_worker(m: Migration, n: int, **kw) -> Worker:
-    w = Worker(m, max_events=n, block_ms=100, evidence_every=0.0, **kw)
+    w = m.worker(max_events=n, block_ms=100, evidence_every=0.0, **kw)
     w.run()
     return w
 

@@ -16,7 +16,7 @@ import redis
 
 from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus
-from migration_kit import Migration, Worker
+from migration_kit import Migration
 from migration_kit.live.tap import GROUP, ShadowKeys, decode_entry
 
 HERE = Path(__file__).resolve().parent
@@ -191,7 +191,7 @@ def test_an_event_twice_in_one_read_batch_is_counted_once_and_both_entries_are_a
     first = r.xrange(KEYS.stream)[0][1]
     r.xadd(KEYS.stream, first)  # the same event again, in the same batch
     m = shadow_app.migration(store=redis_url)
-    w = Worker(m, max_events=4, block_ms=100, evidence_every=0.0)
+    w = m.worker(max_events=4, block_ms=100, evidence_every=0.0)
     w.run()
     assert (w.stats.handled, w.stats.recorded, w.stats.duplicates) == (4, 3, 1)
     assert counters(r)["compared"] == 3 == done_markers(r)
@@ -221,7 +221,7 @@ def test_a_reclaimed_entry_resumes_its_graph_thread_through_the_worker(redis_url
         assert m0.graph.get_state(config).next == ("second",)
     runs.clear()
     m = migration()
-    w = Worker(m, max_events=1, block_ms=100, claim_idle_ms=1, evidence_every=0.0)
+    w = m.worker(max_events=1, block_ms=100, claim_idle_ms=1, evidence_every=0.0)
     w.run()
     assert runs == ["second"]  # resumed from the checkpoint: the first node did not run again
     assert (w.stats.reclaimed, w.stats.recorded, w.stats.divergent) == (1, 1, 0)
