@@ -445,7 +445,9 @@ class Migration:
                 f"Migration({self.name!r}).attach(): live shadow traffic needs Redis; pass attach('redis://host:port/0') "
                 f"or give the migration a Redis store (it has {self.store.display_url})"
             )
-        return attach(self, url, cutover=self._new_cutover, redactor=self.redactor, faults=self.faults, **options)
+        options.setdefault("redactor", self.redactor)
+        options.setdefault("faults", self.faults)
+        return attach(self, url, cutover=self._new_cutover, **options)
 
     def _new_cutover(self) -> Cutover:
         """A ``Cutover`` for a new tap on the live bus (the tap gets it built, not the facade)."""

@@ -18,7 +18,6 @@ from graph_flows import flow_from_bus
 from legacy_bus import Event, EventBus
 from migration_kit import Migration
 from migration_kit.decide.phases import PhaseState
-from migration_kit.live import tap
 from migration_kit.live.router import PhaseView
 from migration_kit.observe.faults import HANDLER, MAX_OPERATIONS, OTHER, Faults
 from migration_kit.observe.redaction import Redactor
@@ -155,7 +154,7 @@ def test_a_tap_whose_redis_is_gone_hands_its_failed_sends_to_its_faults_and_the_
     bus = _app()
     m = Migration("faulty-tap", legacy=bus, candidate=flow_from_bus(bus), store=server.url)
     faults = Faults()
-    handle = tap.attach(m, server.url, faults=faults, timeout=0.2)
+    handle = m.attach(server.url, faults=faults, timeout=0.2)
     try:
         server.kill()
         for i in range(3):

@@ -13,7 +13,6 @@ from redact_app import CARD, CARD_DIGITS, EMAIL, RULES
 from rich.console import Console
 
 from migration_kit.decide.decision import Decision
-from migration_kit.live import tap
 from migration_kit.live.tap import ShadowKeys, decode_entry
 from migration_kit.observe.redaction import Redactor
 from migration_kit.observe.telemetry import Telemetry
@@ -27,7 +26,7 @@ HANDED = Redactor(RULES, key="handed-to-the-sink")
 
 def test_the_tap_masks_its_stream_entries_with_the_redactor_it_was_given(redis_url):
     m = redact_app.migration(store=redis_url)
-    handle = tap.attach(m, redis_url, redactor=HANDED)
+    handle = m.attach(redis_url, redactor=HANDED)
     try:
         redact_app.bus.publish(redact_app.payment(1))
         assert handle.flush() and handle.sent == 1
