@@ -42,7 +42,7 @@ class PyeeBus(ObservedBus):
         super().__init__(name, CallCodec(), state_store=state_store)
         self.emitter = emitter
         self._emit = emitter.emit  # the emitter's own (bound) emit, as it was
-        self._run = emitter._emit_run
+        self.original_run = emitter._emit_run  # pyee's own per-listener call, as it was before the hook
         bus = self
 
         def emit(event: str, *args: Any, **kwargs: Any) -> Any:
@@ -53,8 +53,8 @@ class PyeeBus(ObservedBus):
         def _emit_run(f: Callable[..., Any], args: Any, kwargs: Any) -> Any:
             listener = bus._listener_of(f)
             if listener is None:
-                return bus._run(f, args, kwargs)
-            return bus.observe_listener(listener, lambda: bus._run(f, args, kwargs))
+                return bus.original_run(f, args, kwargs)
+            return bus.observe_listener(listener, lambda: bus.original_run(f, args, kwargs))
 
         emit.__wrapped__ = self._emit  # type: ignore[attr-defined]
         self._patch(emitter, "emit", emit)

@@ -230,6 +230,10 @@ class Redactor:
 
     # -- masking one value -------------------------------------------------------------
 
+    def keyed_by_environment(self) -> bool:
+        """Whether this redactor masks with the key the environment gives now (``KEY_ENV``, else this process's)."""
+        return self._key == _key_bytes(None)
+
     def token(self, value: Any) -> str:
         """The mask of ``value``: ``[redacted:<8 hex>]``, equal for equal values under one key."""
         if isinstance(value, str):
@@ -572,7 +576,7 @@ _DEFAULT: list[Redactor] = []
 
 def default_redactor() -> Redactor:
     """The redactor with no rules (card numbers only), for output that knows no migration."""
-    if not _DEFAULT or _DEFAULT[0]._key != _key_bytes(None):
+    if not _DEFAULT or not _DEFAULT[0].keyed_by_environment():
         _DEFAULT[:] = [Redactor()]
     return _DEFAULT[0]
 
@@ -585,7 +589,7 @@ def redactor_for(migration: Any) -> Redactor:
     """
     rules = tuple(getattr(migration, "redact", ()) or ())
     red = _BY_MIGRATION.get(migration)
-    if red is None or red.rules != rules or red._key != _key_bytes(None):
+    if red is None or red.rules != rules or not red.keyed_by_environment():
         red = Redactor(rules)
         _BY_MIGRATION[migration] = red
     name = getattr(migration, "name", None)
