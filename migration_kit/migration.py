@@ -362,7 +362,10 @@ class Migration:
         finished first. Returns the ``Handover``s made.
         """
         handle = active_handle(self)
-        cutover = handle.cutover if handle is not None else Cutover(self, self.legacy)
+        cutover = handle.cutover if handle is not None else Cutover(
+            self.name, self.legacy, store=self.store, candidate=self.candidate_graph, router=self.router,
+            phases=self.phase_control, policy=self.policy,
+        )
         return cutover.settle(reason=reason, sagas=sagas)
 
     def handovers(self) -> list[dict[str, Any]]:

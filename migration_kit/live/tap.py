@@ -340,7 +340,10 @@ class ShadowHandle:
         self._previous: dict[str, Any] = {}
         self._drain_deadline = 0.0
         self._unsent = 0
-        self.cutover = Cutover(migration, self.bus)
+        self.cutover = Cutover(
+            migration.name, self.bus, store=migration.store, candidate=migration.candidate_graph,
+            router=migration.router, phases=migration.phase_control, policy=migration.policy,
+        )
         self.redactor = redactor_for(migration)
         self._settle_at = 0.0
         self._recovered = False
