@@ -25,7 +25,7 @@ import pytest
 from legacy_bus import EffectCall, Event, EventBus, OverlayStateStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_threads import _cut, _migration  # noqa: E402  (the cut-off points of "A replay you can trust")
+from test_threads import _cut, _essence, _migration  # noqa: E402  (the cut-off points of "A replay you can trust")
 
 from migration_kit.live.cutover import Cutover  # noqa: E402
 from migration_kit.run.threads import Finished, Resumable  # noqa: E402
@@ -63,17 +63,6 @@ def build(ledger: Path) -> EventBus:
         return Event(type="Done", payload={"got": n, "before": event.payload["got"]})
 
     return bus
-
-
-def _essence(outcome) -> dict:
-    return {
-        "emitted": [(e.node, e.type, e.payload) for e in outcome.emitted],
-        "nodes": [r.node for r in outcome.trace],
-        "effects": [(c.port, c.args, c.response, c.mode) for c in outcome.effects],
-        "state": outcome.state,
-        "errors": [e.type for e in outcome.errors],
-        "crashed": outcome.crashed,
-    }
 
 
 def _dispatch(result) -> dict:
@@ -208,3 +197,52 @@ def test_cutover_finishes_the_previous_events_cut_off_run_before_the_next_event(
     assert _essence(again_outcome) == _essence(outcome) and again_before == before
     assert _dispatch(again) == _dispatch(result)
     assert ledger.read_text().splitlines() == ["1"] * 4
+
+
+# -- one parser of the final state: the Dispatch cutover returns is derived from the run's Outcome ---------
+
+
+class Declined(Exception):
+    """A handler's own exception: it reaches the caller as itself."""
+
+
+@pytest.mark.parametrize("on_error", ["raise", "record"])
+def test_the_dispatch_a_graph_run_amounts_to_is_the_one_the_bus_returns(on_error):
+    from graph_flows import flow_from_bus
+    from legacy_bus import Sandbox
+
+    from migration_kit.compare.outcome import Outcome
+    from migration_kit.live.cutover import dispatch_of
+
+    bus = EventBus("errs", on_error=on_error)
+
+    @bus.on("A")
+    def fan_out(event, ctx):
+        ctx.state["seen"] = 1
+        ctx.publish("B", {"x": 1})
+        ctx.publish("B", {"x": 2})
+
+    @bus.on("B")
+    def check(event, ctx):
+        if event.payload["x"] == 2:
+            raise Declined(f"declined {event.payload['x']}")
+        ctx.publish("C", {})
+
+    @bus.on("C")
+    def last(event, ctx):
+        raise ValueError("c")
+
+    root = Event(type="A", payload={}, id="a-1")
+    expected = bus.dispatch(root.model_copy(deep=True), sandbox=Sandbox(()), capture=True)
+    with Sandbox(()):
+        final = flow_from_bus(bus).compile().invoke({"event": root.to_dict()})
+    for got in (dispatch_of(root, final, 0.0), dispatch_of(root, final, 0.0, Outcome.from_flow_state(root, final, 0.0))):
+        assert [(s.node, s.event.type, s.event.payload, [p.type for p in s.published], s.error) for s in got.steps] == [
+            (s.node, s.event.type, s.event.payload, [p.type for p in s.published], s.error) for s in expected.steps
+        ]
+        assert [(e.type, e.payload) for e in got.emitted] == [(e.type, e.payload) for e in expected.emitted]
+        assert got.emitted_by == expected.emitted_by and got.state == expected.state and got.error == expected.error
+        if on_error == "raise":  # the handler's own exception, for the caller
+            assert type(got.exception) is Declined and str(got.exception) == str(expected.exception)
+        else:  # recorded errors reach no caller (the bus keeps the object; the graph's state only its data)
+            assert got.exception is None
