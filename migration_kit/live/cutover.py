@@ -26,10 +26,12 @@ compares the other way round.
 
 Before an event runs, its saga is handed to the serving side if the other
 side holds it (``migration_kit.live.sagas``); the saga's lock is held for the
-handover and the run, so an event arriving during a handover waits. A
-candidate thread whose last checkpoint is this very event is not run again:
-finished, its result is returned; cut off mid-run, it is resumed to
-completion.
+handover and the run, so an event arriving during a handover waits. The run
+follows the one plan of ``migration_kit.run.executor.plan_run`` (as replay and
+the shadow worker do): a candidate thread whose last checkpoint is this very
+event is not run again: finished, its result is returned; cut off mid-run, it
+is resumed to completion; a previous event's run cut off is finished first.
+``run_candidate`` / ``arun_candidate`` drive one sans-IO core (``_serve``).
 
 The phase comes from an in-memory view refreshed off the publisher's thread
 (``migration_kit.live.router``). In the shadow phase (and after a rollback), while

@@ -8,7 +8,10 @@ Protocol, the candidate through ``CandidateGraph``.
 The candidate runs by one plan (``plan_run``), decided from what its graph thread
 holds (``migration_kit.run.threads``' one rule): start the event, resume a run cut
 off mid-way, or take a finished run's result. ``drive`` / ``adrive`` carry a plan
-out, sync or async; the plan itself does no I/O.
+out, sync or async; the plan itself does no I/O. Replay and the shadow worker plan
+here, on the event's own thread; cutover (``migration_kit.live.cutover``) plans by
+the same function on a saga's long-lived thread, where a previous event's cut-off
+run is finished first and the saga's state comes from the thread or the ledger's seed.
 """
 
 from __future__ import annotations
