@@ -366,7 +366,7 @@ class Migration:
         finished first. Returns the ``Handover``s made.
         """
         handle = active_handle(self)
-        cutover = handle.cutover if handle is not None else Cutover(self, self.legacy)
+        cutover = handle.cutover if handle is not None else self._new_cutover()
         return cutover.settle(reason=reason, sagas=sagas)
 
     def handovers(self) -> list[dict[str, Any]]:
@@ -450,8 +450,11 @@ class Migration:
         return attach(self, url, cutover=self._new_cutover, **options)
 
     def _new_cutover(self) -> Cutover:
-        """A ``Cutover`` for a new tap on the live bus (the tap gets it built, not the facade)."""
-        return Cutover(self, self.legacy)
+        """A ``Cutover`` of the live bus, built from the parts (a new tap gets one; ``settle`` without a tap)."""
+        return Cutover(
+            self.name, self.legacy, store=self.store, candidate=self.candidate_graph,
+            router=self.router, phases=self.phase_control, policy=self.policy,
+        )
 
     def worker(self, url: str | None = None, **options: Any) -> Worker:
         """A shadow worker comparing this migration's live traffic (``migration_kit.live.worker.Worker``); ``run()`` it.

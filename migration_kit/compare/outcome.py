@@ -189,7 +189,11 @@ class Outcome:
         cpu: float | None = None,
         steps: int = 0,
     ) -> Outcome:
-        """The candidate path's outcome from a derived graph's final state (with its timing parts, when measured)."""
+        """The candidate path's outcome from a derived graph's final state (with its timing parts, when measured).
+
+        The one parser of a flow's final values: the ``Dispatch`` cutover returns
+        (``migration_kit.live.cutover.dispatch_of``) is derived from this outcome.
+        """
         saga = event.saga_key
         raw = final.get("emitted") or []
         depths = final.get("depths") or []

@@ -62,7 +62,7 @@ SIDES: tuple[Side, ...] = tuple(Side)
 
 
 class SagaOwner(Protocol):
-    """What a ``SagaLedger`` needs of its migration (a ``Migration`` is one): so sagas never import the facade."""
+    """What a ``SagaLedger`` needs of its owner (a ``Migration`` or a ``Cutover`` is one): so sagas never import the facade."""
 
     @property
     def name(self) -> str:

@@ -312,8 +312,8 @@ class _TapCore:
     def __init__(self, handle: ShadowHandle) -> None:
         self.peek = handle.bus.state_store.peek
         self.put = handle._queue.put_nowait
-        self.count = handle._count
-        self.count_served = handle.cutover._count
+        self.count = handle._tally
+        self.count_served = handle.cutover.count_served
         self.faults = handle.faults
         self.bus = handle.bus
 
@@ -476,7 +476,7 @@ class ShadowHandle:
             "last_error": self.last_error,
         }
 
-    def _count(self, *, tapped: int = 0, shed: int = 0, sent: int = 0) -> None:
+    def _tally(self, *, tapped: int = 0, shed: int = 0, sent: int = 0) -> None:
         with self._count_lock:
             self.tapped += tapped
             self.shed += shed
@@ -599,7 +599,7 @@ class ShadowHandle:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-            self._count(shed=1)
+            self._tally(shed=1)
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -697,7 +697,7 @@ class ShadowHandle:
                 self._send(items)
                 backoff = 0.05
             except Exception as exc:  # noqa: BLE001 - swallowed: Redis slow or gone: shed, count, back off
-                self._count(shed=self._unsent)
+                self._tally(shed=self._unsent)
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.faults.raised("tap.send", exc)
                 client, self._client = self._client, None
@@ -718,7 +718,7 @@ class ShadowHandle:
             try:
                 payloads.append(encode_entry(self.migration_name, dispatch, before, tp, at, redactor=self.redactor))
             except Exception as exc:  # noqa: BLE001 - swallowed: an unserializable outcome is shed, not fatal
-                self._count(shed=1)
+                self._tally(shed=1)
                 root = dispatch.event if isinstance(dispatch, Outcome) else dispatch.root
                 self.last_error = f"cannot encode event {root.id}: {type(exc).__name__}: {exc}"
                 self.faults.raised("tap.encode", exc)
@@ -736,7 +736,7 @@ class ShadowHandle:
             pipe.hincrby(self.keys.counters, "shed", unreported)
         pipe.execute()
         self._reported_shed += unreported
-        self._count(sent=len(payloads))
+        self._tally(sent=len(payloads))
 
 
 def attach(migration: Attachable, url: str, *, cutover: Callable[[], Cutover], **options: Any) -> ShadowHandle:

@@ -8,7 +8,10 @@ Protocol, the candidate through ``CandidateGraph``.
 The candidate runs by one plan (``plan_run``), decided from what its graph thread
 holds (``migration_kit.run.threads``' one rule): start the event, resume a run cut
 off mid-way, or take a finished run's result. ``drive`` / ``adrive`` carry a plan
-out, sync or async; the plan itself does no I/O.
+out, sync or async; the plan itself does no I/O. Replay and the shadow worker plan
+here, on the event's own thread; cutover (``migration_kit.live.cutover``) plans by
+the same function on a saga's long-lived thread, where a previous event's cut-off
+run is finished first and the saga's state comes from the thread or the ledger's seed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from legacy_bus import EffectCall, Event, LogEntry, OverlayStateStore, Sandbox, StateStore
 from legacy_bus.copying import copy_event, deep_copy
@@ -35,7 +38,7 @@ from migration_kit.run.candidate import CandidateGraph
 from migration_kit.run.threads import Finished, Fresh, Resumable, ThreadState, thread_state
 from migration_kit.types import Side
 
-__all__ = ["SANDBOX_DURABILITY", "Executor", "RunPlan", "adrive", "drive", "plan_run"]
+__all__ = ["SANDBOX_DURABILITY", "UNREAD", "Executor", "RunPlan", "adrive", "drive", "plan_run"]
 
 # A sandboxed replay's candidate is answered from recorded effects, so an event cut off mid-run
 # is run again from its start (same answers, same result) instead of resumed step by step. It
@@ -54,12 +57,23 @@ class RunPlan:
     finished run's final state (nothing to run), ``answers`` the effect answers to
     offer (without those a resumed run's finished nodes already took), and
     ``drop_first`` whether the thread holds a run to forget before starting.
+
+    On a saga's long-lived thread (cutover) three more: ``again``, the plan finishes
+    the previous event's cut-off run, after which the thread is read and planned
+    again; ``before``, the saga's state before the event (the thread's, or the
+    ledger's seed); ``seeded``, the input carries that seed (the ledger drops it once
+    the run took it). ``wants_seed``: nothing to run yet; the thread holds no state,
+    so read the ledger's seed and plan again with it.
     """
 
     input: dict[str, Any] | None
     answers: tuple[EffectCall, ...]
     values: dict[str, Any] | None = None
     drop_first: bool = False
+    again: bool = False
+    before: dict[str, Any] | None = None
+    seeded: bool = False
+    wants_seed: bool = False
 
     @property
     def finished(self) -> bool:
@@ -67,13 +81,41 @@ class RunPlan:
         return self.values is not None
 
 
-def plan_run(found: ThreadState, start: dict[str, Any], answers: tuple[EffectCall, ...]) -> RunPlan:
-    """The one plan: take a finished run's result, resume a cut-off run, or start ``start`` afresh."""
+#: ``plan_run``'s ``seed`` when the ledger's seed has not been read (it is read only when needed).
+UNREAD = object()
+
+
+def plan_run(
+    found: ThreadState,
+    start: dict[str, Any],
+    answers: tuple[EffectCall, ...],
+    *,
+    saga: str | None = None,
+    seed: dict[str, Any] | None | object = UNREAD,
+) -> RunPlan:
+    """The one plan: take a finished run's result, resume a cut-off run, or start ``start`` afresh.
+
+    ``saga`` names the saga of a long-lived thread (cutover; None: the event's own thread,
+    which holds nothing worth keeping). There the saga's state carries on from the thread:
+    a previous event's cut-off run is finished first (``again``), and a thread holding no
+    state starts from ``seed``, the ledger's; while it is ``UNREAD`` the plan ``wants_seed``.
+    """
     if isinstance(found, Finished):
         return RunPlan(None, answers, values=found.values)
     if isinstance(found, Resumable):
         return RunPlan(None, found.remaining(answers))
-    return RunPlan(start, answers, drop_first=found.stale or found.other is not None)
+    if saga is None:
+        return RunPlan(start, answers, drop_first=found.stale or found.other is not None)
+    if isinstance(found.other, Resumable):
+        return RunPlan(None, found.other.remaining(answers), again=True)
+    if found.held:  # the thread carries the saga's state (a previous event's end, or a stale run's)
+        return RunPlan(start, answers, before=(found.held.get("sagas") or {}).get(saga) or None)
+    if seed is UNREAD:
+        return RunPlan(None, answers, wants_seed=True)
+    if seed:  # a saga handed over: its first event here starts from the seed
+        state = cast("dict[str, Any]", seed)
+        return RunPlan({**start, "sagas": {saga: state}}, answers, before=state, seeded=True)
+    return RunPlan(start, answers)
 
 
 def drive(graph: Any, config: dict[str, Any], plan: RunPlan, sandbox: Callable[[RunPlan], Any], **options: Any) -> dict[str, Any]:

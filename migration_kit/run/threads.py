@@ -53,10 +53,13 @@ class Fresh:
     ``stale``: this event left a checkpoint that can be neither finished nor
     resumed (drop it first on a per-event thread). ``other``: the state of
     another event's run the thread holds (a saga's long-lived thread), if any.
+    ``held``: the values of the thread's latest checkpoint, whatever run left them
+    (on a saga's long-lived thread they carry the saga's state from event to event).
     """
 
     stale: bool = False
     other: Finished | Resumable | None = None
+    held: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def classify(
     of = _event_of(snapshot, pending_input)
     if event_id is not None and of is not None and of != event_id:
         other = classify(snapshot, None, pending_input=pending_input, complete=complete)
-        return Fresh(other=other if not isinstance(other, Fresh) else None)
+        return Fresh(other=other if not isinstance(other, Fresh) else None, held=dict(snapshot.values or {}))
     if snapshot.next or snapshot.tasks:
         # Tasks to run, or finished tasks whose writes were saved but not yet
         # folded into a checkpoint: either way the run goes on from here.
@@ -141,7 +144,7 @@ def classify(
     values = dict(snapshot.values or {})
     if of is not None and (complete is None or complete(values)):
         return Finished(values, of)
-    return Fresh(stale=True)
+    return Fresh(stale=True, held=values)
 
 
 def pending_input(graph: Any, config: dict[str, Any]) -> dict[str, Any] | None:

@@ -55,13 +55,15 @@ def _migration(store: str, bus: EventBus = orders.bus, kill_node: str | None = N
 
 
 def _cut(
-    store: str, where: str, durability: str, *, event: Event = FIRST, bus: EventBus = orders.bus, answers=(), thread: str | None = None
+    store: str, where: str, durability: str, *, event: Event = FIRST, bus: EventBus = orders.bus, answers=(), thread: str | None = None,
+    run=None,
 ) -> None:
     """Run ``event`` on its thread (or ``thread``) in a forked child that SIGKILLs itself at ``where``.
 
     ``where``: ``node:<name>`` (inside that node), ``put:<step>`` / ``afterput:<step>`` (before / after
     the checkpoint of that step is saved; ``first`` is the first one this run saves), ``writes:<n>``
     (after the n-th save of a task's writes), ``none`` (after the run, before anything else).
+    ``run(migration, event)``: how the child runs it instead (e.g. the cutover serving it for real).
     """
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
@@ -93,8 +95,11 @@ def _cut(
 
                 saver.put_writes = hooked_writes
             config = {"configurable": {"thread_id": thread or m.thread_for(event)}}
-            with Sandbox(answers):
-                m.graph.invoke({"event": event.to_dict()}, config, durability=durability)
+            if run is not None:
+                run(m, event)
+            else:
+                with Sandbox(answers):
+                    m.graph.invoke({"event": event.to_dict()}, config, durability=durability)
             _die()  # finished, and killed before the thread was forgotten
         finally:
             os._exit(3)
