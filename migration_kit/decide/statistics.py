@@ -246,12 +246,12 @@ class Sketch:
         i = math.ceil(math.log(x) / self._lg)
         bins = self.bins
         had = bins.get(i)
-        if had is None:
-            bins[i] = count
-            self._keys = None
-        else:
+        if had is not None:
             bins[i] = had + count
-        if len(self.bins) > self.max_buckets:
+            return
+        bins[i] = count
+        self._keys = None
+        if len(bins) > self.max_buckets:  # only a new bucket can pass the bound
             self._collapse()
 
     def _collapse(self) -> None:
