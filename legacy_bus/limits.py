@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from migration_errors import LimitExceeded  # re-exported: it lived here
@@ -26,6 +27,11 @@ __all__ = ["DEFAULT_LIMITS", "InputLimits", "LimitExceeded"]
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
+
+
+@lru_cache(maxsize=8)
+def _digit_run(n: int) -> re.Pattern[bytes]:
+    return re.compile(rb"[0-9]{%d}" % n)
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,11 @@ class InputLimits:
         """``json.loads`` within the limits (raises ``LimitExceeded`` or ``ValueError``)."""
         self.check_size(raw)
         self.check_depth(raw)
+        # Without a run of more digits than the limit anywhere, no integer can break it: the
+        # plain parse (no Python callback per integer) returns the same value.
+        long_digits = _digit_run(self.max_int_digits + 1).search(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass"))
         try:
-            return json.loads(raw, parse_int=self._int)
+            return json.loads(raw, parse_int=self._int) if long_digits else json.loads(raw)
         except RecursionError:  # pragma: no cover - the depth check comes first
             raise LimitExceeded(f"nests too deep to parse (limit {self.max_depth} levels)") from None
 

@@ -217,6 +217,8 @@ class Comparator:
 
     def compare(self, legacy: Outcome, candidate: Outcome, *, noise: NoiseModel | None = None) -> Comparison:
         """Compare two outcomes of the same root event, ignoring what ``noise`` learned."""
+        if self._agree(legacy, candidate):  # the common case: nothing any rule could report
+            return Comparison(legacy.event, legacy, candidate, (), None)
         t = legacy.event.type
         ctx = _Ctx(noise.keys(t), noise.unordered(t)) if noise is not None else _PLAIN_CTX
         diffs = self._diff(legacy, candidate, ctx)
@@ -274,6 +276,46 @@ class Comparator:
         return None
 
     # -- pieces ----------------------------------------------------------------------------
+
+    def _agree(self, legacy: Outcome, candidate: Outcome) -> bool:
+        """True only when ``_diff`` finds nothing in any context: position by position equal outcomes.
+
+        Every check is the one ``_diff`` makes (Python equality), on both sides in their own
+        order; equal (depth, node) at every position sort both the same way, so ``_diff`` would
+        pair exactly these. Ignore rules and learned noise only remove differences. Anything
+        else (a crash, writes, a normalizer, a step order that differs) takes the full walk.
+        """
+        if legacy.crashed or candidate.crashed or legacy.writes or candidate.writes:
+            return False
+        if legacy.state != candidate.state:
+            return False
+        le, ce = legacy.error, candidate.error
+        if (le is None) != (ce is None) or (le is not None and ce is not None and (le.type, le.message) != (ce.type, ce.message)):
+            return False
+        a, b = legacy.emitted, candidate.emitted
+        if len(a) != len(b):
+            return False
+        norm = self.normalizers
+        for x, y in zip(a, b):
+            if (
+                x.node != y.node or x.type != y.type or x.depth != y.depth or x.correlation != y.correlation
+                or x.payload != y.payload or x.headers != y.headers or (norm and x.type in norm)
+            ):  # fmt: skip
+                return False
+        ca, cb = legacy.effects, candidate.effects
+        if len(ca) != len(cb):
+            return False
+        for x, y in zip(ca, cb):
+            if x.node != y.node or x.port != y.port or x.args != y.args or x.kwargs != y.kwargs:
+                return False
+        if len(ca) > 1 and self.ordering != "strict":
+            # Calls are ordered by their node's depth in each side's own trace: the same steps, the same order.
+            if len(legacy.trace) != len(candidate.trace):
+                return False
+            for r, s in zip(legacy.trace, candidate.trace):
+                if r.node != s.node or r.depth != s.depth:
+                    return False
+        return True
 
     def _diff(self, legacy: Outcome, candidate: Outcome, ctx: _Ctx) -> list[Difference]:
         diffs: list[Difference] = []

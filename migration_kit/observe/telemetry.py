@@ -64,6 +64,13 @@ def _tracing_enabled(provider: Any = None) -> bool:
     return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider")
 
 
+def _metrics_enabled(provider: Any = None) -> bool:
+    provider = provider if provider is not None else metrics.get_meter_provider()
+    # Until an SDK provider is set, the API's instruments are proxies whose calls do nothing; once
+    # one is set, get_meter_provider() returns it (and the proxies forward to its instruments).
+    return type(provider).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
+
+
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the active span, if one is recording (to carry across a stream)."""
     span = trace.get_current_span()
@@ -98,6 +105,7 @@ class Telemetry:
         self.faults = faults if faults is not None else Faults(redactor=redactor)
         self._phase = phase or (lambda: "shadow")
         self._provider = tracer_provider
+        self._meter_provider = meter_provider
         self._tracer = trace.get_tracer("migration_kit", tracer_provider=tracer_provider)
         meter = metrics.get_meter("migration_kit", meter_provider=meter_provider)
         self._compared = meter.create_counter("migration.compared", unit="{event}", description="events compared")
@@ -139,19 +147,23 @@ class Telemetry:
 
     def record(self, comparison: Comparison, *, traceparent: str | None = None) -> str | None:
         """Count one comparison and, when tracing is on, emit its trace; returns the trace id (hex)."""
+        tracing, counting = _tracing_enabled(self._provider), _metrics_enabled(self._meter_provider)
+        if not (tracing or counting):  # the API's no-op providers: nothing would be recorded
+            return None
         attrs = self._attrs
         red = self._redactor()
-        self._compared.add(1, attrs)
-        if comparison.divergent:
-            self._divergent.add(1, attrs)
-        if comparison.errored:
-            self._errors.add(1, attrs)
-        for outcome in (comparison.legacy, comparison.candidate):
-            path_attrs = {**attrs, "path": outcome.path}
-            self._path_duration.record(outcome.duration, path_attrs)
-            for node, seconds in outcome.node_durations.items():
-                self._node_duration.record(seconds, {**path_attrs, "node": red.text(node)})
-        if not _tracing_enabled(self._provider):
+        if counting:
+            self._compared.add(1, attrs)
+            if comparison.divergent:
+                self._divergent.add(1, attrs)
+            if comparison.errored:
+                self._errors.add(1, attrs)
+            for outcome in (comparison.legacy, comparison.candidate):
+                path_attrs = {**attrs, "path": outcome.path}
+                self._path_duration.record(outcome.duration, path_attrs)
+                for node, seconds in outcome.node_durations.items():
+                    self._node_duration.record(seconds, {**path_attrs, "node": red.text(node)})
+        if not tracing:
             return None
         return self._trace(comparison, traceparent, red)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from legacy_bus.state import BoundedStateStore
@@ -45,6 +46,13 @@ def page_count(capacity: int) -> int:
     return max(MIN_PAGES, min(MAX_PAGES, capacity // SAGAS_PER_PAGE))
 
 
+@lru_cache(maxsize=1 << 16)
+def _page_of(key: str, pages: int) -> int:
+    # A saga is used by every step of its events (the legacy bus saves its state after each handler):
+    # hashing its key once per event rather than once per step.
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % pages
+
+
 class PagedStates(BoundedStateStore):
     """A ``BoundedStateStore`` that knows which pages changed since it was last saved."""
 
@@ -61,7 +69,7 @@ class PagedStates(BoundedStateStore):
         self._pending: dict[int, int] = {}
 
     def _page(self, key: str) -> int:
-        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % self.pages
+        return _page_of(key, self.pages)
 
     def _used(self, key: str) -> None:
         page = self._page(key)
