@@ -116,14 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
     from migration_kit.cli.app import load_app
-    from migration_kit.observe.redaction import redactor_for
     from migration_kit.store import CLI_DEFAULT_STORE
 
-    migration = load_app(args.app, store=args.store, default_store=CLI_DEFAULT_STORE)
-    # The facade's job (transitional): sinks that do not take a redactor yet (run/record, the
-    # worker) look it up by the migration's name; the CLI's own sinks get migration.redactor.
-    redactor_for(migration)
-    return migration
+    return load_app(args.app, store=args.store, default_store=CLI_DEFAULT_STORE)
 
 
 class _MaskedStream:

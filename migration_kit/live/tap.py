@@ -72,7 +72,7 @@ from redis_connect.urls import mask_url
 from migration_kit.live.cutover import Cutover
 from migration_kit.compare.outcome import Outcome
 from migration_kit.observe.faults import Faults
-from migration_kit.observe.redaction import Redactor, redactor_named
+from migration_kit.observe.redaction import Redactor, default_redactor
 from migration_kit.compare.state_delta import delta, patched
 from migration_kit.types import Attachable, Side
 
@@ -210,7 +210,7 @@ def encode_entry(
         "tapped_at": tapped_at,
     }
     if redactor is None:
-        redactor = redactor_named(migration)  # the facade's job: pass redactor= (the by-name registry goes then)
+        redactor = default_redactor()  # the facade hands its own; without one, the built-in rules
     masked = redactor.entry(doc)
     before, record = masked.get("state_before"), masked.get(outcome.path)
     if isinstance(before, dict) and before and isinstance(record, dict) and isinstance(record.get("state"), dict):
@@ -407,8 +407,8 @@ class ShadowHandle:
         faults: Faults | None = None,
     ) -> None:
         self.gc_freeze = gc_freeze
-        # Without one, the one registered under the migration's name (transitional: the facade passes its own).
-        self.redactor = redactor if redactor is not None else redactor_named(name)
+        # The facade hands its own; without one, the built-in rules.
+        self.redactor = redactor if redactor is not None else default_redactor()
         self.faults = faults if faults is not None else Faults(redactor=self.redactor)
         self.migration_name = name
         self.bus = bus

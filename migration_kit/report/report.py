@@ -19,7 +19,7 @@ from legacy_bus import SkippedLine
 from migration_kit.compare.comparator import Comparison, Difference
 from migration_kit.decide.decision import Decision
 from migration_kit.decide.evidence import Evidence
-from migration_kit.observe.redaction import Redactor, default_redactor, redactor_named
+from migration_kit.observe.redaction import Redactor, default_redactor
 from migration_kit.decide.statistics import rate_bounds
 
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
@@ -200,7 +200,7 @@ class ReplayTally:
         policy: dict[str, Any] | None = None,
         redactor: Redactor | None = None,
     ) -> ReplayReport:
-        red = redactor or self.redactor or redactor_named(migration)  # the facade's job: pass redactor= (by name: transitional)
+        red = redactor or self.redactor or default_redactor()  # the facade hands its own; without one, the built-in rules
         sources = self._sources
 
         def secrets(event_id: Any) -> tuple[str, ...]:
@@ -287,7 +287,7 @@ class ReplayReport:
         return self._redactor().report(self._data())
 
     def _redactor(self) -> Redactor:
-        return self.redactor or redactor_named(self.migration)  # the facade's job: freeze(redactor=); by name: transitional
+        return self.redactor or default_redactor()  # the facade's freeze(redactor=); without one, the built-in rules
 
     def _data(self) -> dict[str, Any]:
         return {
