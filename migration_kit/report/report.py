@@ -54,6 +54,7 @@ class DivergenceGroup:
     example: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
+        """The group as JSON-ready data (unmasked: the report masks it)."""
         return {
             "node": self.node,
             "kind": self.kind,
@@ -93,6 +94,7 @@ class ReplayTally:
     _sources: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def add(self, comparison: Comparison, line: int = 0) -> None:
+        """Count one comparison from line ``line`` of the log."""
         self.total += 1
         self.last_line = line
         self.evidence.add(comparison)
@@ -171,6 +173,7 @@ class ReplayTally:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReplayTally:
+        """A tally from its saved form (a resumed replay goes on from it)."""
         return cls(
             total=int(data["total"]),
             divergent=int(data["divergent"]),
@@ -200,6 +203,7 @@ class ReplayTally:
         policy: dict[str, Any] | None = None,
         redactor: Redactor | None = None,
     ) -> ReplayReport:
+        """The finished ``ReplayReport`` of what was counted, masked by ``redactor`` (else the tally's, else the built-in rules)."""
         red = redactor or self.redactor or default_redactor()  # the facade hands its own; without one, the built-in rules
         sources = self._sources
 
@@ -276,10 +280,12 @@ class ReplayReport:
 
     @property
     def parity(self) -> bool:
+        """Whether no event diverged."""
         return self.divergent == 0
 
     @property
     def events_per_second(self) -> float:
+        """Events replayed per second of the replay's duration."""
         return self.total / self.duration if self.duration > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -318,6 +324,7 @@ class ReplayReport:
         return json.dumps(self.to_dict(), indent=indent, default=str)
 
     def write_json(self, path: str | Path) -> None:
+        """Write the masked report as JSON to ``path``."""
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     def write_html(self, path: str | Path) -> None:
