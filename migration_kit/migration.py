@@ -40,7 +40,7 @@ from migration_kit.decide.phases import PhaseControl, PhaseMachine, PhaseState, 
 from migration_kit.decide.policy import Policy, load_policy
 from migration_kit.live.router import Router, route_point
 from migration_kit.observe.faults import Faults
-from migration_kit.observe.redaction import redactor_for
+from migration_kit.observe.redaction import Redactor
 from migration_kit.observe.telemetry import Telemetry
 from migration_kit.report.report import ReplayReport, ReplayTally
 from migration_kit.run.candidate import CandidateGraph, require_candidate
@@ -100,7 +100,7 @@ class Migration:
         self.redact = tuple(redact or ())
         self.saga_capacity = saga_capacity
         self.store_explicit = store is not None
-        self.redactor = redactor_for(self)  # what leaves the process is masked by it: built once, handed to every sink
+        self.redactor = Redactor(self.redact)  # what leaves the process is masked by it: built once, handed to every sink
         self.faults = Faults(redactor=self.redactor)  # every machinery failure the parts swallow goes through it
         self.telemetry = Telemetry(name, phase=lambda: str(getattr(self, "phase", "shadow")), redactor=self.redactor, faults=self.faults)
         self.faults.telemetry = self.telemetry

@@ -94,7 +94,9 @@ class Records(Protocol):
         """Remove the document, list and counters under ``key``."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the backend's connections."""
+        ...
 
 
 def _dump(value: Any) -> str:
@@ -111,10 +113,12 @@ class MemoryRecords:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> tuple[Any, int]:
+        """The document at ``key`` and its version (``(None, 0)`` when absent)."""
         raw, version = self._docs.get(key, (None, 0))
         return (None if raw is None else json.loads(raw)), version
 
     def put(self, key: str, value: Any, *, version: int | None = None) -> int:
+        """Write a document, with ``version`` only if it is still at that version; returns the new version."""
         with self._lock:
             current = self._docs.get(key, (None, 0))[1]
             if version is not None and version != current:
@@ -123,19 +127,23 @@ class MemoryRecords:
             return current + 1
 
     def append(self, key: str, item: Any) -> int:
+        """Append to a list; returns its new length."""
         with self._lock:
             self._lists[key].append(_dump(item))
             return len(self._lists[key])
 
     def items(self, key: str, start: int = 0, stop: int | None = None) -> list[Any]:
+        """A slice of a list (``stop`` exclusive; None: to the end)."""
         return [json.loads(x) for x in self._lists.get(key, [])[start:stop]]
 
     def trim(self, key: str, keep: int) -> None:
+        """Keep only the newest ``keep`` items of a list."""
         with self._lock:
             if key in self._lists:
                 del self._lists[key][: max(0, len(self._lists[key]) - keep)]
 
     def incr(self, key: str, amounts: dict[str, int]) -> dict[str, int]:
+        """Add to named counters atomically; returns their new values."""
         with self._lock:
             counts = self._counts[key]
             for field, n in amounts.items():
@@ -143,15 +151,18 @@ class MemoryRecords:
             return {f: counts[f] for f in amounts}
 
     def counters(self, key: str) -> dict[str, int]:
+        """All counters under ``key``."""
         return dict(self._counts.get(key, {}))
 
     def delete(self, key: str) -> None:
+        """Remove the document, list and counters under ``key``."""
         with self._lock:
             self._docs.pop(key, None)
             self._lists.pop(key, None)
             self._counts.pop(key, None)
 
     def close(self) -> None:
+        """Nothing to release (the records stay in memory)."""
         pass
 
 
@@ -186,10 +197,12 @@ class SqliteRecords:
         return _Immediate(self._conn, self._lock)
 
     def get(self, key: str) -> tuple[Any, int]:
+        """The document at ``key`` and its version (``(None, 0)`` when absent)."""
         row = self._conn.execute("SELECT value, version FROM mk_docs WHERE ns=? AND key=?", (self.ns, key)).fetchone()
         return (None, 0) if row is None else (json.loads(row[0]), row[1])
 
     def put(self, key: str, value: Any, *, version: int | None = None) -> int:
+        """Write a document, with ``version`` only if it is still at that version; returns the new version."""
         with self._tx() as c:
             row = c.execute("SELECT version FROM mk_docs WHERE ns=? AND key=?", (self.ns, key)).fetchone()
             current = 0 if row is None else row[0]
@@ -203,6 +216,7 @@ class SqliteRecords:
             return current + 1
 
     def append(self, key: str, item: Any) -> int:
+        """Append to a list; returns its new length."""
         with self._tx() as c:
             # idx grows past trimmed items (MAX + 1), so the list stays in order after a trim
             n, top = c.execute("SELECT COUNT(*), MAX(idx) FROM mk_lists WHERE ns=? AND key=?", (self.ns, key)).fetchone()
@@ -210,6 +224,7 @@ class SqliteRecords:
             return n + 1
 
     def items(self, key: str, start: int = 0, stop: int | None = None) -> list[Any]:
+        """A slice of a list (``stop`` exclusive; None: to the end)."""
         limit = -1 if stop is None else max(0, stop - start)
         rows = self._conn.execute(
             "SELECT value FROM mk_lists WHERE ns=? AND key=? ORDER BY idx LIMIT ? OFFSET ?",
@@ -218,6 +233,7 @@ class SqliteRecords:
         return [json.loads(r[0]) for r in rows]
 
     def trim(self, key: str, keep: int) -> None:
+        """Keep only the newest ``keep`` items of a list."""
         with self._tx() as c:
             c.execute(
                 "DELETE FROM mk_lists WHERE ns=? AND key=? AND idx < (SELECT MIN(idx) FROM "
@@ -228,6 +244,7 @@ class SqliteRecords:
                 c.execute("DELETE FROM mk_lists WHERE ns=? AND key=?", (self.ns, key))
 
     def incr(self, key: str, amounts: dict[str, int]) -> dict[str, int]:
+        """Add to named counters atomically; returns their new values."""
         with self._tx() as c:
             out = {}
             for field, n in amounts.items():
@@ -242,15 +259,18 @@ class SqliteRecords:
             return out
 
     def counters(self, key: str) -> dict[str, int]:
+        """All counters under ``key``."""
         rows = self._conn.execute("SELECT field, value FROM mk_counters WHERE ns=? AND key=?", (self.ns, key)).fetchall()
         return dict(rows)
 
     def delete(self, key: str) -> None:
+        """Remove the document, list and counters under ``key``."""
         with self._tx() as c:
             for table in ("mk_docs", "mk_lists", "mk_counters"):
                 c.execute(f"DELETE FROM {table} WHERE ns=? AND key=?", (self.ns, key))  # noqa: S608 - fixed names
 
     def close(self) -> None:
+        """Close the SQLite connection."""
         self._conn.close()
 
 
@@ -301,43 +321,52 @@ class RedisRecords:
         return f"{self._tag}:{kind}:{key}"
 
     def get(self, key: str) -> tuple[Any, int]:
+        """The document at ``key`` and its version (``(None, 0)`` when absent)."""
         value, version = self.client.hmget(self._k("doc", key), ["value", "version"])
         return (None, 0) if value is None else (json.loads(value), int(version))
 
     def put(self, key: str, value: Any, *, version: int | None = None) -> int:
+        """Write a document, with ``version`` only if it is still at that version; returns the new version."""
         ok, new = self._cas(keys=[self._k("doc", key)], args=[_dump(value), -1 if version is None else version])
         if not ok:
             raise VersionConflict(key, version if version is not None else -1, int(new))
         return int(new)
 
     def append(self, key: str, item: Any) -> int:
+        """Append to a list; returns its new length."""
         return int(self.client.rpush(self._k("list", key), _dump(item)))
 
     def items(self, key: str, start: int = 0, stop: int | None = None) -> list[Any]:
+        """A slice of a list (``stop`` exclusive; None: to the end)."""
         end = -1 if stop is None else stop - 1
         if stop is not None and stop <= start:
             return []
         return [json.loads(x) for x in self.client.lrange(self._k("list", key), start, end)]
 
     def trim(self, key: str, keep: int) -> None:
+        """Keep only the newest ``keep`` items of a list."""
         if keep <= 0:
             self.client.unlink(self._k("list", key))
         else:
             self.client.ltrim(self._k("list", key), -keep, -1)
 
     def incr(self, key: str, amounts: dict[str, int]) -> dict[str, int]:
+        """Add to named counters atomically; returns their new values."""
         pipe = self.client.pipeline(transaction=True)
         for field, n in amounts.items():
             pipe.hincrby(self._k("count", key), field, n)
         return dict(zip(amounts, (int(v) for v in pipe.execute()), strict=True))
 
     def counters(self, key: str) -> dict[str, int]:
+        """All counters under ``key``."""
         return {k.decode(): int(v) for k, v in self.client.hgetall(self._k("count", key)).items()}
 
     def delete(self, key: str) -> None:
+        """Remove the document, list and counters under ``key``."""
         self.client.delete(self._k("doc", key), self._k("list", key), self._k("count", key))
 
     def close(self) -> None:
+        """Close the Redis client."""
         self.client.close()
 
 
@@ -474,6 +503,7 @@ class Store:
             self._records = None
 
     def close(self) -> None:
+        """Close the checkpointer and the records this store opened."""
         cp, self._checkpointer = self._checkpointer, None
         close = getattr(cp, "close", None)
         if callable(close):

@@ -116,14 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
     from migration_kit.cli.app import load_app
-    from migration_kit.observe.redaction import redactor_for
     from migration_kit.store import CLI_DEFAULT_STORE
 
-    migration = load_app(args.app, store=args.store, default_store=CLI_DEFAULT_STORE)
-    # The facade's job (transitional): sinks that do not take a redactor yet (run/record, the
-    # worker) look it up by the migration's name; the CLI's own sinks get migration.redactor.
-    redactor_for(migration)
-    return migration
+    return load_app(args.app, store=args.store, default_store=CLI_DEFAULT_STORE)
 
 
 class _MaskedStream:
@@ -215,6 +210,7 @@ def _outputs(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """``replay LOG``: replay an event log through both paths and print (and write) the report."""
     if args.save_every < 1:
         raise MigrationKitError(f"--save-every {args.save_every}: give a number of events >= 1")
     _check_writable(args.json, "--json")
@@ -226,6 +222,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    """``resume``: continue the unfinished replay of a log from its last saved point."""
     _check_writable(args.json, "--json")
     _check_writable(args.html, "--html")
     if args.log is not None and not Path(args.log).is_file():
@@ -338,6 +335,7 @@ def _print_logs(logs: Any) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    """``record``: write the shadow stream's entries to a JSONL event log, masked."""
     from migration_kit.run.record import record_stream
 
     migration = _load(args)
@@ -349,6 +347,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``report``: render a saved JSON report as HTML, masked with the built-in rules (no app is loaded)."""
     import json
 
     from migration_kit.observe.redaction import default_redactor
@@ -371,6 +370,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    """``graph``: print the candidate graph as Mermaid."""
     migration = _load(args)
     flow = migration.flow
     if flow is not None:
@@ -381,6 +381,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """``status``: print where the migration stands (phase, counts, decision, history), masked."""
     import json
 
     with _load(args) as migration:
@@ -395,6 +396,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    """``promote``: move the migration to its next phase (or ``--to`` one) and print the transition."""
     with _load(args) as migration:
         t = migration.promote(to=args.to, percent=args.percent, reason=args.reason)
     print(f"{migration.name}: {t.from_state.describe()} -> {t.to_state.describe()} (attempt {t.to_state.attempt})")
@@ -402,6 +404,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    """``rollback``: send every event back to the legacy path and print the transition."""
     with _load(args) as migration:
         t = migration.rollback(args.reason)
     print(f"{migration.name}: {t.from_state.describe()} -> rolled_back: {args.reason}")
@@ -429,6 +432,7 @@ def pin_cpus(spec: str) -> set[int]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """``worker``: run a shadow worker on the store's stream (or join a distributed replay) until stopped."""
     import logging
     import signal
 
@@ -561,4 +565,5 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def entry() -> None:
+    """The console script: run ``main()`` on ``sys.argv`` and exit with its code."""
     sys.exit(main())

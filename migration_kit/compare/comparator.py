@@ -72,6 +72,7 @@ class Difference:
     key: str = ""  # index-free identity, e.g. emitted<ship:ShipmentScheduled>.payload.queue
 
     def to_dict(self) -> dict[str, Any]:
+        """The difference as JSON-ready data."""
         return {"path": self.path, "kind": self.kind, "legacy": self.legacy, "candidate": self.candidate, "node": self.node}
 
     def __str__(self) -> str:
@@ -91,6 +92,7 @@ class Comparison:
 
     @property
     def divergent(self) -> bool:
+        """Whether the two paths differed at all."""
         return bool(self.differences)
 
     @property
@@ -99,6 +101,7 @@ class Comparison:
         return self.candidate.crashed or bool(self.candidate.errors)
 
     def to_dict(self) -> dict[str, Any]:
+        """The comparison as JSON-ready data (the event's envelope, not its payload)."""
         return {
             "event": {"id": self.event.id, "type": self.event.type, "correlation_id": self.event.correlation_id},
             "divergent": self.divergent,

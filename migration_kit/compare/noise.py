@@ -100,6 +100,7 @@ class NoiseLearning:
     confirm_runs: int = 3
 
     def samples(self, event_type: str, event_id: str, model: NoiseModel) -> bool:
+        """Whether the legacy path is re-run for this event to learn noise (the first events of a type, then a hashed share)."""
         if model.samples.get(event_type, 0) < self.first:
             return True
         if self.rate <= 0:
@@ -230,10 +231,12 @@ class NoiseModel:
     # -- persistence -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """The model as JSON-ready data (``from_dict`` reads it back)."""
         return {"samples": self.samples, "paths": self.paths, "unordered": self.unordered_groups, "dropped": self.dropped}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> NoiseModel:
+        """A model from ``to_dict()`` data (an empty model for None)."""
         model = cls()
         if data:
             model.merge(data)

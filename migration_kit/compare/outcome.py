@@ -46,6 +46,7 @@ class Emission:
         return {"type": self.type, "payload": self.payload, "headers": self.headers, "correlation": self.correlation}
 
     def to_dict(self) -> dict[str, Any]:
+        """The emission as JSON-ready data: where it was emitted and what is compared of it."""
         return {"node": self.node, "depth": self.depth, "id": self.id, **self.comparable()}
 
 
@@ -96,9 +97,11 @@ class Outcome:
 
     @property
     def error(self) -> ErrorInfo | None:
+        """The first error the path raised, or None."""
         return self.errors[0] if self.errors else None
 
     def to_dict(self) -> dict[str, Any]:
+        """The outcome as JSON-ready data."""
         return {
             "path": self.path,
             "emitted": [e.to_dict() for e in self.emitted],

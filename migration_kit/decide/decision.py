@@ -23,6 +23,7 @@ class Decision:
         return self.action in ("continue", "promote")
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as JSON-ready data: its action and reasons."""
         return {"action": self.action, "reasons": list(self.reasons)}
 
 

@@ -146,6 +146,7 @@ class Evidence:
         return self
 
     def copy(self) -> Evidence:
+        """An independent deep copy of this evidence."""
         return copy.deepcopy(self)
 
     # -- reading ---------------------------------------------------------------------------
@@ -207,6 +208,7 @@ class Evidence:
     # -- JSON --------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """The evidence as JSON-ready data (``from_dict`` reads it back)."""
         return {
             **{name: getattr(self, name) for name in _COUNTS},
             "by_node": dict(sorted(self.by_node.items())),
@@ -217,6 +219,7 @@ class Evidence:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Evidence:
+        """Evidence from ``to_dict()`` data (empty evidence for None)."""
         ev = cls()
         if not data:
             return ev

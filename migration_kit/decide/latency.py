@@ -130,6 +130,7 @@ class TimedSaver(BaseCheckpointSaver):
 
     @property
     def config_specs(self) -> list:  # type: ignore[override]
+        """The wrapped saver's config specs (``BaseCheckpointSaver``)."""
         return self.inner.config_specs
 
     @contextmanager
@@ -157,6 +158,7 @@ class TimedSaver(BaseCheckpointSaver):
     # -- the saver interface, timed ---------------------------------------------------------
 
     def get_tuple(self, config: Any) -> Any:
+        """The wrapped saver's ``get_tuple``, its time charged to the thread being measured."""
         t = time.perf_counter()
         try:
             return self.inner.get_tuple(config)
@@ -164,9 +166,11 @@ class TimedSaver(BaseCheckpointSaver):
             self._charge(config, t)
 
     def list(self, config: Any, **kwargs: Any) -> Iterator[Any]:
+        """The wrapped saver's ``list`` (not timed)."""
         return self.inner.list(config, **kwargs)
 
     def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        """The wrapped saver's ``put``, its time charged to the thread being measured."""
         t = time.perf_counter()
         try:
             return self.inner.put(config, checkpoint, metadata, new_versions)
@@ -174,6 +178,7 @@ class TimedSaver(BaseCheckpointSaver):
             self._charge(config, t, metadata)
 
     def put_writes(self, config: Any, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
+        """The wrapped saver's ``put_writes``, its time charged to the thread being measured."""
         t = time.perf_counter()
         try:
             return self.inner.put_writes(config, writes, task_id, task_path)
@@ -181,9 +186,11 @@ class TimedSaver(BaseCheckpointSaver):
             self._charge(config, t)
 
     def delete_thread(self, thread_id: str) -> None:
+        """The wrapped saver's ``delete_thread`` (not timed)."""
         return self.inner.delete_thread(thread_id)
 
     async def aget_tuple(self, config: Any) -> Any:
+        """The wrapped saver's ``aget_tuple``, its time charged to the thread being measured."""
         t = time.perf_counter()
         try:
             return await self.inner.aget_tuple(config)
@@ -191,9 +198,11 @@ class TimedSaver(BaseCheckpointSaver):
             self._charge(config, t)
 
     def alist(self, config: Any, **kwargs: Any) -> Any:
+        """The wrapped saver's ``alist`` (not timed)."""
         return self.inner.alist(config, **kwargs)
 
     async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        """The wrapped saver's ``aput``, its time charged to the thread being measured."""
         t = time.perf_counter()
         try:
             return await self.inner.aput(config, checkpoint, metadata, new_versions)
@@ -201,6 +210,7 @@ class TimedSaver(BaseCheckpointSaver):
             self._charge(config, t, metadata)
 
     async def aput_writes(self, config: Any, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
+        """The wrapped saver's ``aput_writes``, its time charged to the thread being measured."""
         t = time.perf_counter()
         try:
             return await self.inner.aput_writes(config, writes, task_id, task_path)
@@ -208,9 +218,11 @@ class TimedSaver(BaseCheckpointSaver):
             self._charge(config, t)
 
     async def adelete_thread(self, thread_id: str) -> None:
+        """The wrapped saver's ``adelete_thread`` (not timed)."""
         return await self.inner.adelete_thread(thread_id)
 
     def get_next_version(self, current: Any, channel: Any) -> Any:
+        """The wrapped saver's channel versioning, so versions stay the ones it writes."""
         return self.inner.get_next_version(current, channel)
 
 

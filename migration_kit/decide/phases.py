@@ -51,6 +51,7 @@ class PhaseState:
     reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The phase state as JSON-ready data (``from_dict`` reads it back)."""
         return {
             "phase": self.phase,
             "percent": self.percent,
@@ -62,11 +63,13 @@ class PhaseState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> PhaseState:
+        """A phase state from ``to_dict()`` data (the initial shadow state for None)."""
         if not data:
             return cls()
         return cls(**{k: data.get(k) for k in ("phase", "percent", "attempt", "since", "by", "reason")})
 
     def describe(self) -> str:
+        """The phase for people: ``canary 10%``, else its name."""
         return f"{self.phase} {self.percent:g}%" if self.phase == "canary" and self.percent is not None else self.phase
 
 
@@ -83,6 +86,7 @@ class Transition:
     version: int = 0  # the phase record's version after this transition
 
     def to_dict(self) -> dict[str, Any]:
+        """The transition as JSON-ready data, as the phase history keeps it."""
         return {
             "at": self.at,
             "from": self.from_state.phase,
@@ -114,6 +118,7 @@ class PhaseMachine:
         return PhaseState.from_dict(data), version
 
     def history(self) -> list[dict[str, Any]]:
+        """Every transition recorded so far, oldest first."""
         return self.records.items(HISTORY_KEY)
 
     # -- validation (pure) ----------------------------------------------------------------

@@ -150,9 +150,11 @@ class PhaseIs(_Cond):
         return [v] if isinstance(v, str) else v
 
     def label(self) -> str:
+        """The condition in words, for reasons."""
         return "phase in " + "/".join(self.phase)
 
     def check(self, evidence: Evidence, ctx: Context) -> Verdict:
+        """Whether the migration is in one of the phases named."""
         now = ctx.phase + (f" ({ctx.percent:g}%)" if ctx.phase == "canary" and ctx.percent is not None else "")
         holds = ctx.phase in self.phase
         return Verdict(holds, f"phase is {now}, {'one of' if holds else 'not one of'} {', '.join(self.phase)}")
@@ -172,9 +174,11 @@ class CountIs(_Cond):
         return self
 
     def label(self) -> str:
+        """The condition in words, for reasons."""
         return f"{self.count} {'>= ' + str(self.at_least) if self.at_least is not None else '< ' + str(self.below)}"
 
     def check(self, evidence: Evidence, ctx: Context) -> Verdict:
+        """Whether the evidence's count is at least (or below) the bound."""
         v = evidence.count(self.count)
         what = _COUNT_LABEL[self.count]
         if self.at_least is not None:
@@ -194,9 +198,11 @@ class RateIs(_Cond):
     alpha: float = Field(0.01, gt=0.0, lt=1.0)
 
     def label(self) -> str:
+        """The condition in words, for reasons."""
         return f"{self.rate} proven {self.proven} {self.limit:.2%}"
 
     def check(self, evidence: Evidence, ctx: Context) -> Verdict:
+        """Whether the rate is proven above (or below) the limit, with anytime-valid bounds."""
         n = evidence.compared
         k = evidence.count(_RATE_COUNT[self.rate])
         lo, hi = rate_bounds(k, n, self.alpha)
@@ -245,9 +251,11 @@ class LatencyIs(_Cond):
         return float(v)
 
     def label(self) -> str:
+        """The condition in words, for reasons."""
         return f"latency p{self.latency * 100:g} {self.proven}"
 
     def check(self, evidence: Evidence, ctx: Context) -> Verdict:
+        """Whether the latency contract is proven violated (or met, as asked), for the event, one node or every node."""
         if self.node == "*":
             return self._every_node(evidence)
         return self._one(evidence, self.node, self.alpha)
@@ -319,9 +327,11 @@ class PredicateIs(_Cond):
     params: dict[str, Any] = Field(default_factory=dict)
 
     def label(self) -> str:
+        """The condition in words, for reasons: the predicate's name."""
         return self.predicate
 
     def check(self, evidence: Evidence, ctx: Context) -> Verdict:
+        """What the registered predicate says of the evidence (``ConfigurationError`` when none is registered by that name)."""
         fn = _PREDICATES.get(self.predicate)
         if fn is None:
             known = ", ".join(sorted(_PREDICATES)) or "none registered"
@@ -335,12 +345,15 @@ class PredicateIs(_Cond):
 
 
 class AllOf(_Cond):
+    """A condition that holds when every one of its parts holds."""
     all: list[Condition]
 
     def label(self) -> str:
+        """The condition in words, for reasons."""
         return " and ".join(c.name or c.label() for c in self.all)
 
     def check(self, evidence: Evidence, ctx: Context) -> Verdict:
+        """Whether every part holds (each is evaluated, so the reasons show all the numbers)."""
         parts = []
         for c in self.all:  # evaluates every part, so the reasons show all the numbers
             v = c.check(evidence, ctx)
@@ -349,23 +362,29 @@ class AllOf(_Cond):
 
 
 class AnyOf(_Cond):
+    """A condition that holds when any one of its parts holds."""
     any: list[Condition]
 
     def label(self) -> str:
+        """The condition in words, for reasons."""
         return " or ".join(c.name or c.label() for c in self.any)
 
     def check(self, evidence: Evidence, ctx: Context) -> Verdict:
+        """Whether any part holds (each is evaluated, so the reasons show all the numbers)."""
         parts = [c.check(evidence, ctx) for c in self.any]
         return Verdict(any(v.holds for v in parts), "; ".join(v.text for v in parts))
 
 
 class NotOf(_Cond):
+    """A condition that holds when its one part does not."""
     not_: Condition = Field(alias="not")
 
     def label(self) -> str:
+        """The condition in words, for reasons."""
         return f"not {self.not_.name or self.not_.label()}"
 
     def check(self, evidence: Evidence, ctx: Context) -> Verdict:
+        """Whether the part does not hold."""
         v = self.not_.check(evidence, ctx)
         return Verdict(not v.holds, f"not ({v.text})")
 
@@ -420,6 +439,7 @@ class Leaf(BaseModel):
     reason: str | None = None
 
     def walk(self, evidence: Evidence, ctx: Context, path: list[str]) -> str:
+        """The leaf's action, its reason appended to ``path``."""
         text = f"-> {self.action}" + (f": {self.reason}" if self.reason else "")
         path.append(f"{self.name}: {text}" if self.name else text)
         return self.action
@@ -435,6 +455,7 @@ class Branch(BaseModel):
     else_: Node = Field(alias="else")
 
     def walk(self, evidence: Evidence, ctx: Context, path: list[str]) -> str:
+        """Check the condition, note it in ``path`` and walk the branch it picks; returns the action reached."""
         v = self.if_.check(evidence, ctx)
         path.append(f"{self.name or self.if_.name or self.if_.label()}: {v.text}")
         return (self.then if v.holds else self.else_).walk(evidence, ctx, path)
@@ -458,6 +479,7 @@ class Rules(BaseModel):
     else_: Node = Field(alias="else")
 
     def walk(self, evidence: Evidence, ctx: Context, path: list[str]) -> str:
+        """Walk the first rule whose condition holds (else the fallback), noting each check in ``path``; returns the action reached."""
         for rule in self.first:
             v = rule.if_.check(evidence, ctx)
             name = rule.name or rule.if_.name or rule.if_.label()
@@ -529,6 +551,7 @@ class Policy(BaseModel):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "policy") -> Policy:
+        """A policy from its dict form, or ``ConfigurationError`` naming where in ``source`` it is invalid."""
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:

@@ -222,6 +222,7 @@ class Sketch:
         return f"<Sketch n={self.count} p50={self.quantile(0.5)} p99={self.quantile(0.99)}>"
 
     def index(self, x: float) -> int:
+        """The bucket a positive value falls in."""
         return math.ceil(math.log(x) / self._lg)
 
     def value(self, i: int) -> float:
@@ -230,6 +231,7 @@ class Sketch:
         return 2.0 * math.exp(i * self._lg) / (gamma + 1.0)
 
     def add(self, x: float, count: int = 1) -> None:
+        """Count ``count`` observations of the non-negative value ``x`` (``ValueError`` otherwise)."""
         x = float(x)
         if x != x or x < 0:
             raise ValueError(f"a latency must be a non-negative number, not {x!r}")
@@ -306,6 +308,7 @@ class Sketch:
 
     @property
     def mean(self) -> float | None:
+        """The exact mean of what was added, or None when empty."""
         return self.sum / self.count if self.count else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,6 +328,7 @@ class Sketch:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sketch:
+        """A sketch from ``to_dict()`` data."""
         s = cls(data.get("accuracy", 0.01), max_buckets=data.get("max_buckets", 2048))
         s.bins = dict(zip(data.get("index", []), data.get("counts", []), strict=True))
         s.zero = data.get("zero", 0)
@@ -375,17 +379,21 @@ class ContractTest:
 
     @property
     def violated(self) -> bool:
+        """Whether the candidate's quantile is proven over the contract (its lower bound above the legacy's allowance)."""
         return self.candidate_bounds[0] > self.ratio * self.legacy_bounds[1] + self.slack
 
     @property
     def met(self) -> bool:
+        """Whether the candidate's quantile is proven within the contract (its upper bound under the legacy's allowance)."""
         return self.candidate_bounds[1] <= self.ratio * self.legacy_bounds[0] + self.slack
 
     @property
     def label(self) -> str:
+        """The quantile tested, as people write it (``p99``)."""
         return _qlabel(self.q)
 
     def to_dict(self) -> dict[str, Any]:
+        """The test as JSON-ready data (times in seconds)."""
         return {
             "quantile": self.q,
             "ratio": self.ratio,

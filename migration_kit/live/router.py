@@ -51,6 +51,7 @@ class Seen:
 
     @property
     def phase(self) -> str:
+        """The phase last read (``shadow`` before any)."""
         return self.state.phase if self.state is not None else "shadow"
 
 

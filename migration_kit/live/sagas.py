@@ -107,6 +107,7 @@ class Handover:
     cutoff_effects: tuple[dict[str, Any], ...] = field(default=(), compare=False)  # real calls the cut-off run made
 
     def to_dict(self) -> dict[str, Any]:
+        """The handover as JSON-ready data, as the handover audit keeps it."""
         doc: dict[str, Any] = {
             "saga": self.saga,
             "from": self.source,
@@ -149,6 +150,7 @@ class SagaLedger:
 
     @property
     def records(self) -> Any:
+        """The records the saga ledger lives in (the migration's store's)."""
         return self.migration.store.records
 
     @staticmethod
@@ -160,6 +162,7 @@ class SagaLedger:
         return self.locks.hold(saga)
 
     def record(self, saga: str) -> tuple[dict[str, Any] | None, int]:
+        """A saga's ledger record and its version (``(None, 0)`` for a saga never handed over)."""
         return self.records.get(self._key(saga))
 
     def side(self, saga: str) -> Side:
@@ -172,6 +175,7 @@ class SagaLedger:
         return self.records.counters(HINT).get("candidate", 0) > 0
 
     def config(self, saga: str) -> dict[str, Any]:
+        """The LangGraph config that addresses a saga's checkpoint thread."""
         return {"configurable": {"thread_id": saga_thread(self.migration.name, saga)}}
 
     def state(self, saga: str) -> tuple[Side, dict[str, Any]]:

@@ -72,7 +72,7 @@ from redis_connect.urls import mask_url
 from migration_kit.live.cutover import Cutover
 from migration_kit.compare.outcome import Outcome
 from migration_kit.observe.faults import Faults
-from migration_kit.observe.redaction import Redactor, redactor_named
+from migration_kit.observe.redaction import Redactor, default_redactor
 from migration_kit.compare.state_delta import delta, patched
 from migration_kit.types import Attachable, Side
 
@@ -105,37 +105,46 @@ class ShadowKeys:
 
     @property
     def tag(self) -> str:
+        """The hash tag every key of this migration shares (one Redis Cluster slot)."""
         return f"mk:{{{self.migration}}}"
 
     @property
     def stream(self) -> str:
+        """The shadow stream the tap writes and workers read."""
         return f"{self.tag}:shadow"
 
     @property
     def counters(self) -> str:
+        """The hash of the shadow path's counters (entries shed, ...)."""
         return f"{self.tag}:count:shadow"
 
     @property
     def groups(self) -> str:
+        """The hash of divergence groups workers count."""
         return f"{self.tag}:shadow:groups"
 
     @property
     def examples(self) -> str:
+        """The hash of one masked example per divergence group."""
         return f"{self.tag}:shadow:examples"
 
     @property
     def dead(self) -> str:
+        """The stream of entries no worker could process (dead letters)."""
         return f"{self.tag}:shadow:dead"
 
     @property
     def evidence(self) -> str:
+        """The hash of the evidence each worker saves, by its source."""
         return f"{self.tag}:shadow:evidence"
 
     def done(self, event_id: str) -> str:
+        """The marker that ``event_id`` was compared (so a redelivery is not counted twice)."""
         return f"{self.tag}:done:{event_id}"
 
     @property
     def done_pattern(self) -> str:
+        """The glob of every done marker of this migration."""
         return f"{self.tag}:done:*"
 
 
@@ -177,6 +186,7 @@ class Tapped:
 
     @property
     def serving(self) -> str:
+        """The side that served the tapped event live."""
         return "legacy" if self.legacy is not None else "candidate"
 
 
@@ -210,7 +220,7 @@ def encode_entry(
         "tapped_at": tapped_at,
     }
     if redactor is None:
-        redactor = redactor_named(migration)  # the facade's job: pass redactor= (the by-name registry goes then)
+        redactor = default_redactor()  # the facade hands its own; without one, the built-in rules
     masked = redactor.entry(doc)
     before, record = masked.get("state_before"), masked.get(outcome.path)
     if isinstance(before, dict) and before and isinstance(record, dict) and isinstance(record.get("state"), dict):
@@ -407,8 +417,8 @@ class ShadowHandle:
         faults: Faults | None = None,
     ) -> None:
         self.gc_freeze = gc_freeze
-        # Without one, the one registered under the migration's name (transitional: the facade passes its own).
-        self.redactor = redactor if redactor is not None else redactor_named(name)
+        # The facade hands its own; without one, the built-in rules.
+        self.redactor = redactor if redactor is not None else default_redactor()
         self.faults = faults if faults is not None else Faults(redactor=self.redactor)
         self.migration_name = name
         self.bus = bus
@@ -459,6 +469,7 @@ class ShadowHandle:
 
     @property
     def queued(self) -> int:
+        """How many entries wait in the queue for the sender."""
         return self._queue.qsize()
 
     def stats(self) -> dict[str, Any]:
@@ -565,6 +576,7 @@ class ShadowHandle:
         self._previous.clear()
 
     def start(self) -> ShadowHandle:
+        """Hook the bus, start the cutover's phase reads and the sender thread; returns the handle."""
         if self.gc_freeze:
             # Entries wait in the queue for the sender across a few young collections, so they are
             # promoted and trigger full collections; with the process's heap at attach frozen

@@ -242,6 +242,7 @@ class WorkerStats:
     reconnects: int = 0
 
     def to_dict(self) -> dict[str, int]:
+        """The counts as JSON-ready data."""
         return dict(self.__dict__)
 
 
@@ -349,6 +350,7 @@ class Worker:
 
     @property
     def stopping(self) -> bool:
+        """Whether ``stop()`` was asked for."""
         return self._stop.is_set()
 
     # -- Redis -----------------------------------------------------------------------------
@@ -674,6 +676,7 @@ class Worker:
 
     @property
     def source(self) -> str:
+        """What this worker's evidence and reports name as their source."""
         return f"shadow:{self.consumer}"
 
     @property

@@ -46,7 +46,6 @@ import hmac
 import json
 import os
 import re
-import weakref
 from collections.abc import Iterable
 from secrets import token_bytes
 from typing import Any
@@ -55,7 +54,7 @@ from migration_errors import ConfigurationError
 
 from migration_kit.compare.comparator import Comparison, Difference, glob_source
 
-__all__ = ["KEY_ENV", "Redactor", "default_redactor", "is_card", "luhn", "redactor_for", "redactor_named"]
+__all__ = ["KEY_ENV", "Redactor", "default_redactor", "is_card", "luhn"]
 
 KEY_ENV = "MIGRATION_KIT_REDACT_KEY"
 _PROCESS_KEY = token_bytes(32)  # used when KEY_ENV is unset: masks agree within this process only
@@ -559,19 +558,13 @@ def _secret_rx(secrets: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(re.escape(s) for s in secrets))
 
 
-# -- one redactor per migration ------------------------------------------------------------
+# -- the default ---------------------------------------------------------------------------
 #
-# Transitional. The redactor is built once, by the facade (``Migration.redactor``), and handed to
-# each sink's constructor: ``Telemetry(redactor=)``, ``ShadowHandle`` / ``tap.attach(redactor=)``,
-# ``ReplayTally(redactor=)`` / ``ReplayTally.freeze(redactor=)``, ``ReplayReport(redactor=)``,
-# ``render_report(redactor=)``, ``print_replay(redactor=)``, ``merge_tallies(redactor=)``,
-# ``Faults(redactor=)``. The registry below is what a sink falls back on while a caller does not
-# pass one yet (``run/record.py``, ``live/worker.py``, the facade): wiring those is the facade's
-# job, and then the registry goes.
+# The facade builds each migration's ``Redactor`` from ``redact=`` and hands it to every sink
+# (``Migration.redactor``). A sink given none, and output that knows no migration (the ``report``
+# command), masks with the built-in rules: card numbers only. There is no lookup by name.
 
-_BY_MIGRATION: weakref.WeakKeyDictionary[Any, Redactor] = weakref.WeakKeyDictionary()
-_BY_NAME: dict[str, Redactor] = {}
-_DEFAULT: list[Redactor] = []
+_DEFAULT: list[Redactor] = []  # rebuilt when KEY_ENV changes, so its masks follow the environment's key
 
 
 def default_redactor() -> Redactor:
@@ -579,26 +572,3 @@ def default_redactor() -> Redactor:
     if not _DEFAULT or not _DEFAULT[0].keyed_by_environment():
         _DEFAULT[:] = [Redactor()]
     return _DEFAULT[0]
-
-
-def redactor_for(migration: Any) -> Redactor:
-    """The redactor of ``migration`` (built from ``migration.redact`` and cached).
-
-    It is also registered under the migration's name, so output that knows
-    only the name (``redactor_named``: traces, reports) applies its rules.
-    """
-    rules = tuple(getattr(migration, "redact", ()) or ())
-    red = _BY_MIGRATION.get(migration)
-    if red is None or red.rules != rules or not red.keyed_by_environment():
-        red = Redactor(rules)
-        _BY_MIGRATION[migration] = red
-    name = getattr(migration, "name", None)
-    if isinstance(name, str):
-        _BY_NAME[name] = red
-    return red
-
-
-def redactor_named(name: str | None) -> Redactor:
-    """The redactor last registered for a migration of this name, else ``default_redactor()``."""
-    red = _BY_NAME.get(name) if isinstance(name, str) else None
-    return red if red is not None else default_redactor()

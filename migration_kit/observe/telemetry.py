@@ -141,9 +141,9 @@ class Telemetry:
     def _redactor(self) -> Redactor:
         if self.redactor is not None:
             return self.redactor
-        from migration_kit.observe.redaction import redactor_named
+        from migration_kit.observe.redaction import default_redactor
 
-        return redactor_named(self.migration)  # the facade's job: pass redactor= (the by-name registry goes then)
+        return default_redactor()  # the facade hands its own; without one, the built-in rules
 
     def record(self, comparison: Comparison, *, traceparent: str | None = None) -> str | None:
         """Count one comparison and, when tracing is on, emit its trace; returns the trace id (hex)."""

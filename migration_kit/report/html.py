@@ -17,7 +17,7 @@ import json
 import math
 from typing import Any
 
-from migration_kit.observe.redaction import Redactor, default_redactor, redactor_named
+from migration_kit.observe.redaction import Redactor, default_redactor
 
 __all__ = ["render_report"]
 
@@ -346,9 +346,8 @@ def _group_row(g: dict[str, Any], i: int, groups: list[dict[str, Any]]) -> str:
 
 
 def render_report(data: dict[str, Any], *, redactor: Redactor | None = None) -> str:
-    """The whole page for a report's ``to_dict()``, masked by ``redactor`` (default: the report's migration's)."""
-    # the facade's job: pass redactor= (the migration's); by name is transitional
-    data = (redactor or redactor_named(data.get("migration"))).report(data)
+    """The whole page for a report's ``to_dict()``, masked by ``redactor`` (default: the built-in rules)."""
+    data = (redactor or default_redactor()).report(data)
     d = data.get("decision") or {}
     action = str(d.get("action", "?"))
     ok = action in ("continue", "promote")

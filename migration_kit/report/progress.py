@@ -64,6 +64,7 @@ class ReplayProgress:
             self._bar.__exit__(None, None, None)
 
     def update(self, comparison: Any, tally: Any) -> None:
+        """Show the progress after one more comparison (the bar redraws at most ten times a second)."""
         self.done = tally.total
         self.divergent = tally.divergent
         now = time.perf_counter()

@@ -19,7 +19,7 @@ from legacy_bus import SkippedLine
 from migration_kit.compare.comparator import Comparison, Difference
 from migration_kit.decide.decision import Decision
 from migration_kit.decide.evidence import Evidence
-from migration_kit.observe.redaction import Redactor, default_redactor, redactor_named
+from migration_kit.observe.redaction import Redactor, default_redactor
 from migration_kit.decide.statistics import rate_bounds
 
 __all__ = ["DivergenceGroup", "ReplayReport", "ReplayTally"]
@@ -54,6 +54,7 @@ class DivergenceGroup:
     example: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
+        """The group as JSON-ready data (unmasked: the report masks it)."""
         return {
             "node": self.node,
             "kind": self.kind,
@@ -93,6 +94,7 @@ class ReplayTally:
     _sources: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def add(self, comparison: Comparison, line: int = 0) -> None:
+        """Count one comparison from line ``line`` of the log."""
         self.total += 1
         self.last_line = line
         self.evidence.add(comparison)
@@ -171,6 +173,7 @@ class ReplayTally:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReplayTally:
+        """A tally from its saved form (a resumed replay goes on from it)."""
         return cls(
             total=int(data["total"]),
             divergent=int(data["divergent"]),
@@ -200,7 +203,8 @@ class ReplayTally:
         policy: dict[str, Any] | None = None,
         redactor: Redactor | None = None,
     ) -> ReplayReport:
-        red = redactor or self.redactor or redactor_named(migration)  # the facade's job: pass redactor= (by name: transitional)
+        """The finished ``ReplayReport`` of what was counted, masked by ``redactor`` (else the tally's, else the built-in rules)."""
+        red = redactor or self.redactor or default_redactor()  # the facade hands its own; without one, the built-in rules
         sources = self._sources
 
         def secrets(event_id: Any) -> tuple[str, ...]:
@@ -276,10 +280,12 @@ class ReplayReport:
 
     @property
     def parity(self) -> bool:
+        """Whether no event diverged."""
         return self.divergent == 0
 
     @property
     def events_per_second(self) -> float:
+        """Events replayed per second of the replay's duration."""
         return self.total / self.duration if self.duration > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,7 +293,7 @@ class ReplayReport:
         return self._redactor().report(self._data())
 
     def _redactor(self) -> Redactor:
-        return self.redactor or redactor_named(self.migration)  # the facade's job: freeze(redactor=); by name: transitional
+        return self.redactor or default_redactor()  # the facade's freeze(redactor=); without one, the built-in rules
 
     def _data(self) -> dict[str, Any]:
         return {
@@ -318,6 +324,7 @@ class ReplayReport:
         return json.dumps(self.to_dict(), indent=indent, default=str)
 
     def write_json(self, path: str | Path) -> None:
+        """Write the masked report as JSON to ``path``."""
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     def write_html(self, path: str | Path) -> None:

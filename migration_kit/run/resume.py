@@ -92,6 +92,7 @@ class LogIdentity:
 
     @classmethod
     def start(cls, path: str | Path) -> LogIdentity:
+        """The identity of a log not yet read, at its start."""
         return cls(str(Path(path).resolve()))
 
     def __post_init__(self) -> None:
@@ -120,10 +121,12 @@ class LogIdentity:
             self.points = self.points[1::2]
 
     def to_dict(self) -> dict[str, Any]:
+        """The identity as JSON-ready data (``from_dict`` reads it back)."""
         return {"path": self.path, "offset": self.offset, "line": self.line, "digest": self.digest, "points": self.points}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LogIdentity:
+        """An identity from ``to_dict()`` data."""
         return cls(data["path"], int(data["offset"]), int(data["line"]), data["digest"], [list(p) for p in data.get("points", [])])
 
     def verify(self) -> None:

@@ -83,12 +83,14 @@ class PagedStates(BoundedStateStore):
             self._members.get(page, set()).discard(key)
 
     def load(self, key: str) -> dict[str, Any]:
+        """The saga's state, marking its page used."""
         state = super().load(key)
         if key in self._states:  # a read moves the saga in the eviction order
             self._used(key)
         return state
 
     def save(self, key: str, state: dict[str, Any]) -> None:
+        """Keep the saga's state, marking its page (and an evicted saga's) to be rewritten."""
         full = key not in self._states and len(self._states) >= self.capacity
         oldest = next(iter(self._states), None) if full else None
         super().save(key, state)

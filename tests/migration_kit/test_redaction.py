@@ -17,12 +17,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from legacy_bus import Event, EventLog
+from graph_flows import flow_from_bus
+from legacy_bus import Event, EventLog, OverlayStateStore, Sandbox
 from migration_errors import ConfigurationError
-from migration_kit import Difference
+from migration_kit import Difference, Migration
 from migration_kit.cli import main
-from migration_kit.observe.redaction import KEY_ENV, Redactor, default_redactor, luhn, redactor_for, redactor_named
-from migration_kit.live.tap import ShadowKeys, decode_entry, divergence_groups
+from migration_kit.observe.redaction import KEY_ENV, Redactor, default_redactor, luhn
+from migration_kit.live.tap import ShadowKeys, decode_entry, divergence_groups, encode_entry
 from migration_kit.observe.telemetry import Telemetry
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -209,7 +210,7 @@ def test_a_difference_holding_a_card_number_masks_a_near_miss_on_the_other_side(
 
 def test_a_value_a_rule_masks_is_scrubbed_where_else_it_is_quoted():
     m = redact_app.migration_quoting_email()
-    red = redactor_for(m)
+    red = m.redactor
     c = m.compare(redact_app.payment())
     quoted = next(d for d in c.differences if d.path == "error")
     assert EMAIL in quoted.candidate  # the candidate's error message quotes the e-mail address
@@ -233,12 +234,23 @@ def test_the_key_comes_from_the_environment_else_one_random_key_per_process(monk
     assert default_redactor().token("x") == Redactor(key="shared-secret").token("x")
 
 
-def test_redactor_for_builds_one_per_migration_and_registers_it_by_name():
+def test_the_migration_builds_one_redactor_from_redact_and_hands_it_to_its_sinks():
     m = redact_app.migration()
-    red = redactor_for(m)
-    assert red is redactor_for(m) and red.rules == tuple(RULES)
-    assert redactor_named("pay") is red
-    assert redactor_named("no-such-migration").rules == ()  # unknown: card numbers only
+    red = m.redactor
+    assert red is m.redactor and red.rules == tuple(RULES)
+    assert m.telemetry.redactor is red and m.faults.redactor is red
+
+
+def test_a_sink_given_no_redactor_masks_with_the_built_in_rules_never_a_migration_found_by_name():
+    m = redact_app.migration()  # a migration named "pay" with rules exists in this process
+    other = Migration("pay", legacy=redact_app.bus, candidate=flow_from_bus(redact_app.bus), redact=["payload.note"])
+    assert other.redactor is not m.redactor and other.redactor.rules == ("payload.note",) and m.redactor.rules == tuple(RULES)
+    dispatch = redact_app.bus.dispatch(redact_app.payment(), sandbox=Sandbox(), states=OverlayStateStore(), capture=True)
+    plain = encode_entry("pay", dispatch, None, None, 0.0).decode()
+    assert CARD not in plain and CARD_DIGITS not in plain  # card numbers: always masked
+    assert EMAIL in plain and XSS in json.loads(plain)["event"]["payload"]["note"]  # no rule of any "pay" migration applied
+    masked = encode_entry("pay", dispatch, None, None, 0.0, redactor=m.redactor).decode()
+    assert leaks(masked) == [] and m.redactor.token(EMAIL) in masked
 
 
 # -- acceptance: nothing leaves the process unmasked --------------------------------------------
@@ -283,7 +295,7 @@ def test_stream_entries_hold_no_card_number_or_email_and_still_decode(redis_url)
     entry = raw[0][1][b"d"].decode()
     assert leaks(entry) == []
     tapped = decode_entry(entry)
-    red = redactor_for(m)
+    red = m.redactor
     assert tapped.event.payload["card"]["number"] == red.token(CARD)
     assert tapped.event.payload["customer"]["email"] == red.token(EMAIL)
     assert tapped.event.payload["note"] == XSS  # not a secret: kept (reports escape it)
@@ -305,7 +317,7 @@ def test_a_worker_stores_the_changed_card_number_as_a_divergence_with_masked_val
     client = redis.Redis.from_url(redis_url)
     groups = {g["path"]: g for g in divergence_groups(client, ShadowKeys("pay"))}
     card = groups["emitted[*].payload.card.number"]["example"]
-    red = redactor_for(m)
+    red = m.redactor
     assert card["legacy"] == red.token(CARD) and card["candidate"] == red.token(OTHER_CARD)
 
 
@@ -313,8 +325,7 @@ def _traced(m):
     exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    redactor_for(m)  # what the CLI and workers do when they load the app
-    m.telemetry = Telemetry(m.name, tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader]))
+    m.telemetry = Telemetry(m.name, tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader]), redactor=m.redactor)
     return exporter, reader
 
 
@@ -339,7 +350,7 @@ def test_spans_span_events_and_metric_labels_hold_no_card_number_or_email():
     text = _exported_text(exporter, reader)
     assert leaks(text) == [] and cards_in(text) == []
     failed = next(s for s in exporter.get_finished_spans() if s.name == "receipt" and s.status.description)
-    assert failed.status.description == f"ValueError: no receipt template for card {redactor_for(m).token(OTHER_CARD)}"
+    assert failed.status.description == f"ValueError: no receipt template for card {m.redactor.token(OTHER_CARD)}"
     assert "emitted[0].payload.card.number" in text  # the difference is named on the root span
 
 
@@ -349,12 +360,12 @@ def test_a_span_status_quoting_a_rule_masked_value_shows_it_masked():
     m.compare(redact_app.payment(4))
     assert leaks(_exported_text(exporter, reader)) == []
     failed = next(s for s in exporter.get_finished_spans() if s.name == "receipt" and s.status.description)
-    assert failed.status.description == f"ValueError: mailbox {redactor_for(m).token(EMAIL)} unknown"
+    assert failed.status.description == f"ValueError: mailbox {m.redactor.token(EMAIL)} unknown"
 
 
 def test_the_replay_report_holds_no_card_number_and_shows_the_changed_card_masked(tmp_path):
     m = redact_app.migration()
-    red = redactor_for(m)
+    red = m.redactor
     report = m.replay([redact_app.payment(i) for i in range(1, 4)])
     assert report.divergent == 3
     out = report.to_json()
@@ -373,10 +384,10 @@ def test_a_tally_given_the_redactor_keeps_only_masked_examples_even_in_its_saved
     from migration_kit.report.report import ReplayTally
 
     m = redact_app.migration_quoting_email()
-    tally = ReplayTally(redactor=redactor_for(m))
+    tally = ReplayTally(redactor=m.redactor)
     tally.add(m.compare(redact_app.payment(5)), 1)
     saved = json.dumps(tally.to_dict())  # what a resumable replay stores
-    assert leaks(saved) == [] and redactor_for(m).token(EMAIL) in saved
+    assert leaks(saved) == [] and m.redactor.token(EMAIL) in saved
 
 
 @pytest.fixture
@@ -407,7 +418,7 @@ def test_status_json_stays_json_when_a_float_has_card_shaped_digits(project, cap
     monkeypatch.setattr(Migration, "status", lambda self: {"phase": "shadow", "rate": 0.4111111111111111, "note": f"card {CARD}"})
     assert main(["status", "--app", "redact_app:migration", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)  # the float's 16 digits pass Luhn; the output still parses
-    assert printed["rate"] == 0.4111111111111111 and printed["note"] == f"card {redactor_for(redact_app.migration()).token(CARD)}"
+    assert printed["rate"] == 0.4111111111111111 and printed["note"] == f"card {redact_app.migration().redactor.token(CARD)}"
 
 
 def test_a_printed_card_number_is_masked_on_its_way_to_the_terminal(project, capsys):
@@ -426,7 +437,7 @@ def test_a_recorded_log_holds_no_card_number_or_email_and_replays(project, redis
     text = (project / "recorded.jsonl").read_text()
     assert leaks(text) == [] and cards_in(text) == [] and leaks(capsys.readouterr().err) == []
     entries = list(EventLog(project / "recorded.jsonl"))
-    red = redactor_for(m)
+    red = m.redactor
     assert [e.event.payload["card"]["number"] for e in entries] == [red.token(CARD)] * 2
     assert [c.port for c in entries[0].effects] == ["gateway.charge", "mail.send"]
     assert entries[0].effects[0].response == {"status": "approved", "card": red.token(CARD), "amount": 10}
