@@ -111,7 +111,9 @@ class Migration:
         self.store = store
         self.candidate_graph = CandidateGraph(self.candidate, lambda: store.checkpointer)
         self.noise_book = NoiseBook(store, self.redactor.difference_dict)
-        self.executor = Executor(self.name, self.legacy, self.candidate_graph, self.comparator, self.noise_book, self._observed)
+        self.executor = Executor(
+            self.name, self.legacy, self.candidate_graph, self.comparator, self.noise_book, self._observed, faults=self.faults
+        )
         self.evidence_store = EvidenceStore(store, self._worker_evidence if store.scheme in ("redis", "rediss") else None)
         self.phase_control = PhaseControl(store, lambda: self.evidence().summary(), ttl=ttl)
         self.router = Router(self.name, self.phase_control)
@@ -200,7 +202,8 @@ class Migration:
         """Count and trace a comparison (telemetry never fails the comparison)."""
         try:
             trace_id = self.telemetry.record(comparison, traceparent=traceparent)
-        except Exception:  # noqa: BLE001 - observability must not break the migration
+        except Exception as exc:  # noqa: BLE001 - swallowed: observability must not break the migration
+            self.faults.raised("telemetry.record", exc)
             return comparison
         return dataclasses.replace(comparison, trace_id=trace_id) if trace_id else comparison
 
@@ -474,6 +477,7 @@ class Migration:
             evidence=self.evidence_store,
             policy=self.policy,
             redactor=self.redactor,
+            faults=self.faults,
             url=url,
             **options,
         )

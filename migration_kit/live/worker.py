@@ -63,6 +63,7 @@ from migration_errors import ConfigurationError, StoreUnavailable
 from redis_connect.connection import connect, missing_group
 
 from migration_kit.decide.evidence import Evidence
+from migration_kit.observe.faults import Faults
 from migration_kit.report.report import signature
 from migration_kit.live.tap import FIELD, GROUP, BadShadowEntry, ShadowKeys, Tapped, decode_entry
 
@@ -286,6 +287,7 @@ class Worker:
         evidence: EvidenceStore,
         policy: Policy,
         redactor: Redactor,
+        faults: Faults | None = None,
         url: str | None = None,
         consumer: str | None = None,
         concurrency: int = 1,
@@ -305,6 +307,7 @@ class Worker:
         self.evidence = evidence
         self.policy = policy
         self.redactor = redactor
+        self.faults = faults if faults is not None else Faults(redactor=redactor)  # every failure swallowed here
         # Deleting recorded entries keeps the stream to what is still to compare, but takes them
         # from `migration-kit record` too; off by default (the stream's MAXLEN bounds it anyway).
         self.trim = trim
@@ -376,8 +379,8 @@ class Worker:
                 name = name.decode() if isinstance(name, bytes) else str(name)
                 if name != self.consumer and int(c.get("pending", 0)) == 0 and int(c.get("idle", 0)) > IDLE_CONSUMER_MS:
                     self._client.xgroup_delconsumer(self.keys.stream, GROUP, name)
-        except Exception as exc:  # noqa: BLE001 - tidying; the next start tries again
-            log.info("shadow worker %s: could not tidy idle consumers: %s", self.consumer, exc)
+        except Exception as exc:  # noqa: BLE001 - swallowed: tidying; the next start tries again
+            self.faults.raised("worker.tidy_consumers", exc)
 
     def _unreachable(self, exc: BaseException) -> bool:
         from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError  # noqa: A004
@@ -483,8 +486,8 @@ class Worker:
             self.candidate.reset()
         try:
             saver.close()  # flushes what is queued
-        except Exception as exc:  # noqa: BLE001 - the results are recorded; only cleanup is at stake
-            log.warning("shadow worker %s: closing the checkpointer: %s", self.consumer, exc)
+        except Exception as exc:  # noqa: BLE001 - swallowed: the results are recorded; only cleanup is at stake
+            self.faults.raised("worker.close_checkpointer", exc)
 
     def _settle_checkpoints(self) -> None:
         """Wait for the queued checkpoint writes and deletes of the runs just finished."""
@@ -492,8 +495,8 @@ class Worker:
             return
         try:
             self._saver.flush(FLUSH_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - the comparisons stand; at worst a finished thread is left behind
-            log.warning("shadow worker %s: checkpoint writes not acknowledged: %s", self.consumer, exc)
+        except Exception as exc:  # noqa: BLE001 - swallowed: the comparisons stand; at worst a finished thread is left behind
+            self.faults.raised("worker.flush_checkpoints", exc)
 
     def _enough(self) -> bool:
         return self.max_events is not None and self.stats.handled >= self.max_events
@@ -631,8 +634,8 @@ class Worker:
         """Delete recorded (acknowledged) entries from the stream, so it holds what is still to compare."""
         try:
             self._client.xdel(self.keys.stream, *ids)
-        except Exception as exc:  # noqa: BLE001 - the entry stays, within the stream's MAXLEN
-            log.info("shadow worker %s: could not delete recorded entries: %s", self.consumer, exc)
+        except Exception as exc:  # noqa: BLE001 - swallowed: the entry stays, within the stream's MAXLEN
+            self.faults.raised("worker.trim", exc)
 
     def _evidence_with(self, chunk: list[tuple[str, Tapped, Comparison]], flags: list[int]) -> tuple[Evidence | None, str]:
         """The worker's evidence with the first-time events of ``chunk`` added, and its stored JSON ("" when not atomic)."""
@@ -740,4 +743,4 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - evidence is retried at the next save
             self._saved_at = time.monotonic()
             self._unsaved += 1
-            log.warning("shadow worker %s: could not save evidence or evaluate the policy: %s", self.consumer, exc)
+            self.faults.raised("worker.save_evidence", exc)

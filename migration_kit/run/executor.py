@@ -34,6 +34,7 @@ from migration_errors import ConfigurationError, UnisolatedNoiseLearning
 from migration_kit.compare.comparator import Comparator, Comparison, Difference
 from migration_kit.compare.noise import NoiseBook, NoiseModel
 from migration_kit.compare.outcome import Outcome
+from migration_kit.observe.faults import Faults
 from migration_kit.run.candidate import CandidateGraph
 from migration_kit.run.threads import Finished, Fresh, Resumable, ThreadState, thread_state
 from migration_kit.types import Side
@@ -154,6 +155,7 @@ class Executor:
         comparator: Comparator,
         noise: NoiseBook,
         observe: Callable[[Comparison, str | None], Comparison],
+        faults: Faults | None = None,
     ) -> None:
         self.name = name
         self.legacy = legacy
@@ -161,6 +163,7 @@ class Executor:
         self.comparator = comparator
         self.noise = noise
         self.observe = observe
+        self.faults = faults if faults is not None else Faults()  # every failure swallowed here goes through it
 
     # -- one path at a time ----------------------------------------------------------------
 
@@ -239,16 +242,15 @@ class Executor:
         """What an interrupted run left on ``event``'s thread (``migration_kit.run.threads``: the one rule)."""
         return thread_state(graph, config, event.id, complete=self.candidate.complete())
 
-    @staticmethod
-    def _forget(graph: Any, thread: str) -> None:
+    def _forget(self, graph: Any, thread: str) -> None:
         # A finished event's checkpoints are not needed again; dropping them
         # keeps a long replay's memory (or store) flat.
         saver = getattr(graph, "checkpointer", None)
         if saver is not None and saver is not True and hasattr(saver, "delete_thread"):
             try:
                 saver.delete_thread(thread)
-            except Exception:  # noqa: S110 - best effort cleanup
-                pass
+            except Exception as exc:  # noqa: BLE001 - swallowed: best effort cleanup
+                self.faults.raised("executor.forget_thread", exc)
 
     # -- both paths ------------------------------------------------------------------------
 
@@ -346,7 +348,8 @@ class Executor:
         refuse_unisolated(event, again)
         try:
             return self.comparator.noise_between(legacy, again)
-        except Exception:  # learning is best effort; the comparison stands as it is
+        except Exception as exc:  # noqa: BLE001 - swallowed: learning is best effort; the comparison stands as it is
+            self.faults.raised("executor.learn_noise", exc)
             return None
 
     # -- a replay's steps ------------------------------------------------------------------

@@ -168,3 +168,23 @@ def test_a_tap_whose_redis_is_gone_hands_its_failed_sends_to_its_faults_and_the_
         handle.close(timeout=0.5)
         server.stop()
         m.close()
+
+
+def test_the_migration_hands_its_one_hook_to_its_parts_and_a_failed_noise_learning_is_counted_there():
+    from migration_kit import Comparator
+
+    class Flaky(Comparator):
+        def noise_between(self, first, second):  # noqa: ANN001, ANN201 - a bug in a user's rule
+            raise RuntimeError("rule bug")
+
+    bus = EventBus("hook-parts")
+
+    @bus.on("Ping")
+    def pong(event):  # noqa: ANN001, ANN202
+        return None
+
+    m = Migration("hook-parts", legacy=bus, candidate=flow_from_bus(bus), comparator=Flaky())  # learns from the first events of a type
+    assert m.executor.faults is m.faults and m.telemetry.faults is m.faults
+    comparison = m.compare(Event(type="Ping", payload={}))
+    assert not comparison.divergent  # learning is best effort: the comparison stands
+    assert m.faults.counts() == {"executor.learn_noise": 1}
