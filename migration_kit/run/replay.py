@@ -141,29 +141,8 @@ class Replayer:
         workers: int | None = None,
         **distributed: Any,
     ) -> ReplayReport:
-        """Replay recorded events through both paths; returns the report.
-
-        Streams the log: memory stays flat over any length. Saga state
-        carries across the events of a replay (starting empty), on each path
-        separately. A line that is not a valid event, or whose type no handler
-        subscribes to, raises ``BadEventLog`` naming the line, or with
-        ``skip_bad=True`` is skipped and listed in the report.
-
-        A replay of a file saves its progress in the store every
-        ``checkpoint_every`` events and when interrupted (Ctrl-C raises
-        ``ReplayInterrupted`` once the progress is saved). ``resume=True``
-        continues the unfinished replay of the same file, if there is one,
-        ``stop`` (a ``threading.Event``) ends it like Ctrl-C after the event in hand,
-        and reports exactly what an uninterrupted run would have; a log
-        changed since is refused, naming what changed.
-
-        ``workers=N`` splits a log file across N processes by saga (and lets
-        ``migration-kit worker --replay`` processes elsewhere join through a
-        Redis store); the report is the one a single process gives. See
-        ``migration_kit.run.distributed`` (its options: ``partitions``,
-        ``lease_ttl``, ``batch``). ``on_result`` then gets ``(None, progress)``
-        about once a second, ``progress`` having ``total`` and ``divergent``.
-        """
+        """Replay recorded events through both paths; returns the report (the public contract, with every
+        option, is ``Migration.replay``'s: the facade delegates here)."""
         if workers is not None or (resume and isinstance(events_or_path, (str, Path)) and self._distributed_unfinished(events_or_path)):
             return self._replay_distributed(
                 events_or_path, workers=workers, skip_bad=skip_bad, resume=resume, on_result=on_result,
