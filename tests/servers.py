@@ -467,7 +467,12 @@ class PostgresServer:
             try:
                 pwd.getpwnam(user)
             except KeyError:
-                subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", user], check=True, timeout=30)
+                made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", user], capture_output=True, text=True, timeout=30)
+                if made.returncode != 0:
+                    try:  # another test worker (pytest -n) may have created it in the meantime
+                        pwd.getpwnam(user)
+                    except KeyError:
+                        raise PostgresServerError(f"useradd {user} failed: {made.stderr.strip()}") from None
         workdir = tempfile.mkdtemp(prefix="mk-postgres-")
         if user is not None:
             entry = pwd.getpwnam(user)

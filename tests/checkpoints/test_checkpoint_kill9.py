@@ -289,7 +289,8 @@ def _replication(client: redis.Redis) -> dict:
 @pytest.mark.parametrize("durability", ["async", "sync", "exit"])
 def test_failover_to_a_caught_up_replica_keeps_the_final_state(tmp_path: Path, durability: str) -> None:
     """kill -9 of the primary once its replica has the run (replication offset), replica promoted: the state is there."""
-    primary = RedisServer.start()
+    # Redis waits 5 s (repl-diskless-sync-delay) for more replicas before a full sync; there is one.
+    primary = RedisServer.start("--repl-diskless-sync-delay", "0")
     replica = RedisServer.start("--replicaof", "127.0.0.1", str(primary.port))
     try:
         primary_client, replica_client = redis.Redis.from_url(primary.url), redis.Redis.from_url(replica.url)

@@ -67,9 +67,11 @@ def candidate(shop: saga_app.Shop):  # noqa: ANN201
     return flow_from_bus(shop.bus).replace("send_receipt", send_receipt)
 
 
-def main() -> None:
-    mode, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    kill_at = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+def main(argv: list[str] | None = None) -> None:
+    """Run one MODE (``argv`` as on the command line, without the program name)."""
+    argv = sys.argv[1:] if argv is None else argv
+    mode, url, n = argv[0], argv[1], int(argv[2])
+    kill_at = int(argv[3]) if len(argv) > 3 else 0
     store = KillingStore(url, namespace=NAME)
     shop = saga_app.build(store, os.environ.get("SAGA_LEDGER"))
     policy = default_policy().model_copy(update={"cutoff": os.environ.get("SAGA_CUTOFF", "resume")})

@@ -222,20 +222,30 @@ def test_noise_shown_on_every_run_is_learned_as_one_process_learns_it_over_many_
     assert {(r["event_type"], r["path"]): (r["samples"], r["differed"]) for r in spread.noise} == rows
 
 
-def test_worker_replay_with_nothing_to_join_exits_2_with_one_error_line(redis_url: str, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "migration_kit", "worker", "--replay", "--app", APP, "--store", redis_url, "--wait", "0.2"]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
-    assert done.returncode == 2
-    waiting, error = done.stderr.splitlines()  # what it waited for, then why it gave up
+# Usage errors are about what the CLI says, not about its process: its `main` runs here, as the
+# console script calls it (no interpreter start and LangGraph import per check).
+
+
+def test_worker_replay_with_nothing_to_join_exits_2_with_one_error_line(redis_url: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    from migration_kit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["worker", "--replay", "--app", APP, "--store", redis_url, "--wait", "0.2"])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    waiting, error = stderr.splitlines()  # what it waited for, then why it gave up
     assert "waiting for a replay of 'orders-v2' to join" in waiting
     assert error.startswith("migration-kit: error: no distributed replay of migration 'orders-v2' to join")
 
 
-def test_replay_with_negative_workers_exits_2_with_one_line(log: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "migration_kit", "replay", str(log), "--app", APP, "--workers", "-1"]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "workers=-1" in done.stderr
+def test_replay_with_negative_workers_exits_2_with_one_line(log: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    from migration_kit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["replay", str(log), "--app", APP, "--workers", "-1"])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert stderr.count("\n") == 1 and "workers=-1" in stderr
 
 
 # -- the merge law: any cut of a sequence of comparisons into partitions merges to the sequence's tally --
