@@ -332,9 +332,11 @@ def test_an_event_arriving_during_a_handover_waits_for_it_and_then_goes_one_way(
 
     class SlowStore(InMemoryStateStore):
         slow = threading.Event()
+        holding = threading.Event()
 
         def save(self, key, state):
             if self.slow.is_set() and not state:  # the handover clearing legacy: hold it open
+                self.holding.set()
                 time.sleep(0.3)
             super().save(key, state)
 
@@ -350,7 +352,7 @@ def test_an_event_arriving_during_a_handover_waits_for_it_and_then_goes_one_way(
         store.slow.set()
         mover = threading.Thread(target=m.settle, args=("promoted",), kwargs={"sagas": ["o00000"]})
         mover.start()
-        time.sleep(0.1)  # the handover is under way
+        assert store.holding.wait(30), "the handover never reached the legacy store"  # it is under way, holding the saga
         shop.bus.dispatch(events[2].model_copy(deep=True))  # waits for it, then runs on the candidate
         mover.join()
         served = handle.stats()["served"]
