@@ -15,11 +15,12 @@ card numbers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -434,7 +435,6 @@ def pin_cpus(spec: str) -> set[int]:
 def cmd_worker(args: argparse.Namespace) -> int:
     """``worker``: run a shadow worker on the store's stream (or join a distributed replay) until stopped."""
     import logging
-    import signal
 
     if args.replay:
         return _join_replay(args)
@@ -452,15 +452,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
             max_events=args.max_events,
             trim=args.trim,
         )
-        for sig in (signal.SIGTERM, signal.SIGINT):  # drain what is in flight, then exit 0
-            signal.signal(sig, lambda *_: worker.stop())
-        stats = worker.run()
+        with _on_stop_signals(worker.stop):  # drain what is in flight, then exit 0
+            stats = worker.run()
     print(f"{migration.name}: worker {worker.consumer} stopped: " + ", ".join(f"{k} {v:,}" for k, v in stats.to_dict().items()))
     return EXIT_OK
 
 
-def _join_replay(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _on_stop_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``stop`` while the block runs; the handlers found are put back after
+    (``main`` may be called in-process, by a test or an embedding program)."""
     import signal
+
+    previous = {sig: signal.signal(sig, lambda *_: stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _join_replay(args: argparse.Namespace) -> int:
     import threading
 
     from migration_kit.run.distributed import join_replay
@@ -468,9 +480,7 @@ def _join_replay(args: argparse.Namespace) -> int:
     if args.cpus:
         pin_cpus(args.cpus)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # save this worker's partitions and release them, then exit 0
-        signal.signal(sig, lambda *_: stop.set())
-    with _load(args) as migration:
+    with _on_stop_signals(stop.set), _load(args) as migration:  # save this worker's partitions, release them, exit 0
         n = join_replay(migration.replayer, name=args.consumer, log=args.log, wait=args.wait, stop=stop)
     print(f"{migration.name}: replay worker stopped: compared {n:,} events", file=sys.stderr)
     return EXIT_OK

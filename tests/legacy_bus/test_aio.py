@@ -27,6 +27,9 @@ def test_run_sync_returns_the_value_and_sees_the_callers_context() -> None:
 
 
 def test_ctrl_c_cancels_the_coroutine_raises_keyboard_interrupt_and_restores_the_handler() -> None:
+    # Python's own Ctrl-C handler is what run_sync takes over (a test run earlier in this process may not have
+    # left it: the whole point of the last assertion below is that run_sync does).
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGINT)
     seen: list[str] = []
 
     async def handler() -> None:
