@@ -80,3 +80,15 @@ _databases = iter(range(1, 1_000_000))
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A SQLAlchemy URL of a new, empty database on the session's PostgreSQL server."""
     return postgres_server.create_database(f"t{next(_databases)}")
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_are_left_as_found() -> Iterator[None]:
+    """Code under test that takes SIGINT or SIGTERM (the CLI's worker, run_sync's Ctrl-C) puts the handler back:
+    tests share a process (and, under xdist, a worker), so a leaked handler would change what runs next."""
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    after = {sig: signal.getsignal(sig) for sig in before}
+    assert after == before, f"signal handlers changed by the test: {before} -> {after}"
