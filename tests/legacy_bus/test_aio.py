@@ -27,9 +27,32 @@ def test_run_sync_returns_the_value_and_sees_the_callers_context() -> None:
 
 
 def test_ctrl_c_cancels_the_coroutine_raises_keyboard_interrupt_and_restores_the_handler() -> None:
-    # Python's own Ctrl-C handler is what run_sync takes over (a test run earlier in this process may not have
-    # left it: the whole point of the last assertion below is that run_sync does).
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGINT)
+    # Python's own Ctrl-C handler is what run_sync takes over. A process started in the background by a
+    # non-interactive shell (nohup, CI runners) begins with SIGINT ignored, and run_sync rightly leaves that
+    # alone, so the test puts Python's handler in place first and puts back what it found after.
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_cancels_and_restores()
+    finally:
+        signal.signal(signal.SIGINT, found)
+
+
+def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it() -> None:
+    found = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+
+        async def handler() -> str:
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0.01)
+            return "ran to the end"
+
+        assert run_sync(handler()) == "ran to the end"
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, found)
+
+
+def _ctrl_c_cancels_and_restores() -> None:
     seen: list[str] = []
 
     async def handler() -> None:
